@@ -1,0 +1,93 @@
+use std::fmt;
+
+/// Why a job failed: the `errorCode` of a FAILED job. Whether a code is worth another attempt is
+/// decided here and nowhere else; the worker passes [`ErrorCode::is_retryable`] to `screenshot_fail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The page did not load within the job's timeout.
+    Timeout,
+    /// DNS failure, refused or reset connection, TLS failure.
+    UrlUnreachable,
+    /// The page, a redirect or the webhook points at a destination the network policy refuses.
+    BlockedUrl,
+    /// `selector` or `waitFor` matched nothing.
+    SelectorNotFound,
+    /// The page loaded but capturing it failed.
+    RenderFailed,
+    /// Chromium died or stopped answering.
+    BrowserCrashed,
+    /// The worker holding the job stopped heartbeating (set by `screenshot_rescue`).
+    LeaseExpired,
+    /// An output is larger than the configured limit.
+    OutputTooLarge,
+    /// Anything else; details are in the worker's log.
+    InternalError,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::Timeout,
+        ErrorCode::UrlUnreachable,
+        ErrorCode::BlockedUrl,
+        ErrorCode::SelectorNotFound,
+        ErrorCode::RenderFailed,
+        ErrorCode::BrowserCrashed,
+        ErrorCode::LeaseExpired,
+        ErrorCode::OutputTooLarge,
+        ErrorCode::InternalError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::UrlUnreachable => "URL_UNREACHABLE",
+            ErrorCode::BlockedUrl => "BLOCKED_URL",
+            ErrorCode::SelectorNotFound => "SELECTOR_NOT_FOUND",
+            ErrorCode::RenderFailed => "RENDER_FAILED",
+            ErrorCode::BrowserCrashed => "BROWSER_CRASHED",
+            ErrorCode::LeaseExpired => "LEASE_EXPIRED",
+            ErrorCode::OutputTooLarge => "OUTPUT_TOO_LARGE",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Failures that another attempt may cure: transient network and browser trouble. A blocked
+    /// URL, a missing selector or an oversized output fail the same way every time.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Timeout
+                | ErrorCode::UrlUnreachable
+                | ErrorCode::RenderFailed
+                | ErrorCode::BrowserCrashed
+                | ErrorCode::LeaseExpired
+                | ErrorCode::InternalError
+        )
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|code| code.as_str() == s)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_only_transient_ones_retry() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert!(ErrorCode::BrowserCrashed.is_retryable());
+        assert!(!ErrorCode::BlockedUrl.is_retryable());
+        assert!(!ErrorCode::SelectorNotFound.is_retryable());
+        assert_eq!(ErrorCode::parse("NOPE"), None);
+    }
+}

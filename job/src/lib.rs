@@ -1,0 +1,27 @@
+//! The screenshot job request, shared by the pgshot extension, worker and API.
+//!
+//! One definition of the request shape (DESIGN §4) and of its validation, so that a request the
+//! API accepts is exactly a request `screenshot_enqueue` accepts and the worker can render.
+
+mod backoff;
+mod destination;
+mod device;
+mod error_code;
+mod invalid;
+mod job_id;
+mod options;
+mod request;
+mod status;
+
+pub use backoff::{random_unit, retry_delay_ms};
+pub use destination::{check_url, is_public_ip, Destination, NetworkPolicy};
+pub use device::{Device, DEVICES};
+pub use error_code::ErrorCode;
+pub use invalid::InvalidOption;
+pub use job_id::new_job_id;
+pub use options::{
+    Action, BlockLevel, Cookie, Format, Header, OutputSpec, OutputType, ResponseType, ScreenshotOptions, Session,
+    StorageItem, Viewport, WaitUntil,
+};
+pub use request::{parse_bulk, JobRequest, DEFAULT_MAX_ATTEMPTS, MAX_BULK};
+pub use status::JobStatus;

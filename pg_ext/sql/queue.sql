@@ -1,0 +1,483 @@
+-- The queue's state machine and SQL API. Every transition is one function here; the worker and
+-- the API call these and never write the tables themselves. See the diagram in schema.sql.
+--
+-- Errors: 22023 bad argument, P0002 unknown job or output, 55000 wrong state or lost lease,
+-- 23505 idempotency key reused for another request, PS410 result expired.
+
+-- Notifications: 'pgshot_jobs' (payload 'queued') wakes workers, once per statement that makes
+-- jobs runnable; 'pgshot_job_done' carries {"id", "status"} of each job that reached a terminal
+-- state. Both are delivered at commit, and not at all on rollback.
+
+CREATE FUNCTION pgshot.notify_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('pgshot_jobs', 'queued');
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_notify_enqueued AFTER INSERT ON pgshot.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION pgshot.notify_enqueued();
+
+CREATE FUNCTION pgshot.notify_done() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('pgshot_job_done', json_build_object('id', NEW.id, 'status', NEW.status)::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
+    FOR EACH ROW
+    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION pgshot.notify_done();
+
+-- Inserts validated requests (screenshot_enqueue and screenshot_enqueue_bulk validate them in
+-- Rust) in one statement and returns their ids in order. A request with an idempotency key that
+-- is already taken returns the existing job if the request is the same, and raises 23505 if not.
+CREATE FUNCTION pgshot.insert_jobs(
+    p_ids text[], p_urls text[], p_options jsonb[], p_priorities integer[], p_run_ats timestamptz[],
+    p_max_attempts integer[], p_keys text[], p_webhook_urls text[], p_webhook_secrets text[]
+) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    clash record;
+    result text[];
+BEGIN
+    INSERT INTO pgshot.jobs (id, url, options, priority, run_at, max_attempts, idempotency_key,
+                             webhook_url, webhook_secret)
+    SELECT r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
+           r.webhook_url, r.webhook_secret
+    FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
+                p_webhook_urls, p_webhook_secrets)
+         WITH ORDINALITY AS r(id, url, options, priority, run_at, max_attempts, key, webhook_url,
+                              webhook_secret, ord)
+    ORDER BY r.ord
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+
+    IF cardinality(array_remove(p_keys, NULL)) = 0 THEN
+        RETURN p_ids;
+    END IF;
+
+    SELECT r.key, j.id AS existing INTO clash
+    FROM unnest(p_ids, p_urls, p_options, p_priorities, p_max_attempts, p_keys, p_webhook_urls,
+                p_webhook_secrets)
+         AS r(id, url, options, priority, max_attempts, key, webhook_url, webhook_secret)
+    JOIN pgshot.jobs j ON j.idempotency_key = r.key
+    WHERE j.id <> r.id
+      AND (j.url, j.options, j.priority, j.max_attempts, j.webhook_url, j.webhook_secret)
+          IS DISTINCT FROM (r.url, r.options, r.priority, r.max_attempts, r.webhook_url, r.webhook_secret)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'idempotency key "%" was already used for a different request', clash.key
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('job %s was created with this key', clash.existing),
+                  HINT = 'send exactly the same request again, or use a new key';
+    END IF;
+
+    SELECT array_agg(coalesce(j.id, r.id) ORDER BY r.ord) INTO result
+    FROM unnest(p_ids, p_keys) WITH ORDINALITY AS r(id, key, ord)
+    LEFT JOIN pgshot.jobs j ON r.key IS NOT NULL AND j.idempotency_key = r.key;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION pgshot.timestamp_json(ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
+
+-- Where a job's result is downloaded: absolute under pgshot.public_url when it is set.
+CREATE FUNCTION pgshot.result_url(job_id text, output_id text DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(rtrim(nullif(current_setting('pgshot.public_url', true), ''), '/'), '')
+        || '/v1/screenshots/jobs/' || job_id || '/result'
+        || coalesce('/' || output_id, '')
+$$;
+
+-- The job as GET /v1/screenshots/jobs/{id} returns it (seed/async-jobs.md): camelCase, absent
+-- values left out. Multi-output jobs list their outputs and point resultUrl at the first one.
+CREATE FUNCTION pgshot.job_json(j pgshot.jobs) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'id', j.id,
+        'status', j.status,
+        'url', j.url,
+        'resultUrl', CASE WHEN j.status = 'COMPLETED' THEN
+            pgshot.result_url(j.id, CASE WHEN j.options ? 'outputs' THEN o.first_id END) END,
+        'errorCode', j.error_code,
+        'errorMessage', j.error_message,
+        'createdAt', pgshot.timestamp_json(j.created_at),
+        'startedAt', pgshot.timestamp_json(j.started_at),
+        'completedAt', pgshot.timestamp_json(j.completed_at),
+        'expiresAt', pgshot.timestamp_json(j.expires_at),
+        'metadata', j.metadata,
+        'outputs', CASE WHEN j.options ? 'outputs' THEN o.outputs END))
+    FROM (
+        SELECT min(output_id) FILTER (WHERE position = 1) AS first_id,
+               jsonb_object_agg(output_id, jsonb_build_object(
+                   'type', output_type,
+                   'contentType', content_type,
+                   'size', size,
+                   'resultUrl', pgshot.result_url(j.id, output_id)) || metadata) AS outputs
+        FROM pgshot.outputs
+        WHERE job_id = j.id
+    ) o
+$$;
+
+CREATE FUNCTION screenshot_job(id text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_job.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN pgshot.job_json(j);
+END
+$$;
+COMMENT ON FUNCTION screenshot_job(text) IS
+    'the job as GET /v1/screenshots/jobs/{id} returns it; raises P0002 for an unknown id';
+
+-- Locks a job for a worker's transition and checks the worker still holds the attempt it names:
+-- the fencing that keeps a worker whose lease was taken over from touching the newer attempt.
+CREATE FUNCTION pgshot.lock_attempt(p_job_id text, p_worker_id text, p_attempt integer)
+RETURNS pgshot.jobs LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    SELECT * INTO j FROM pgshot.jobs WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', p_job_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF j.status <> 'PROCESSING' OR j.worker_id IS DISTINCT FROM p_worker_id OR j.attempt <> p_attempt THEN
+        RAISE EXCEPTION 'job "%" is not held by worker "%" at attempt %', p_job_id, p_worker_id, p_attempt
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('the job is %s, attempt %s, last claimed by worker "%s"',
+                                  j.status, j.attempt, j.worker_id),
+                  HINT = 'the lease was lost: abandon this attempt and do not retry it';
+    END IF;
+    RETURN j;
+END
+$$;
+
+CREATE FUNCTION pgshot.check_lease(lease interval) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 hour' THEN
+        RAISE EXCEPTION 'lease must be between 1 second and 1 hour'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', lease);
+    END IF;
+END
+$$;
+
+-- Claims up to max_jobs runnable jobs for worker_id, highest priority (lowest number) first,
+-- giving each a lease. Jobs locked by another claimer are skipped, never waited for.
+CREATE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
+               lease_expires_at timestamptz, created_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    IF coalesce(trim(screenshot_claim.worker_id), '') = '' THEN
+        RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_jobs must be between 1 and 1000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_jobs);
+    END IF;
+    PERFORM pgshot.check_lease(lease);
+    RETURN QUERY
+    WITH picked AS (
+        SELECT j.id
+        FROM pgshot.jobs j
+        WHERE j.status = 'QUEUED' AND j.run_at <= now()
+        ORDER BY j.priority, j.run_at, j.id
+        LIMIT screenshot_claim.max_jobs
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE pgshot.jobs j
+    SET status = 'PROCESSING',
+        attempt = j.attempt + 1,
+        worker_id = screenshot_claim.worker_id,
+        lease_expires_at = now() + screenshot_claim.lease,
+        started_at = now()
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
+END
+$$;
+COMMENT ON FUNCTION screenshot_claim(text, integer, interval) IS
+    'for workers: claim up to max_jobs runnable jobs with a lease; the attempt is the fencing token';
+
+-- Extends the lease of a job the worker holds. Returns false when the job was cancelled meanwhile:
+-- it is now CANCELLED and the worker should stop rendering it.
+CREATE FUNCTION screenshot_heartbeat(job_id text, worker_id text, attempt integer, lease interval DEFAULT '30 seconds')
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    PERFORM pgshot.check_lease(lease);
+    j := pgshot.lock_attempt(job_id, worker_id, attempt);
+    IF j.cancel_requested THEN
+        UPDATE pgshot.jobs
+        SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
+        WHERE id = j.id;
+        RETURN false;
+    END IF;
+    UPDATE pgshot.jobs SET lease_expires_at = now() + lease WHERE id = j.id;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION screenshot_heartbeat(text, text, integer, interval) IS
+    'for workers: extend the lease; false means the job was cancelled; 55000 if the lease was lost';
+
+CREATE TYPE pgshot.output AS (
+    output_id    text,
+    output_type  text,
+    content_type text,
+    bytes        bytea,
+    metadata     jsonb
+);
+COMMENT ON TYPE pgshot.output IS 'one result handed to screenshot_complete';
+
+-- Completes a job the worker holds with its outputs (at least one) and metadata, in one
+-- transaction: the job is COMPLETED exactly once, whatever happened to earlier attempts.
+CREATE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer, metadata jsonb,
+                                    outputs pgshot.output[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+    bad record;
+BEGIN
+    IF coalesce(cardinality(outputs), 0) = 0 THEN
+        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT o.ord, o.output_id INTO bad
+    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord)
+    WHERE o.output_id IS NULL OR o.output_type IS NULL OR o.content_type IS NULL OR o.bytes IS NULL
+       OR (SELECT count(*) FROM unnest(outputs) u WHERE u.output_id = o.output_id) > 1
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', bad.ord, bad.output_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'each output needs a unique output_id, an output_type, a content_type and bytes';
+    END IF;
+
+    j := pgshot.lock_attempt(job_id, worker_id, attempt);
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
+    SELECT j.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
+           coalesce(o.metadata, '{}')
+    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+    UPDATE pgshot.jobs
+    SET status = 'COMPLETED',
+        completed_at = now(),
+        expires_at = now() + pgshot.result_retention(),
+        lease_expires_at = NULL,
+        metadata = screenshot_complete.metadata
+    WHERE id = j.id;
+END
+$$;
+COMMENT ON FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) IS
+    'for workers: store the outputs and mark the job COMPLETED; 55000 if the lease was lost';
+
+-- Records a failed attempt. The job goes back to QUEUED after a backoff when the failure is
+-- retryable and attempts are left, and to FAILED otherwise; a job whose cancellation was
+-- requested becomes CANCELLED. Returns the job's new status.
+CREATE FUNCTION screenshot_fail(job_id text, worker_id text, attempt integer, error_code text,
+                                error_message text, retryable boolean DEFAULT true)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+    next_status text;
+    message text := left(coalesce(error_message, ''), 2000);
+BEGIN
+    IF error_code IS NULL OR error_code !~ '^[A-Z][A-Z0-9_]{0,63}$' THEN
+        RAISE EXCEPTION 'error_code must be an upper-case code such as RENDER_FAILED'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %L', error_code);
+    END IF;
+    j := pgshot.lock_attempt(job_id, worker_id, attempt);
+    next_status := CASE
+        WHEN j.cancel_requested THEN 'CANCELLED'
+        WHEN coalesce(retryable, true) AND j.attempt < j.max_attempts THEN 'QUEUED'
+        ELSE 'FAILED'
+    END;
+    UPDATE pgshot.jobs
+    SET status = next_status,
+        lease_expires_at = NULL,
+        run_at = CASE WHEN next_status = 'QUEUED' THEN now() + pgshot.retry_delay(j.attempt) ELSE run_at END,
+        completed_at = CASE WHEN next_status = 'QUEUED' THEN NULL ELSE now() END,
+        error_code = CASE WHEN next_status = 'FAILED' THEN screenshot_fail.error_code END,
+        error_message = CASE WHEN next_status = 'FAILED' THEN message END,
+        errors = errors || jsonb_build_object('attempt', j.attempt, 'at', now(),
+                                              'code', screenshot_fail.error_code, 'message', message)
+    WHERE id = j.id;
+    IF next_status = 'QUEUED' THEN
+        PERFORM pg_notify('pgshot_jobs', 'queued');
+    END IF;
+    RETURN next_status;
+END
+$$;
+COMMENT ON FUNCTION screenshot_fail(text, text, integer, text, text, boolean) IS
+    'for workers: record a failed attempt; returns QUEUED (retry), FAILED or CANCELLED';
+
+-- Takes back jobs whose worker stopped heartbeating: each goes back to QUEUED after a backoff,
+-- or to FAILED with LEASE_EXPIRED when it has used all its attempts. Returns how many.
+CREATE FUNCTION screenshot_rescue(max_jobs integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    rescued integer;
+    requeued integer;
+BEGIN
+    WITH expired AS (
+        SELECT id FROM pgshot.jobs
+        WHERE status = 'PROCESSING' AND lease_expires_at < now()
+        ORDER BY lease_expires_at
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE pgshot.jobs j
+        SET status = t.next_status,
+            lease_expires_at = NULL,
+            run_at = CASE WHEN t.next_status = 'QUEUED' THEN now() + pgshot.retry_delay(j.attempt) ELSE j.run_at END,
+            completed_at = CASE WHEN t.next_status = 'QUEUED' THEN NULL ELSE now() END,
+            error_code = CASE WHEN t.next_status = 'FAILED' THEN 'LEASE_EXPIRED' END,
+            error_message = CASE WHEN t.next_status = 'FAILED' THEN t.message END,
+            errors = j.errors || jsonb_build_object('attempt', j.attempt, 'at', now(),
+                                                    'code', 'LEASE_EXPIRED', 'message', t.message)
+        FROM expired e,
+             LATERAL (SELECT CASE WHEN jj.cancel_requested THEN 'CANCELLED'
+                                  WHEN jj.attempt < jj.max_attempts THEN 'QUEUED'
+                                  ELSE 'FAILED' END AS next_status,
+                             format('worker "%s" stopped heartbeating during attempt %s of %s',
+                                    jj.worker_id, jj.attempt, jj.max_attempts) AS message
+                      FROM pgshot.jobs jj WHERE jj.id = e.id) t
+        WHERE j.id = e.id
+        RETURNING t.next_status
+    )
+    SELECT count(*), count(*) FILTER (WHERE next_status = 'QUEUED') INTO rescued, requeued FROM moved;
+    IF requeued > 0 THEN
+        PERFORM pg_notify('pgshot_jobs', 'queued');
+    END IF;
+    RETURN rescued;
+END
+$$;
+COMMENT ON FUNCTION screenshot_rescue(integer) IS
+    'for workers: requeue or fail jobs whose lease expired; returns how many';
+
+-- Cancels a job: a QUEUED job becomes CANCELLED at once; a PROCESSING job is flagged and becomes
+-- CANCELLED when its worker next heartbeats (or fails, or loses its lease). Returns the job JSON.
+CREATE FUNCTION screenshot_cancel(id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_cancel.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF j.status = 'QUEUED' THEN
+        UPDATE pgshot.jobs SET status = 'CANCELLED', completed_at = now()
+        WHERE jobs.id = j.id RETURNING * INTO j;
+    ELSIF j.status = 'PROCESSING' THEN
+        UPDATE pgshot.jobs SET cancel_requested = true WHERE jobs.id = j.id RETURNING * INTO j;
+    ELSE
+        RAISE EXCEPTION 'job "%" is already %', id, j.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'only QUEUED and PROCESSING jobs can be cancelled';
+    END IF;
+    RETURN pgshot.job_json(j);
+END
+$$;
+COMMENT ON FUNCTION screenshot_cancel(text) IS
+    'cancel a queued job, or ask the worker of a processing one to stop; 55000 if already finished';
+
+-- A completed job's result: its first output, or the output named. P0002 for an unknown job or
+-- output, 55000 while the job is not COMPLETED, PS410 once the result expired.
+CREATE FUNCTION screenshot_result(id text, output_id text DEFAULT NULL)
+RETURNS TABLE (output text, output_type text, content_type text, bytes bytea)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_result.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', screenshot_result.id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF j.status IN ('QUEUED', 'PROCESSING') THEN
+        RAISE EXCEPTION 'job "%" has no result yet', j.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('the job is %s', j.status),
+                  HINT = 'wait until the job is COMPLETED';
+    ELSIF j.status <> 'COMPLETED' THEN
+        RAISE EXCEPTION 'job "%" has no result', j.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('the job is %s', j.status);
+    END IF;
+    IF j.expires_at <= now() OR j.purged_at IS NOT NULL THEN
+        RAISE EXCEPTION 'result of job "%" has expired', j.id
+            USING ERRCODE = 'PS410',
+                  DETAIL = format('results are kept until expiresAt, %s', pgshot.timestamp_json(j.expires_at));
+    END IF;
+    RETURN QUERY
+    SELECT o.output_id, o.output_type, o.content_type, o.bytes
+    FROM pgshot.outputs o
+    WHERE o.job_id = j.id
+      AND (screenshot_result.output_id IS NULL OR o.output_id = screenshot_result.output_id)
+    ORDER BY o.position
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" has no output "%"', j.id, screenshot_result.output_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = coalesce((SELECT 'its outputs are ' || string_agg(o.output_id, ', ' ORDER BY o.position)
+                                   FROM pgshot.outputs o WHERE o.job_id = j.id), 'it has no outputs');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION screenshot_result(text, text) IS
+    'a completed job''s result bytes, first output or the one named; PS410 once expired';
+
+-- Deletes the result bytes of jobs whose expiresAt has passed; the jobs keep their status and
+-- metadata. Returns how many jobs were purged.
+CREATE FUNCTION screenshot_purge(max_jobs integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    purged integer;
+BEGIN
+    WITH due AS (
+        SELECT id FROM pgshot.jobs
+        WHERE status = 'COMPLETED' AND purged_at IS NULL AND expires_at <= now()
+        ORDER BY expires_at
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), emptied AS (
+        UPDATE pgshot.outputs o SET bytes = NULL FROM due WHERE o.job_id = due.id
+    ), marked AS (
+        UPDATE pgshot.jobs j SET purged_at = now() FROM due WHERE j.id = due.id RETURNING 1
+    )
+    SELECT count(*) INTO purged FROM marked;
+    RETURN purged;
+END
+$$;
+COMMENT ON FUNCTION screenshot_purge(integer) IS
+    'for workers: delete result bytes past expiresAt, keeping the jobs; returns how many';
+
+-- Queue depth at a glance, for dashboards and /metrics.
+CREATE FUNCTION screenshot_stats()
+RETURNS TABLE (queued bigint, ready bigint, processing bigint, completed bigint, failed bigint,
+               cancelled bigint, oldest_queued_age interval, expired_leases bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT count(*) FILTER (WHERE status = 'QUEUED'),
+           count(*) FILTER (WHERE status = 'QUEUED' AND run_at <= now()),
+           count(*) FILTER (WHERE status = 'PROCESSING'),
+           count(*) FILTER (WHERE status = 'COMPLETED'),
+           count(*) FILTER (WHERE status = 'FAILED'),
+           count(*) FILTER (WHERE status = 'CANCELLED'),
+           now() - min(created_at) FILTER (WHERE status = 'QUEUED'),
+           count(*) FILTER (WHERE status = 'PROCESSING' AND lease_expires_at < now())
+    FROM pgshot.jobs
+$$;
+COMMENT ON FUNCTION screenshot_stats() IS
+    'jobs per status, runnable jobs, age of the oldest queued job, leases past expiry';

@@ -1,0 +1,109 @@
+-- pgshot tables. The user-facing functions live in the extension's schema (public by default);
+-- the tables live in their own schema so that they do not crowd the user's.
+--
+-- State machine (DESIGN §2):
+--
+--   QUEUED --claim--> PROCESSING --complete--> COMPLETED --expires_at, purge--> bytes gone, status kept
+--                     PROCESSING --fail, retryable and attempts left--> QUEUED (run_at = now + backoff)
+--                     PROCESSING --fail final, or attempts used up--> FAILED
+--                     PROCESSING --lease expired, rescue--> QUEUED or FAILED (LEASE_EXPIRED)
+--   QUEUED --cancel--> CANCELLED
+--   PROCESSING --cancel--> cancel_requested; CANCELLED at the next heartbeat, fail or rescue
+--
+-- The attempt number is the fencing token: heartbeat, complete and fail name the worker and the
+-- attempt they hold, and act only while both still match.
+
+CREATE SCHEMA pgshot;
+COMMENT ON SCHEMA pgshot IS 'pgshot job tables; use the screenshot_* functions rather than writing here';
+
+CREATE TABLE pgshot.jobs (
+    id               text PRIMARY KEY,
+    status           text NOT NULL DEFAULT 'QUEUED',
+    url              text NOT NULL,
+    -- Canonical render options (pgshot-job's ScreenshotOptions), without the columns below.
+    options          jsonb NOT NULL DEFAULT '{}',
+    priority         integer NOT NULL DEFAULT 0,
+    run_at           timestamptz NOT NULL DEFAULT now(),
+    attempt          integer NOT NULL DEFAULT 0,
+    max_attempts     integer NOT NULL DEFAULT 3,
+    worker_id        text,
+    lease_expires_at timestamptz,
+    cancel_requested boolean NOT NULL DEFAULT false,
+    idempotency_key  text,
+    webhook_url      text,
+    webhook_secret   text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    completed_at     timestamptz,
+    expires_at       timestamptz,
+    purged_at        timestamptz,
+    error_code       text,
+    error_message    text,
+    metadata         jsonb,
+    -- One entry per failed attempt: {attempt, at, code, message}.
+    errors           jsonb NOT NULL DEFAULT '[]',
+
+    CONSTRAINT jobs_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
+    CONSTRAINT jobs_status_known
+        CHECK (status IN ('QUEUED', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')),
+    CONSTRAINT jobs_terminal_iff_completed_at
+        CHECK ((status IN ('COMPLETED', 'FAILED', 'CANCELLED')) = (completed_at IS NOT NULL)),
+    CONSTRAINT jobs_processing_iff_leased
+        CHECK ((status = 'PROCESSING') = (lease_expires_at IS NOT NULL)),
+    CONSTRAINT jobs_processing_has_worker CHECK (status <> 'PROCESSING' OR worker_id IS NOT NULL),
+    CONSTRAINT jobs_attempt_within_max CHECK (attempt >= 0 AND attempt <= max_attempts),
+    CONSTRAINT jobs_max_attempts_range CHECK (max_attempts BETWEEN 1 AND 25),
+    CONSTRAINT jobs_priority_range CHECK (priority BETWEEN -100 AND 100),
+    CONSTRAINT jobs_started_iff_attempted CHECK ((attempt > 0) = (started_at IS NOT NULL)),
+    CONSTRAINT jobs_failed_iff_error CHECK ((status = 'FAILED') = (error_code IS NOT NULL)),
+    CONSTRAINT jobs_error_code_shape CHECK (error_code ~ '^[A-Z][A-Z0-9_]{0,63}$'),
+    CONSTRAINT jobs_expires_only_completed CHECK (expires_at IS NULL OR status = 'COMPLETED'),
+    CONSTRAINT jobs_completed_expires CHECK (status <> 'COMPLETED' OR expires_at IS NOT NULL),
+    CONSTRAINT jobs_purged_only_completed CHECK (purged_at IS NULL OR status = 'COMPLETED'),
+    CONSTRAINT jobs_cancel_requested_only_processing
+        CHECK (NOT cancel_requested OR status IN ('PROCESSING', 'CANCELLED')),
+    CONSTRAINT jobs_secret_needs_webhook CHECK (webhook_secret IS NULL OR webhook_url IS NOT NULL),
+    CONSTRAINT jobs_options_object CHECK (jsonb_typeof(options) = 'object'),
+    CONSTRAINT jobs_errors_array CHECK (jsonb_typeof(errors) = 'array')
+);
+
+COMMENT ON TABLE pgshot.jobs IS 'screenshot jobs: one row per job, its state, lease and result metadata';
+
+-- Exactly the claim query's filter and ORDER BY, so claiming reads the index in order and stops.
+CREATE INDEX jobs_claim_order ON pgshot.jobs (priority, run_at, id) WHERE status = 'QUEUED';
+CREATE INDEX jobs_lease_expiry ON pgshot.jobs (lease_expires_at) WHERE status = 'PROCESSING';
+CREATE INDEX jobs_result_expiry ON pgshot.jobs (expires_at) WHERE status = 'COMPLETED' AND purged_at IS NULL;
+CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE pgshot.outputs (
+    job_id       text NOT NULL REFERENCES pgshot.jobs (id) ON DELETE CASCADE,
+    output_id    text NOT NULL,
+    position     integer NOT NULL,
+    output_type  text NOT NULL,
+    content_type text NOT NULL,
+    size         bigint NOT NULL,
+    -- NULL once the result expired and was purged; the row stays for the job's history.
+    bytes        bytea,
+    metadata     jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (job_id, output_id),
+    CONSTRAINT outputs_position_unique UNIQUE (job_id, position),
+    CONSTRAINT outputs_type_known
+        CHECK (output_type IN ('screenshot', 'pdf', 'html', 'markdown', 'json', 'text')),
+    CONSTRAINT outputs_id_shape CHECK (output_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    CONSTRAINT outputs_size_matches_bytes CHECK (bytes IS NULL OR octet_length(bytes) = size),
+    CONSTRAINT outputs_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+
+COMMENT ON TABLE pgshot.outputs IS 'result bytes of completed jobs, one row per output';
+
+-- Images and PDFs are already compressed: store them out of line without another try at it.
+ALTER TABLE pgshot.outputs ALTER COLUMN bytes SET STORAGE EXTERNAL;
+
+-- pg_dump leaves out extension tables unless they are marked as configuration.
+SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
+
+-- A trusted extension's objects belong to the bootstrap superuser: let the database owner who
+-- created it use and administer the queue.
+GRANT USAGE ON SCHEMA pgshot TO @extowner@;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.jobs, pgshot.outputs TO @extowner@;

@@ -1,0 +1,90 @@
+//! `screenshot_enqueue` and `screenshot_enqueue_bulk`: validate in Rust, insert in one statement.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use pgshot_job::{new_job_id, parse_bulk, InvalidOption, JobRequest, NetworkPolicy};
+
+use crate::settings::ALLOW_PRIVATE_NETWORKS;
+
+/// Enqueues a screenshot of `url` and returns the new job's id. The job exists only if the
+/// caller's transaction commits; workers are woken at commit by a NOTIFY.
+#[pg_extern(volatile, parallel_unsafe)]
+fn screenshot_enqueue(url: Option<&str>, options: default!(Option<JsonB>, "'{}'")) -> String {
+    let Some(url) = url else {
+        raise(InvalidOption::new("url", "url must not be null"));
+    };
+    let options = options.map_or_else(|| serde_json::json!({}), |o| o.0);
+    let request = JobRequest::parse(url, &options, policy()).unwrap_or_else(|e| raise(e));
+    insert(vec![request]).pop().expect("one request gives one id")
+}
+
+/// Enqueues many screenshots in one statement (one NOTIFY), from a JSON array of objects that each
+/// hold a `url` and its options, and returns the new ids in the order of the requests. If any
+/// request is invalid, none is enqueued.
+#[pg_extern(volatile, parallel_unsafe)]
+fn screenshot_enqueue_bulk(requests: Option<JsonB>) -> SetOfIterator<'static, String> {
+    let Some(JsonB(requests)) = requests else {
+        raise(InvalidOption::new("requests", "requests must not be null"));
+    };
+    let requests = parse_bulk(&requests, policy()).unwrap_or_else(|e| raise(e));
+    SetOfIterator::new(insert(requests))
+}
+
+fn policy() -> NetworkPolicy {
+    NetworkPolicy { allow_private_networks: ALLOW_PRIVATE_NETWORKS.get() }
+}
+
+/// Inserts through `pgshot.insert_jobs`, which owns the INSERT and the idempotency-key rules.
+fn insert(requests: Vec<JobRequest>) -> Vec<String> {
+    let n = requests.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut urls = Vec::with_capacity(n);
+    let mut options = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
+    let mut run_ats = Vec::with_capacity(n);
+    let mut max_attempts = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut webhook_urls = Vec::with_capacity(n);
+    let mut webhook_secrets = Vec::with_capacity(n);
+    for r in requests {
+        ids.push(new_job_id());
+        options.push(JsonB(r.options_json()));
+        urls.push(r.url);
+        priorities.push(r.priority);
+        run_ats.push(r.run_at);
+        max_attempts.push(r.max_attempts);
+        keys.push(r.idempotency_key);
+        webhook_urls.push(r.webhook_url);
+        webhook_secrets.push(r.webhook_secret);
+    }
+    Spi::get_one_with_args::<Vec<String>>(
+        "SELECT pgshot.insert_jobs($1, $2, $3, $4, $5::timestamptz[], $6, $7, $8, $9)",
+        &[
+            ids.into(),
+            urls.into(),
+            options.into(),
+            priorities.into(),
+            run_ats.into(),
+            max_attempts.into(),
+            keys.into(),
+            webhook_urls.into(),
+            webhook_secrets.into(),
+        ],
+    )
+    .unwrap_or_else(|e| pgrx::error!("pgshot.insert_jobs failed: {e}"))
+    .expect("pgshot.insert_jobs returns an id per request")
+}
+
+/// Raises an invalid request as SQLSTATE 22023, with its detail and hint.
+fn raise(e: InvalidOption) -> ! {
+    let mut report = ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message, "screenshot_enqueue");
+    if let Some(detail) = e.detail {
+        report = report.set_detail(detail);
+    }
+    if let Some(hint) = e.hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}

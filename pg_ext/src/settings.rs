@@ -1,0 +1,77 @@
+//! The `pgshot.*` settings. Registering them gives `SET` type and range checks with the
+//! setting's name in the error, instead of a failed cast deep inside a queue function.
+
+use std::ffi::CString;
+
+use pgrx::datum::Interval;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::prelude::*;
+
+pub static ALLOW_PRIVATE_NETWORKS: GucSetting<bool> = GucSetting::<bool>::new(false);
+static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
+static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
+
+pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"pgshot.allow_private_networks",
+        c"Allow jobs whose URL is a loopback, private or link-local address.",
+        c"Off by default: a screenshot service that fetches internal addresses is an SSRF hole. \
+          Turn it on for local development and tests only.",
+        &ALLOW_PRIVATE_NETWORKS,
+        // Only a superuser may open the internal network to whoever can enqueue.
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pgshot.public_url",
+        c"Base URL of the pgshot API, for absolute resultUrl values.",
+        c"When unset, resultUrl is the path /v1/screenshots/jobs/{id}/result.",
+        &PUBLIC_URL,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgshot.result_retention",
+        c"How long a completed job's result bytes are kept.",
+        c"expiresAt is completedAt plus this; screenshot_purge deletes the bytes after it.",
+        &RESULT_RETENTION_S,
+        60,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pgshot.retry_backoff",
+        c"Delay before the second attempt of a failed job; each later one waits four times longer.",
+        c"Spread by 20 percent either way and capped at one hour.",
+        &RETRY_BACKOFF_MS,
+        0,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    unsafe {
+        // Refuse misspelt pgshot.* settings instead of silently keeping them as placeholders.
+        pgrx::pg_sys::MarkGUCPrefixReserved(c"pgshot".as_ptr());
+    }
+}
+
+#[pg_schema]
+mod pgshot {
+    use super::*;
+
+    /// How long results are kept (`pgshot.result_retention`).
+    #[pg_extern(stable, parallel_safe)]
+    fn result_retention() -> Interval {
+        Interval::from_micros(i64::from(RESULT_RETENTION_S.get()) * 1_000_000)
+    }
+
+    /// The backoff before attempt `attempt + 1`, after attempt `attempt` failed.
+    #[pg_extern(volatile, parallel_safe)]
+    fn retry_delay(attempt: i32) -> Interval {
+        let base = u64::try_from(RETRY_BACKOFF_MS.get()).unwrap_or(0);
+        let ms = pgshot_job::retry_delay_ms(attempt, base, pgshot_job::random_unit());
+        Interval::from_micros(i64::try_from(ms).unwrap_or(i64::MAX / 1000) * 1000)
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make run`: set up, then serve pgshot in the foreground until Ctrl-C.
+#
+# Without DATABASE_URL, pgshot gets its own Postgres cluster in .pgshot/postgres (port
+# PGSHOT_PG_PORT, default 5433), run by the `postgres` OS user. With DATABASE_URL, it uses that
+# database and creates the extension there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh --release
+
+say() { printf '==> %s\n' "$*" >&2; }
+psql_url() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
+
+own_cluster=
+if [ -z "${DATABASE_URL:-}" ]; then
+  dir=.pgshot/postgres
+  DATABASE_URL=$(scripts/cluster.sh "$dir" "${PGSHOT_PG_PORT:-5433}")
+  own_cluster=$dir
+else
+  psql_url -c "CREATE EXTENSION IF NOT EXISTS pgshot"
+fi
+export DATABASE_URL
+
+if [ "${PGSHOT_ALLOW_PRIVATE_NETWORKS:-false}" = true ]; then
+  say "allowing private network destinations (PGSHOT_ALLOW_PRIVATE_NETWORKS=true)"
+  psql_url -c "DO \$\$ BEGIN EXECUTE format('ALTER DATABASE %I SET pgshot.allow_private_networks = on', current_database()); END \$\$"
+else
+  psql_url -c "DO \$\$ BEGIN EXECUTE format('ALTER DATABASE %I RESET pgshot.allow_private_networks', current_database()); END \$\$"
+fi
+
+children=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$own_cluster" ]; then
+    say "stopping Postgres"
+    runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$(realpath "$own_cluster")" -m fast stop >/dev/null || true
+  fi
+}
+trap stop INT TERM EXIT
+
+cat >&2 <<MSG
+==> pgshot is ready: DATABASE_URL=$DATABASE_URL
+    psql "$DATABASE_URL" -c "SELECT screenshot_enqueue('https://example.com', '{\"fullPage\": true}')"
+    Press Ctrl-C to stop.
+MSG
+
+# Keep the foreground until Ctrl-C; the services started above run as children of this script.
+sleep infinity &
+children+=("$!")
+wait "$!"

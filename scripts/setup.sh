@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what pgshot needs on a fresh Debian 12 machine, skipping whatever is already there,
+# then builds and installs the extension into the system Postgres 15.
+# Usage: scripts/setup.sh [--release]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PGRX_VERSION=0.18.1
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev)
+
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+say() { printf '==> %s\n' "$*" >&2; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
+  say "installing cargo-pgrx $PGRX_VERSION (about ten minutes on two cores)"
+  cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+
+if ! grep -qs "^pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  say "pointing pgrx at the system Postgres 15"
+  cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+fi
+
+say "building and installing the pgshot extension"
+# Installing writes into Postgres's own directories.
+install_cmd=(cargo pgrx install --pg-config "$PG_CONFIG" --package pgshot "$@")
+if [ "$(id -u)" = 0 ] || [ -w "$($PG_CONFIG --pkglibdir)" ]; then
+  "${install_cmd[@]}"
+else
+  install_cmd+=(--sudo)
+  "${install_cmd[@]}"
+fi

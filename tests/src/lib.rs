@@ -1,0 +1,219 @@
+//! A real Postgres 15 cluster for integration tests, started from the distribution's binaries on
+//! a free port, with the installed `pgshot` extension in a template database. Each test gets its
+//! own database cloned from the template, so tests run in parallel without seeing each other.
+//!
+//! Nothing here is mocked: when Postgres or the extension is missing, the first test panics with
+//! what to install.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+pub use postgres::error::SqlState;
+pub use postgres::{Client, NoTls};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const TEMPLATE: &str = "pgshot_template";
+
+pub struct Cluster {
+    dir: PathBuf,
+    port: u16,
+    next_db: AtomicUsize,
+    create_db: Mutex<()>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The cluster of this test process, started on first use and stopped when the process exits.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(Cluster::start)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { geteuid() == 0 }
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+    fn atexit(callback: extern "C" fn()) -> i32;
+}
+
+/// A command run as the `postgres` OS user when we are root: Postgres refuses to run as root.
+pub fn as_postgres(program: &str) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--", program]);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+pub fn pg_bin(name: &str) -> String {
+    format!("{PG_BIN}/{name}")
+}
+
+extern "C" fn stop_cluster_at_exit() {
+    if let Some(cluster) = CLUSTER.get() {
+        cluster.stop();
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        assert!(
+            Path::new(&pg_bin("initdb")).exists(),
+            "{PG_BIN}/initdb is missing: install postgresql-15 (make test does)"
+        );
+        remove_stale_clusters();
+        let dir = std::env::temp_dir().join(format!("pgshot-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the cluster directory");
+        if is_root() {
+            run(Command::new("chown").args(["postgres:postgres", dir.to_str().unwrap()]));
+        }
+        let port = free_port();
+        run(as_postgres(&pg_bin("initdb")).args([
+            "-D",
+            dir.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]));
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             max_connections = 100\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
+            dir.display()
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("postgresql.conf"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
+            .expect("write postgresql.conf");
+        let log = dir.join("server.log");
+        run(as_postgres(&pg_bin("pg_ctl"))
+            // pgrx appends a Rust backtrace to every error's DETAIL when backtraces are enabled.
+            .env("RUST_LIB_BACKTRACE", "0")
+            .args(["-D", dir.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "start"]));
+        let cluster = Cluster { dir, port, next_db: AtomicUsize::new(0), create_db: Mutex::new(()) };
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { atexit(stop_cluster_at_exit) };
+        let mut admin = cluster.connect("postgres");
+        admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).unwrap();
+        let mut template = cluster.connect(TEMPLATE);
+        template.batch_execute("CREATE EXTENSION pgshot").unwrap_or_else(|e| {
+            panic!("CREATE EXTENSION pgshot failed: {e}; build and install it first (make test does)")
+        });
+        drop(template);
+        cluster
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Connection string for `db` as the superuser `postgres`.
+    pub fn url(&self, db: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port)
+    }
+
+    pub fn connect(&self, db: &str) -> Client {
+        connect_url(&self.url(db))
+    }
+
+    /// A new database with the extension created, for one test.
+    pub fn fresh_db(&self) -> String {
+        let name = format!("t{}_{}", std::process::id(), self.next_db.fetch_add(1, Ordering::SeqCst));
+        let _serial = self.create_db.lock().unwrap_or_else(|e| e.into_inner());
+        self.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .expect("clone the template database");
+        name
+    }
+
+    fn stop(&self) {
+        let _ =
+            as_postgres(&pg_bin("pg_ctl")).args(["-D", self.dir.to_str().unwrap(), "-m", "immediate", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn connect_url(url: &str) -> Client {
+    let mut last = None;
+    for _ in 0..50 {
+        match Client::connect(url, NoTls) {
+            Ok(client) => return client,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("cannot connect to {url}: {}", last.unwrap());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind a free port").port()
+}
+
+/// Stops clusters left behind by test processes that were killed before their exit handler ran.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("pgshot-test-").and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = as_postgres(&pg_bin("pg_ctl"))
+            .args(["-D", entry.path().to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
+/// The SQLSTATE of a failed statement, or a panic naming what succeeded instead.
+pub fn sqlstate<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> String {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => match e.code() {
+            Some(code) => code.code().to_string(),
+            None => panic!("expected a database error, got {e}"),
+        },
+    }
+}
+
+/// The message of a failed statement's database error.
+pub fn db_message<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> (String, String) {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => {
+            let db = e.as_db_error().unwrap_or_else(|| panic!("expected a database error, got {e}"));
+            (db.code().code().to_string(), db.message().to_string())
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! The SQL queue API against a real Postgres cluster with the extension installed.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use pgshot_tests::{cluster, connect_url, db_message, sqlstate, Client};
+use postgres::fallible_iterator::FallibleIterator;
+use serde_json::{json, Value};
+
+const INVALID_PARAMETER_VALUE: &str = "22023";
+const NO_DATA_FOUND: &str = "P0002";
+const WRONG_STATE: &str = "55000";
+const UNIQUE_VIOLATION: &str = "23505";
+const RESULT_EXPIRED: &str = "PS410";
+
+fn db() -> Client {
+    let c = cluster();
+    c.connect(&c.fresh_db())
+}
+
+fn enqueue(c: &mut Client, url: &str, options: Value) -> String {
+    c.query_one("SELECT screenshot_enqueue($1, $2)", &[&url, &options]).unwrap().get(0)
+}
+
+fn job(c: &mut Client, id: &str) -> Value {
+    c.query_one("SELECT screenshot_job($1)", &[&id]).unwrap().get(0)
+}
+
+fn claim(c: &mut Client, worker: &str, n: i32, lease: &str) -> Vec<(String, i32)> {
+    c.query("SELECT id, attempt FROM screenshot_claim($1, $2, $3::text::interval)", &[&worker, &n, &lease])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+const COMPLETE: &str = "SELECT screenshot_complete($1, $2, $3, $4, \
+     ARRAY[ROW('screenshot', 'screenshot', 'image/png', $5::bytea, '{}')::pgshot.output])";
+
+fn complete(c: &mut Client, id: &str, worker: &str, attempt: i32, bytes: &[u8]) -> Result<u64, postgres::Error> {
+    let meta = json!({"width": 1920, "height": 1080, "format": "PNG", "size": bytes.len()});
+    c.execute(COMPLETE, &[&id, &worker, &attempt, &meta, &bytes])
+}
+
+fn fail(
+    c: &mut Client,
+    id: &str,
+    worker: &str,
+    attempt: i32,
+    code: &str,
+    retryable: bool,
+) -> Result<String, postgres::Error> {
+    c.query_one("SELECT screenshot_fail($1, $2, $3, $4, 'it broke', $5)", &[&id, &worker, &attempt, &code, &retryable])
+        .map(|r| r.get(0))
+}
+
+fn count_jobs(c: &mut Client) -> i64 {
+    c.query_one("SELECT count(*) FROM pgshot.jobs", &[]).unwrap().get(0)
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+#[test]
+fn enqueue_claim_complete_round_trip_matches_the_job_contract() {
+    let mut c = db();
+    let id = enqueue(&mut c, "https://example.com", json!({"fullPage": true, "format": "jpg"}));
+    assert_eq!(id.len(), 16);
+    assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{id}");
+
+    let queued = job(&mut c, &id);
+    assert_eq!(keys(&queued), ["createdAt", "id", "status", "url"]);
+    assert_eq!(queued["status"], "QUEUED");
+    assert_eq!(queued["url"], "https://example.com");
+    let created = queued["createdAt"].as_str().unwrap();
+    assert!(created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T', "{created}");
+
+    let row =
+        c.query_one("SELECT id, url, options, attempt, max_attempts FROM screenshot_claim('w1', 10)", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), id);
+    assert_eq!(row.get::<_, Value>(2), json!({"fullPage": true, "format": "jpeg"}));
+    assert_eq!((row.get::<_, i32>(3), row.get::<_, i32>(4)), (1, 3));
+    let processing = job(&mut c, &id);
+    assert_eq!(processing["status"], "PROCESSING");
+    assert_eq!(keys(&processing), ["createdAt", "id", "startedAt", "status", "url"]);
+
+    let png = b"\x89PNG\r\n\x1a\nfake";
+    complete(&mut c, &id, "w1", 1, png).unwrap();
+    let done = job(&mut c, &id);
+    assert_eq!(
+        keys(&done),
+        ["completedAt", "createdAt", "expiresAt", "id", "metadata", "resultUrl", "startedAt", "status", "url"]
+    );
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["resultUrl"], format!("/v1/screenshots/jobs/{id}/result"));
+    assert_eq!(done["metadata"], json!({"width": 1920, "height": 1080, "format": "PNG", "size": png.len()}));
+    let ttl: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM expires_at - completed_at)::float8 FROM pgshot.jobs WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ttl, 7.0 * 24.0 * 3600.0, "results are kept 7 days by default");
+
+    let result =
+        c.query_one("SELECT output, output_type, content_type, bytes FROM screenshot_result($1)", &[&id]).unwrap();
+    assert_eq!(result.get::<_, String>(0), "screenshot");
+    assert_eq!(result.get::<_, String>(2), "image/png");
+    assert_eq!(result.get::<_, Vec<u8>>(3), png);
+
+    c.batch_execute("SET pgshot.public_url = 'https://shots.example.com/'").unwrap();
+    assert_eq!(job(&mut c, &id)["resultUrl"], format!("https://shots.example.com/v1/screenshots/jobs/{id}/result"));
+
+    assert_eq!(sqlstate(c.query_one("SELECT screenshot_job('nosuchjob0000000')", &[])), NO_DATA_FOUND);
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_result('nosuchjob0000000')", &[])), NO_DATA_FOUND);
+}
+
+#[test]
+fn multi_output_jobs_list_their_outputs_and_serve_each() {
+    let mut c = db();
+    let id = enqueue(&mut c, "https://example.com", json!({"outputs": [{"type": "screenshot"}, {"type": "markdown"}]}));
+    let (_, attempt) = claim(&mut c, "w1", 1, "30 seconds")[0].clone();
+    c.execute(
+        "SELECT screenshot_complete($1, 'w1', $2, '{\"format\": \"MULTI\"}', ARRAY[
+             ROW('screenshot', 'screenshot', 'image/png', '\\x89504e47'::bytea, '{\"width\": 800}')::pgshot.output,
+             ROW('markdown', 'markdown', 'text/markdown', convert_to('# Title', 'UTF8'), '{}')::pgshot.output])",
+        &[&id, &attempt],
+    )
+    .unwrap();
+    let done = job(&mut c, &id);
+    assert_eq!(done["resultUrl"], format!("/v1/screenshots/jobs/{id}/result/screenshot"));
+    assert_eq!(
+        done["outputs"],
+        json!({
+            "screenshot": {"type": "screenshot", "contentType": "image/png", "size": 4, "width": 800,
+                           "resultUrl": format!("/v1/screenshots/jobs/{id}/result/screenshot")},
+            "markdown": {"type": "markdown", "contentType": "text/markdown", "size": 7,
+                         "resultUrl": format!("/v1/screenshots/jobs/{id}/result/markdown")}
+        })
+    );
+    let md: Vec<u8> = c.query_one("SELECT bytes FROM screenshot_result($1, 'markdown')", &[&id]).unwrap().get(0);
+    assert_eq!(md, b"# Title");
+    let first: String = c.query_one("SELECT output FROM screenshot_result($1)", &[&id]).unwrap().get(0);
+    assert_eq!(first, "screenshot");
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_result($1, 'pdf')", &[&id])), NO_DATA_FOUND);
+}
+
+#[test]
+fn enqueue_is_transactional_and_notifies_once_at_commit() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    let mut listener = cl.connect(&name);
+    listener.batch_execute("LISTEN pgshot_jobs").unwrap();
+    let mut c = cl.connect(&name);
+
+    let mut tx = c.transaction().unwrap();
+    tx.query_one("SELECT screenshot_enqueue('https://example.com')", &[]).unwrap();
+    tx.rollback().unwrap();
+    assert_eq!(count_jobs(&mut c), 0, "a rolled-back enqueue leaves no job");
+    let heard = drain(&mut listener, Duration::from_millis(500));
+    assert!(heard.is_empty(), "a rolled-back enqueue wakes no worker: {heard:?}");
+
+    let mut tx = c.transaction().unwrap();
+    tx.query_one("SELECT screenshot_enqueue('https://a.example')", &[]).unwrap();
+    tx.query(
+        "SELECT * FROM screenshot_enqueue_bulk('[{\"url\": \"https://b.example\"}, {\"url\": \"https://c.example\"}]')",
+        &[],
+    )
+    .unwrap();
+    let heard = drain(&mut listener, Duration::from_millis(300));
+    assert!(heard.is_empty(), "nothing is heard before commit: {heard:?}");
+    tx.commit().unwrap();
+    let heard = drain(&mut listener, Duration::from_secs(2));
+    assert_eq!(heard, [("pgshot_jobs".to_string(), "queued".to_string())], "one notification per commit");
+    assert_eq!(count_jobs(&mut c), 3);
+}
+
+/// Notifications heard within `window` (at least one is waited for up to the window).
+fn drain(listener: &mut Client, window: Duration) -> Vec<(String, String)> {
+    let mut heard = Vec::new();
+    let deadline = Instant::now() + window;
+    let mut notifications = listener.notifications();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match notifications.timeout_iter(left).next() {
+            Ok(Some(n)) => heard.push((n.channel().to_string(), n.payload().to_string())),
+            Ok(None) => break,
+            Err(e) => panic!("listener failed: {e}"),
+        }
+    }
+    heard
+}
+
+#[test]
+fn eight_concurrent_claimers_take_every_job_exactly_once() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    let mut c = cl.connect(&name);
+    let mut all = HashSet::new();
+    for batch in 0..5 {
+        let requests: Vec<Value> =
+            (0..1000).map(|i| json!({"url": format!("https://example.com/{batch}/{i}")})).collect();
+        for row in c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap() {
+            all.insert(row.get::<_, String>(0));
+        }
+    }
+    assert_eq!(all.len(), 5000);
+
+    let url = cl.url(&name);
+    let claimers: Vec<_> = (0..8)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut c = connect_url(&url);
+                let worker = format!("w{w}");
+                let mut mine = Vec::new();
+                loop {
+                    let batch = claim(&mut c, &worker, 7, "5 minutes");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    for (id, attempt) in batch {
+                        complete(&mut c, &id, &worker, attempt, b"png").unwrap();
+                        mine.push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    let mut per_worker = Vec::new();
+    for t in claimers {
+        let mine = t.join().unwrap();
+        per_worker.push(mine.len());
+        claimed.extend(mine);
+    }
+    let unique: HashSet<String> = claimed.iter().cloned().collect();
+    assert_eq!(claimed.len(), 5000, "no job claimed twice");
+    assert_eq!(unique, all, "no job lost");
+    assert!(per_worker.iter().filter(|&&n| n > 0).count() > 1, "claims were shared: {per_worker:?}");
+    let row = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'COMPLETED' AND attempt = 1), count(*) FROM pgshot.jobs",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (5000, 5000));
+}
+
+#[test]
+fn an_expired_lease_is_rescued_and_the_old_worker_is_fenced_out() {
+    let mut c = db();
+    c.batch_execute("SET pgshot.retry_backoff = 0").unwrap();
+    let id = enqueue(&mut c, "https://example.com", json!({}));
+    assert_eq!(claim(&mut c, "old", 1, "1 second"), [(id.clone(), 1)]);
+    assert_eq!(c.query_one("SELECT screenshot_rescue()", &[]).unwrap().get::<_, i32>(0), 0, "lease still valid");
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(c.query_one("SELECT screenshot_rescue()", &[]).unwrap().get::<_, i32>(0), 1);
+    assert_eq!(job(&mut c, &id)["status"], "QUEUED");
+    assert_eq!(claim(&mut c, "new", 1, "30 seconds"), [(id.clone(), 2)]);
+
+    assert_eq!(sqlstate(complete(&mut c, &id, "old", 1, b"stale")), WRONG_STATE);
+    assert_eq!(sqlstate(c.query_one("SELECT screenshot_heartbeat($1, 'old', 1)", &[&id])), WRONG_STATE);
+    assert_eq!(sqlstate(fail(&mut c, &id, "old", 1, "RENDER_FAILED", true)), WRONG_STATE);
+    // The attempt alone fences too: the same worker name with a stale attempt is refused.
+    assert_eq!(sqlstate(complete(&mut c, &id, "new", 1, b"stale")), WRONG_STATE);
+
+    assert!(c.query_one("SELECT screenshot_heartbeat($1, 'new', 2)", &[&id]).unwrap().get::<_, bool>(0));
+    complete(&mut c, &id, "new", 2, b"fresh").unwrap();
+    assert_eq!(sqlstate(complete(&mut c, &id, "new", 2, b"again")), WRONG_STATE, "completed exactly once");
+    let bytes: Vec<u8> = c.query_one("SELECT bytes FROM screenshot_result($1)", &[&id]).unwrap().get(0);
+    assert_eq!(bytes, b"fresh");
+    let errors: Value = c.query_one("SELECT errors FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(errors[0]["code"], "LEASE_EXPIRED");
+    assert_eq!(errors[0]["attempt"], 1);
+}
+
+#[test]
+fn retries_back_off_and_end_failed_after_max_attempts() {
+    let mut c = db();
+    let id = enqueue(&mut c, "https://example.com", json!({"maxAttempts": 3}));
+
+    assert_eq!(claim(&mut c, "w", 1, "30 seconds"), [(id.clone(), 1)]);
+    assert_eq!(fail(&mut c, &id, "w", 1, "TIMEOUT", true).unwrap(), "QUEUED");
+    let wait: f64 = c
+        .query_one("SELECT extract(epoch FROM run_at - now())::float8 FROM pgshot.jobs WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert!((1.6..=2.4).contains(&wait), "first retry waits 2 s ± 20 %, got {wait}");
+    assert!(claim(&mut c, "w", 1, "30 seconds").is_empty(), "not claimable during its backoff");
+    let q = job(&mut c, &id);
+    assert_eq!(q["status"], "QUEUED");
+    assert!(q.get("errorCode").is_none(), "a job being retried shows no error yet: {q}");
+
+    c.execute("UPDATE pgshot.jobs SET run_at = now() WHERE id = $1", &[&id]).unwrap();
+    c.batch_execute("SET pgshot.retry_backoff = 0").unwrap();
+    assert_eq!(claim(&mut c, "w", 1, "30 seconds"), [(id.clone(), 2)]);
+    assert_eq!(fail(&mut c, &id, "w", 2, "BROWSER_CRASHED", true).unwrap(), "QUEUED");
+    assert_eq!(claim(&mut c, "w", 1, "30 seconds"), [(id.clone(), 3)]);
+    assert_eq!(fail(&mut c, &id, "w", 3, "TIMEOUT", true).unwrap(), "FAILED");
+    assert!(claim(&mut c, "w", 1, "30 seconds").is_empty());
+
+    let failed = job(&mut c, &id);
+    assert_eq!(failed["status"], "FAILED");
+    assert_eq!(failed["errorCode"], "TIMEOUT");
+    assert_eq!(failed["errorMessage"], "it broke");
+    assert!(failed.get("completedAt").is_some() && failed.get("resultUrl").is_none(), "{failed}");
+    let attempts: i32 =
+        c.query_one("SELECT jsonb_array_length(errors) FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(attempts, 3);
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_result($1)", &[&id])), WRONG_STATE);
+
+    // A final error fails at once, whatever attempts are left.
+    let once = enqueue(&mut c, "https://example.com/blocked", json!({"maxAttempts": 5}));
+    claim(&mut c, "w", 1, "30 seconds");
+    assert_eq!(fail(&mut c, &once, "w", 1, "BLOCKED_URL", false).unwrap(), "FAILED");
+
+    // A lease lost on the last attempt fails the job with LEASE_EXPIRED.
+    let lost = enqueue(&mut c, "https://example.com/lost", json!({"maxAttempts": 1}));
+    claim(&mut c, "w", 1, "1 second");
+    c.execute("UPDATE pgshot.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1", &[&lost]).unwrap();
+    assert_eq!(c.query_one("SELECT screenshot_rescue()", &[]).unwrap().get::<_, i32>(0), 1);
+    assert_eq!(job(&mut c, &lost)["errorCode"], "LEASE_EXPIRED");
+}
+
+#[test]
+fn claim_order_follows_priority_then_run_at() {
+    let mut c = db();
+    let later = enqueue(&mut c, "https://example.com/later", json!({"runAt": "2999-01-01T00:00:00Z"}));
+    let low = enqueue(&mut c, "https://example.com/low", json!({"priority": 10}));
+    let first = enqueue(&mut c, "https://example.com/first", json!({}));
+    let urgent = enqueue(&mut c, "https://example.com/urgent", json!({"priority": -10}));
+    let second = enqueue(&mut c, "https://example.com/second", json!({}));
+    let order: Vec<String> = claim(&mut c, "w", 10, "30 seconds").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(order, [urgent, first, second, low]);
+    assert_eq!(job(&mut c, &later)["status"], "QUEUED", "a job is not claimed before its runAt");
+    // The claim query reads the partial index in claim order: no sort, no scan of finished jobs.
+    c.batch_execute("SET enable_seqscan = off").unwrap();
+    let plan: String = c
+        .query(
+            "EXPLAIN SELECT id FROM pgshot.jobs WHERE status = 'QUEUED' AND run_at <= now() \
+                ORDER BY priority, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("jobs_claim_order") && !plan.contains("Sort"), "{plan}");
+}
+
+#[test]
+fn cancel_handles_queued_processing_and_terminal_jobs() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    let mut c = cl.connect(&name);
+    let mut listener = cl.connect(&name);
+    listener.batch_execute("LISTEN pgshot_job_done").unwrap();
+
+    let queued = enqueue(&mut c, "https://example.com/q", json!({}));
+    let cancelled: Value = c.query_one("SELECT screenshot_cancel($1)", &[&queued]).unwrap().get(0);
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert!(claim(&mut c, "w", 5, "30 seconds").is_empty(), "a cancelled job is never claimed");
+
+    let running = enqueue(&mut c, "https://example.com/p", json!({}));
+    claim(&mut c, "w", 1, "30 seconds");
+    let flagged: Value = c.query_one("SELECT screenshot_cancel($1)", &[&running]).unwrap().get(0);
+    assert_eq!(flagged["status"], "PROCESSING", "the worker stops it at its next heartbeat");
+    let keep_going: bool = c.query_one("SELECT screenshot_heartbeat($1, 'w', 1)", &[&running]).unwrap().get(0);
+    assert!(!keep_going);
+    assert_eq!(job(&mut c, &running)["status"], "CANCELLED");
+    assert_eq!(sqlstate(complete(&mut c, &running, "w", 1, b"late")), WRONG_STATE);
+
+    let failing = enqueue(&mut c, "https://example.com/f", json!({}));
+    claim(&mut c, "w", 1, "30 seconds");
+    c.query_one("SELECT screenshot_cancel($1)", &[&failing]).unwrap();
+    assert_eq!(fail(&mut c, &failing, "w", 1, "TIMEOUT", true).unwrap(), "CANCELLED", "no retry after cancel");
+
+    let finished = enqueue(&mut c, "https://example.com/done", json!({}));
+    claim(&mut c, "w", 1, "30 seconds");
+    complete(&mut c, &finished, "w", 1, b"png").unwrap();
+    for terminal in [&finished, &queued, &running] {
+        assert_eq!(sqlstate(c.query_one("SELECT screenshot_cancel($1)", &[terminal])), WRONG_STATE);
+    }
+    assert_eq!(sqlstate(c.query_one("SELECT screenshot_cancel('nosuchjob0000000')", &[])), NO_DATA_FOUND);
+
+    let heard: Vec<Value> = drain(&mut listener, Duration::from_secs(2))
+        .into_iter()
+        .map(|(_, payload)| serde_json::from_str(&payload).unwrap())
+        .collect();
+    assert_eq!(
+        heard,
+        [
+            json!({"id": queued, "status": "CANCELLED"}),
+            json!({"id": running, "status": "CANCELLED"}),
+            json!({"id": failing, "status": "CANCELLED"}),
+            json!({"id": finished, "status": "COMPLETED"}),
+        ],
+        "one notification per terminal transition"
+    );
+}
+
+#[test]
+fn purge_after_expiry_removes_the_bytes_and_keeps_the_status() {
+    let mut c = db();
+    let old = enqueue(&mut c, "https://example.com/old", json!({}));
+    let fresh = enqueue(&mut c, "https://example.com/fresh", json!({}));
+    for (id, attempt) in claim(&mut c, "w", 2, "30 seconds") {
+        complete(&mut c, &id, "w", attempt, b"png bytes").unwrap();
+    }
+    c.execute(
+        "UPDATE pgshot.jobs SET completed_at = now() - interval '8 days', expires_at = now() - interval '1 day' WHERE id = $1",
+        &[&old],
+    )
+    .unwrap();
+    assert_eq!(
+        sqlstate(c.query("SELECT * FROM screenshot_result($1)", &[&old])),
+        RESULT_EXPIRED,
+        "expired before purge"
+    );
+    assert_eq!(c.query_one("SELECT screenshot_purge()", &[]).unwrap().get::<_, i32>(0), 1);
+    assert_eq!(c.query_one("SELECT screenshot_purge()", &[]).unwrap().get::<_, i32>(0), 0, "purged once");
+
+    let row = c
+        .query_one("SELECT bool_and(bytes IS NULL), sum(size)::int8 FROM pgshot.outputs WHERE job_id = $1", &[&old])
+        .unwrap();
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, i64>(1)), (true, 9), "bytes gone, size kept");
+    let purged = job(&mut c, &old);
+    assert_eq!(purged["status"], "COMPLETED");
+    assert!(purged.get("expiresAt").is_some());
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_result($1)", &[&old])), RESULT_EXPIRED);
+    let kept: Vec<u8> = c.query_one("SELECT bytes FROM screenshot_result($1)", &[&fresh]).unwrap().get(0);
+    assert_eq!(kept, b"png bytes");
+
+    c.batch_execute("SET pgshot.result_retention = '2h'").unwrap();
+    let short = enqueue(&mut c, "https://example.com/short", json!({}));
+    let (_, attempt) = claim(&mut c, "w", 1, "30 seconds")[0].clone();
+    complete(&mut c, &short, "w", attempt, b"x").unwrap();
+    let ttl: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM expires_at - completed_at)::float8 FROM pgshot.jobs WHERE id = $1",
+            &[&short],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ttl, 7200.0, "pgshot.result_retention sets expiresAt");
+    assert_eq!(sqlstate(c.batch_execute("SET pgshot.result_retention = 'forever'")), "22023");
+}
+
+#[test]
+fn every_invalid_option_raises_22023_naming_the_field_and_writes_nothing() {
+    let mut c = db();
+    let cases = [
+        ("https://example.com", json!({"viewport": {"width": 5000}}), "viewport.width"),
+        ("https://example.com", json!({"viewport": {"height": 99}}), "viewport.height"),
+        ("https://example.com", json!({"viewport": {"deviceScaleFactor": 0.5}}), "viewport.deviceScaleFactor"),
+        ("https://example.com", json!({"format": "gif"}), "format"),
+        ("https://example.com", json!({"quality": 101}), "quality"),
+        ("https://example.com", json!({"fullPage": "yes"}), "fullPage"),
+        ("https://example.com", json!({"maxHeight": 40000}), "maxHeight"),
+        ("https://example.com", json!({"delay": -1}), "delay"),
+        ("https://example.com", json!({"waitFor": ""}), "waitFor"),
+        ("https://example.com", json!({"waitUntil": "never"}), "waitUntil"),
+        ("https://example.com", json!({"timeout": 120000}), "timeout"),
+        ("https://example.com", json!({"darkMode": 1}), "darkMode"),
+        ("https://example.com", json!({"customCss": "x".repeat(10_001)}), "customCss"),
+        ("https://example.com", json!({"hideSelectors": vec!["a"; 51]}), "hideSelectors"),
+        ("https://example.com", json!({"selector": "x".repeat(501)}), "selector"),
+        ("https://example.com", json!({"device": "Galaxy Fold 9"}), "device"),
+        ("https://example.com", json!({"blockAds": "please"}), "blockAds"),
+        ("https://example.com", json!({"blockLevel": "everything"}), "blockLevel"),
+        (
+            "https://example.com",
+            json!({"session": {"headers": [{"name": "X-A", "value": "1\r\n2"}]}}),
+            "session.headers[0].value",
+        ),
+        ("https://example.com", json!({"session": {"cookies": [{"name": "a"}]}}), "session.cookies[0]"),
+        ("https://example.com", json!({"actions": [{"type": "teleport"}]}), "actions[0].type"),
+        ("https://example.com", json!({"outputs": [{"type": "video"}]}), "outputs[0].type"),
+        ("https://example.com", json!({"outputs": [{"type": "html"}, {"type": "html"}]}), "outputs[1].id"),
+        ("https://example.com", json!({"responseType": "XML"}), "responseType"),
+        ("https://example.com", json!({"webhookUrl": "file:///etc/passwd"}), "webhookUrl"),
+        ("https://example.com", json!({"webhookUrl": "http://169.254.169.254/"}), "webhookUrl"),
+        (
+            "https://example.com",
+            json!({"webhookUrl": "https://h.example", "webhookSecret": "s".repeat(256)}),
+            "webhookSecret",
+        ),
+        ("https://example.com", json!({"priority": 1000}), "priority"),
+        ("https://example.com", json!({"maxAttempts": 26}), "maxAttempts"),
+        ("https://example.com", json!({"runAt": "soon"}), "runAt"),
+        ("https://example.com", json!({"unknownThing": true}), "unknownThing"),
+        ("https://example.com", json!("not an object"), "options"),
+        ("ftp://example.com/", json!({}), "url"),
+        ("file:///etc/passwd", json!({}), "url"),
+        ("javascript:alert(1)", json!({}), "url"),
+        ("not a url", json!({}), "url"),
+        ("http://127.0.0.1/", json!({}), "url"),
+        ("http://2130706433/", json!({}), "url"),
+        ("http://0177.0.0.1/", json!({}), "url"),
+        ("http://0x7f000001/", json!({}), "url"),
+        ("http://[::ffff:127.0.0.1]/", json!({}), "url"),
+        ("http://10.0.0.1/", json!({}), "url"),
+        ("http://169.254.169.254/latest/meta-data", json!({}), "url"),
+        ("http://localhost:3000/", json!({}), "url"),
+    ];
+    for (url, options, field) in cases {
+        let (code, message) = db_message(c.query_one("SELECT screenshot_enqueue($1, $2)", &[&url, &options]));
+        assert_eq!(code, INVALID_PARAMETER_VALUE, "{url} {options}: {message}");
+        assert!(
+            message.starts_with(field) || message.contains(&format!(" {field}")),
+            "{options}: {message:?} names {field}"
+        );
+    }
+    let (code, message) = db_message(c.query_one("SELECT screenshot_enqueue(NULL)", &[]));
+    assert_eq!((code.as_str(), message.as_str()), (INVALID_PARAMETER_VALUE, "url must not be null"));
+    let bad_bulk = json!([{"url": "https://a.example"}, {"url": "https://b.example", "quality": 0}]);
+    let (code, message) = db_message(c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&bad_bulk]));
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        (INVALID_PARAMETER_VALUE, "requests[1].quality must be between 1 and 100")
+    );
+    assert_eq!(count_jobs(&mut c), 0, "nothing was written");
+
+    // Worker-side arguments are checked too.
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_claim('w', 0)", &[])), INVALID_PARAMETER_VALUE);
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_claim('', 1)", &[])), INVALID_PARAMETER_VALUE);
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_claim('w', 1, '0 seconds')", &[])), INVALID_PARAMETER_VALUE);
+    let id = enqueue(&mut c, "https://example.com", json!({}));
+    claim(&mut c, "w", 1, "30 seconds");
+    assert_eq!(
+        sqlstate(c.execute("SELECT screenshot_complete($1, 'w', 1, '{}', ARRAY[]::pgshot.output[])", &[&id])),
+        INVALID_PARAMETER_VALUE
+    );
+    assert_eq!(
+        sqlstate(c.execute(
+            "SELECT screenshot_complete($1, 'w', 1, '{}', ARRAY[ROW('a', 'html', 'text/html', 'x'::bytea, NULL),
+                                                           ROW('a', 'html', 'text/html', 'y'::bytea, NULL)]::pgshot.output[])",
+            &[&id]
+        )),
+        INVALID_PARAMETER_VALUE
+    );
+    assert_eq!(sqlstate(fail(&mut c, &id, "w", 1, "lower case", true)), INVALID_PARAMETER_VALUE);
+    assert_eq!(job(&mut c, &id)["status"], "PROCESSING", "a refused completion changes nothing");
+    assert_eq!(sqlstate(c.query_one("SELECT screenshot_heartbeat('nosuchjob0000000', 'w', 1)", &[])), NO_DATA_FOUND);
+}
+
+#[test]
+fn idempotency_key_returns_the_same_job_and_refuses_a_different_request() {
+    let mut c = db();
+    let a = enqueue(&mut c, "https://example.com", json!({"idempotencyKey": "order-1", "fullPage": true}));
+    let again = enqueue(&mut c, "https://example.com", json!({"idempotencyKey": "order-1", "fullPage": true}));
+    assert_eq!(a, again);
+    let (code, _) = db_message(c.query_one(
+        "SELECT screenshot_enqueue('https://example.com', '{\"idempotencyKey\": \"order-1\", \"fullPage\": false}')",
+        &[],
+    ));
+    assert_eq!(code, UNIQUE_VIOLATION);
+    let bulk: Vec<String> = c
+        .query(
+            "SELECT * FROM screenshot_enqueue_bulk($1)",
+            &[&json!([{"url": "https://example.com", "idempotencyKey": "order-1", "fullPage": true},
+                      {"url": "https://example.com/2", "idempotencyKey": "order-2"}])],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(bulk[0], a);
+    assert_ne!(bulk[1], a);
+    assert_eq!(count_jobs(&mut c), 2);
+}
+
+#[test]
+fn private_networks_need_a_superuser_setting() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    let mut c = cl.connect(&name);
+    assert_eq!(
+        sqlstate(c.query_one("SELECT screenshot_enqueue('http://127.0.0.1:8080/')", &[])),
+        INVALID_PARAMETER_VALUE
+    );
+    c.batch_execute("SET pgshot.allow_private_networks = on").unwrap();
+    enqueue(&mut c, "http://127.0.0.1:8080/", json!({"webhookUrl": "http://127.0.0.1:9000/hook"}));
+
+    c.batch_execute(
+        "CREATE ROLE mallory LOGIN; GRANT USAGE ON SCHEMA pgshot TO mallory; \
+                     GRANT SELECT, INSERT ON pgshot.jobs TO mallory",
+    )
+    .unwrap();
+    let mallory = format!("host=127.0.0.1 port={} user=mallory dbname={name}", cl.port());
+    // Before the library is loaded the setting is a placeholder: Postgres accepts the SET but drops
+    // the value when pgshot registers the setting as superuser-only.
+    let mut m = connect_url(&mallory);
+    m.batch_execute("SET pgshot.allow_private_networks = on").unwrap();
+    assert_eq!(sqlstate(m.query_one("SELECT screenshot_enqueue('http://10.0.0.1/')", &[])), INVALID_PARAMETER_VALUE);
+    let mut m = connect_url(&mallory);
+    enqueue(&mut m, "https://example.com", json!({}));
+    assert_eq!(sqlstate(m.batch_execute("SET pgshot.allow_private_networks = on")), "42501");
+    assert_eq!(sqlstate(m.query_one("SELECT screenshot_enqueue('http://10.0.0.1/')", &[])), INVALID_PARAMETER_VALUE);
+    enqueue(&mut m, "https://example.com", json!({}));
+}
+
+#[test]
+fn a_database_owner_who_is_not_superuser_can_create_the_extension() {
+    let cl = cluster();
+    let mut admin = cl.connect("postgres");
+    admin.batch_execute("CREATE ROLE alice LOGIN").unwrap();
+    admin.batch_execute("CREATE DATABASE alices OWNER alice").unwrap();
+    let mut alice = connect_url(&format!("host=127.0.0.1 port={} user=alice dbname=alices", cl.port()));
+    alice.batch_execute("CREATE EXTENSION pgshot").unwrap();
+    let id = enqueue(&mut alice, "https://example.com", json!({}));
+    assert_eq!(claim(&mut alice, "w", 1, "30 seconds"), [(id.clone(), 1)]);
+    complete(&mut alice, &id, "w", 1, b"png").unwrap();
+    assert_eq!(job(&mut alice, &id)["status"], "COMPLETED");
+    c_purge_and_stats(&mut alice);
+}
+
+fn c_purge_and_stats(c: &mut Client) {
+    c.query_one("SELECT screenshot_purge()", &[]).unwrap();
+    c.query_one("SELECT screenshot_rescue()", &[]).unwrap();
+    let row = c.query_one("SELECT completed, queued FROM screenshot_stats()", &[]).unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 0));
+}
+
+#[test]
+fn stats_count_jobs_per_status() {
+    let mut c = db();
+    for i in 0..4 {
+        enqueue(&mut c, &format!("https://example.com/{i}"), json!({}));
+    }
+    enqueue(&mut c, "https://example.com/later", json!({"runAt": "2999-01-01T00:00:00Z"}));
+    let (id, attempt) = claim(&mut c, "w", 1, "30 seconds")[0].clone();
+    complete(&mut c, &id, "w", attempt, b"png").unwrap();
+    claim(&mut c, "w", 1, "30 seconds");
+    let row = c
+        .query_one("SELECT queued, ready, processing, completed, failed, cancelled, oldest_queued_age IS NOT NULL, expired_leases FROM screenshot_stats()", &[])
+        .unwrap();
+    let counts: Vec<i64> = [0, 1, 2, 3, 4, 5, 7].iter().map(|&i| row.get(i)).collect();
+    assert_eq!(counts, [3, 2, 1, 1, 0, 0, 0]);
+    assert!(row.get::<_, bool>(6));
+}
