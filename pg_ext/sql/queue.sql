@@ -122,8 +122,10 @@ LANGUAGE sql STABLE AS $$
     ) o
 $$;
 
+-- VOLATILE, not STABLE: a STABLE function sees the snapshot of the statement that calls it, so
+-- SELECT screenshot_job(screenshot_enqueue(...)) would not find the job it just created.
 CREATE FUNCTION screenshot_job(id text) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     j pgshot.jobs;
 BEGIN
@@ -397,7 +399,7 @@ COMMENT ON FUNCTION screenshot_cancel(text) IS
 -- output, 55000 while the job is not COMPLETED, PS410 once the result expired.
 CREATE FUNCTION screenshot_result(id text, output_id text DEFAULT NULL)
 RETURNS TABLE (output text, output_type text, content_type text, bytes bytea)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
     j pgshot.jobs;

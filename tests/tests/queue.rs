@@ -73,13 +73,16 @@ fn enqueue_claim_complete_round_trip_matches_the_job_contract() {
 
     let queued = job(&mut c, &id);
     assert_eq!(keys(&queued), ["createdAt", "id", "status", "url"]);
+    let same_statement: Value =
+        c.query_one("SELECT screenshot_job(screenshot_enqueue('https://example.com/2'))", &[]).unwrap().get(0);
+    assert_eq!(same_statement["status"], "QUEUED", "a job is visible to the statement that created it");
     assert_eq!(queued["status"], "QUEUED");
     assert_eq!(queued["url"], "https://example.com");
     let created = queued["createdAt"].as_str().unwrap();
     assert!(created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T', "{created}");
 
     let row =
-        c.query_one("SELECT id, url, options, attempt, max_attempts FROM screenshot_claim('w1', 10)", &[]).unwrap();
+        c.query_one("SELECT id, url, options, attempt, max_attempts FROM screenshot_claim('w1', 1)", &[]).unwrap();
     assert_eq!(row.get::<_, String>(0), id);
     assert_eq!(row.get::<_, Value>(2), json!({"fullPage": true, "format": "jpeg"}));
     assert_eq!((row.get::<_, i32>(3), row.get::<_, i32>(4)), (1, 3));
