@@ -60,7 +60,8 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
     non_public_reason(ip).is_none()
 }
 
-fn non_public_reason(ip: IpAddr) -> Option<&'static str> {
+/// Why `ip` is not a public destination, or `None` when it is.
+pub fn non_public_reason(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => v4_reason(v4),
         IpAddr::V6(v6) => v6_reason(v6),

@@ -14,13 +14,13 @@ mod request;
 mod status;
 
 pub use backoff::{random_unit, retry_delay_ms};
-pub use destination::{check_url, is_public_ip, Destination, NetworkPolicy};
+pub use destination::{check_url, is_public_ip, non_public_reason, Destination, NetworkPolicy};
 pub use device::{Device, DEVICES};
 pub use error_code::ErrorCode;
 pub use invalid::InvalidOption;
 pub use job_id::new_job_id;
 pub use options::{
-    Action, BlockLevel, Cookie, Format, Header, OutputSpec, OutputType, ResponseType, ScreenshotOptions, Session,
+    Action, BlockLevel, Cookie, Format, Header, OutputSpec, OutputType, ResponseType, SameSite, ScreenshotOptions, Session,
     StorageItem, Viewport, WaitUntil,
 };
 pub use request::{parse_bulk, JobRequest, DEFAULT_MAX_ATTEMPTS, MAX_BULK};

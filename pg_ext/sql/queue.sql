@@ -324,6 +324,34 @@ $$;
 COMMENT ON FUNCTION screenshot_fail(text, text, integer, text, text, boolean) IS
     'for workers: record a failed attempt; returns QUEUED (retry), FAILED or CANCELLED';
 
+-- Gives a held job back untouched, for a worker that shuts down before it could render it: the job
+-- is claimable again at once and the attempt does not count. Fencing still holds, since the next
+-- claim is by another worker id.
+CREATE FUNCTION screenshot_release(job_id text, worker_id text, attempt integer)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+    next_status text;
+BEGIN
+    j := pgshot.lock_attempt(job_id, worker_id, attempt);
+    next_status := CASE WHEN j.cancel_requested THEN 'CANCELLED' ELSE 'QUEUED' END;
+    UPDATE pgshot.jobs
+    SET status = next_status,
+        lease_expires_at = NULL,
+        completed_at = CASE WHEN next_status = 'CANCELLED' THEN now() END,
+        attempt = CASE WHEN next_status = 'QUEUED' THEN j.attempt - 1 ELSE j.attempt END,
+        started_at = CASE WHEN next_status = 'QUEUED' AND j.attempt = 1 THEN NULL ELSE started_at END,
+        run_at = CASE WHEN next_status = 'QUEUED' THEN now() ELSE run_at END
+    WHERE id = j.id;
+    IF next_status = 'QUEUED' THEN
+        PERFORM pg_notify('pgshot_jobs', 'queued');
+    END IF;
+    RETURN next_status;
+END
+$$;
+COMMENT ON FUNCTION screenshot_release(text, text, integer) IS
+    'for workers: give a held job back without counting the attempt (shutdown); returns QUEUED or CANCELLED';
+
 -- Takes back jobs whose worker stopped heartbeating: each goes back to QUEUED after a backoff,
 -- or to FAILED with LEASE_EXPIRED when it has used all its attempts. Returns how many.
 CREATE FUNCTION screenshot_rescue(max_jobs integer DEFAULT 1000) RETURNS integer

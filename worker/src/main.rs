@@ -1,1 +1,93 @@
-fn main() {}
+//! pgshot-worker: claims screenshot jobs from Postgres and renders them in headless Chromium.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::{watch, Notify};
+
+mod blocklist;
+mod browser;
+mod config;
+mod egress;
+mod jobs;
+mod queue;
+mod render;
+
+use config::Config;
+use queue::Queue;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,chromiumoxide=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::parse();
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let worker_id = config.worker_id();
+    let queue = Queue::new(&config.database_url, &worker_id, config.lease(), config.concurrency as usize + 2)?;
+    check_extension(&config.database_url).await?;
+    tracing::info!(
+        worker_id,
+        concurrency = config.concurrency,
+        allow_private_networks = config.allow_private_networks,
+        "pgshot-worker started"
+    );
+
+    let wake = Arc::new(Notify::new());
+    let listener = tokio::spawn(queue::listen(config.database_url.clone(), wake.clone()));
+    let maintenance =
+        tokio::spawn(jobs::maintain(queue.clone(), Duration::from_secs(config.maintenance_interval_seconds.max(1))));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested");
+        let _ = stop_tx.send(true);
+    });
+
+    let worker = jobs::Worker::new(&config, queue, wake);
+    worker.run(config.poll_interval(), Duration::from_secs(config.shutdown_grace_seconds), stop_rx).await;
+    listener.abort();
+    maintenance.abort();
+    tracing::info!("pgshot-worker stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Fails early, with what to do, when the database lacks the extension.
+async fn check_extension(database_url: &str) -> Result<(), String> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to DATABASE_URL: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let found = client
+        .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'pgshot'", &[])
+        .await
+        .map_err(|e| format!("cannot query the database: {e}"))?;
+    driver.abort();
+    match found {
+        Some(_) => Ok(()),
+        None => Err("the database has no pgshot extension: run CREATE EXTENSION pgshot".into()),
+    }
+}

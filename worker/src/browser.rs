@@ -1,0 +1,173 @@
+//! One long-lived Chromium per worker, replaced after a number of renders or when it dies.
+//!
+//! chromiumoxide's handler must be polled on its own task for as long as the browser lives, and
+//! must keep being polled after an error: a handler that stops makes every later command hang.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running Chromium and the task that drives its DevTools connection.
+pub struct Chrome {
+    browser: Mutex<Option<Browser>>,
+    handler: JoinHandle<()>,
+    dead: Arc<AtomicBool>,
+    renders: AtomicU32,
+    user_data_dir: PathBuf,
+}
+
+impl Chrome {
+    async fn launch(chromium: &std::path::Path, generation: u32) -> Result<Chrome, String> {
+        let user_data_dir =
+            std::env::temp_dir().join(format!("pgshot-chromium-{}-{generation}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&user_data_dir);
+        let mut config = BrowserConfig::builder()
+            .chrome_executable(chromium)
+            .user_data_dir(&user_data_dir)
+            .launch_timeout(LAUNCH_TIMEOUT)
+            .request_timeout(Duration::from_secs(30))
+            .viewport(None)
+            .args([
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                "--disable-domain-reliability",
+                "--no-default-browser-check",
+                // Without this, loopback skips even the per-context proxies the jobs use, and with
+                // it the SSRF policy (the contexts' `proxyBypassList` alone is not enough).
+                "--proxy-bypass-list=<-loopback>",
+                // WebRTC may open UDP sockets that bypass the context's proxy.
+                "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+                "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+            ]);
+        // Chromium's sandbox needs user namespaces that a root process in a container lacks.
+        if is_root() {
+            config = config.no_sandbox();
+        }
+        let config = config.build()?;
+        let (browser, mut handler) =
+            Browser::launch(config).await.map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
+        let dead = Arc::new(AtomicBool::new(false));
+        let dead_flag = dead.clone();
+        let handler = tokio::spawn(async move {
+            while let Some(event) = handler.next().await {
+                if let Err(e) = event {
+                    tracing::debug!(error = %e, "chromium handler error");
+                }
+            }
+            dead_flag.store(true, Ordering::SeqCst);
+            tracing::warn!("chromium connection closed");
+        });
+        tracing::info!(generation, "chromium started");
+        Ok(Chrome {
+            browser: Mutex::new(Some(browser)),
+            handler,
+            dead,
+            renders: AtomicU32::new(0),
+            user_data_dir,
+        })
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !self.dead.load(Ordering::SeqCst) && !self.handler.is_finished()
+    }
+
+    /// Marks the browser as unusable (a CDP call timed out): the next job gets a new one.
+    pub fn mark_dead(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs `f` with the browser, unless it was closed.
+    pub async fn with<T>(&self, f: impl AsyncFnOnce(&Browser) -> T) -> Option<T> {
+        let guard = self.browser.lock().await;
+        match guard.as_ref() {
+            Some(browser) => Some(f(browser).await),
+            None => None,
+        }
+    }
+
+    /// Closes Chromium and reaps it (and so its children), killing it if it does not close.
+    pub async fn close(&self) {
+        let Some(mut browser) = self.browser.lock().await.take() else { return };
+        let closed = tokio::time::timeout(CLOSE_TIMEOUT, browser.close()).await;
+        let exited = match closed {
+            Ok(Ok(_)) => tokio::time::timeout(CLOSE_TIMEOUT, browser.wait()).await.is_ok(),
+            _ => false,
+        };
+        if !exited {
+            let _ = browser.kill().await;
+            let _ = browser.wait().await;
+        }
+        self.handler.abort();
+        let _ = std::fs::remove_dir_all(&self.user_data_dir);
+        tracing::info!("chromium closed");
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// The worker's browser: handed to jobs, replaced when it dies or has rendered `recycle_after` pages.
+pub struct Browsers {
+    chromium: PathBuf,
+    recycle_after: u32,
+    current: Mutex<Option<Arc<Chrome>>>,
+    generation: AtomicU32,
+}
+
+impl Browsers {
+    pub fn new(chromium: PathBuf, recycle_after: u32) -> Browsers {
+        Browsers { chromium, recycle_after: recycle_after.max(1), current: Mutex::new(None), generation: AtomicU32::new(0) }
+    }
+
+    /// A live browser for one more render.
+    pub async fn get(&self) -> Result<Arc<Chrome>, String> {
+        let mut current = self.current.lock().await;
+        if let Some(chrome) = current.as_ref() {
+            let used = chrome.renders.load(Ordering::SeqCst);
+            if chrome.is_alive() && used < self.recycle_after {
+                chrome.renders.fetch_add(1, Ordering::SeqCst);
+                return Ok(chrome.clone());
+            }
+            let old = current.take().expect("checked above");
+            // Jobs still rendering in the old browser hold their own Arc; it closes after them.
+            tokio::spawn(async move { close_when_unused(old).await });
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst);
+        let chrome = Arc::new(Chrome::launch(&self.chromium, generation).await?);
+        chrome.renders.fetch_add(1, Ordering::SeqCst);
+        *current = Some(chrome.clone());
+        Ok(chrome)
+    }
+
+    pub async fn shutdown(&self) {
+        if let Some(chrome) = self.current.lock().await.take() {
+            chrome.close().await;
+        }
+    }
+}
+
+async fn close_when_unused(chrome: Arc<Chrome>) {
+    // A dead browser is closed at once; a recycled one once its last job lets go of it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while chrome.is_alive() && Arc::strong_count(&chrome) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    chrome.close().await;
+}

@@ -1,0 +1,299 @@
+//! Every connection a job's page makes leaves through the job's own SOCKS5 listener on 127.0.0.1
+//! (its browser context's proxy). The listener resolves names itself, refuses destinations that the
+//! network policy or the ad block list forbids, and connects to exactly the address it checked, so
+//! the page, its subresources, its redirects and its websockets are all judged after DNS, and a
+//! DNS answer cannot change between the check and the connection.
+//!
+//! One listener per job also tells the job which of *its* connections were refused: a failed
+//! navigation after a refusal is BLOCKED_URL, not URL_UNREACHABLE.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgshot_job::non_public_reason;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::blocklist::blocklists;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    pub allow_private_networks: bool,
+    pub block_ads: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A destination that is not a public address, with why.
+    NonPublic { destination: String, reason: String },
+    /// A host on the ad and tracker list.
+    AdHost { host: String },
+}
+
+struct State {
+    rules: Mutex<Rules>,
+    refusals: Mutex<Vec<Refusal>>,
+}
+
+pub struct Egress {
+    addr: SocketAddr,
+    state: Arc<State>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for Egress {
+    fn drop(&mut self) {
+        // Aborting the accept task drops its JoinSet, which aborts every open connection.
+        self.accept.abort();
+    }
+}
+
+impl Egress {
+    pub async fn start(rules: Rules) -> io::Result<Egress> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State { rules: Mutex::new(rules), refusals: Mutex::new(Vec::new()) });
+        let accept = tokio::spawn(accept_loop(listener, state.clone()));
+        Ok(Egress { addr, state, accept })
+    }
+
+    /// Rules for the job about to use this listener (listeners are prepared before the job is known).
+    pub fn set_rules(&self, rules: Rules) {
+        *self.state.rules.lock().unwrap() = rules;
+    }
+
+    /// The `proxyServer` value for the job's browser context.
+    pub fn proxy_server(&self) -> String {
+        format!("socks5://{}", self.addr)
+    }
+
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.state.refusals.lock().unwrap().clone()
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve(stream, state.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "egress proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// SOCKS5 reply codes (RFC 1928 §6).
+mod reply {
+    pub const SUCCEEDED: u8 = 0;
+    pub const GENERAL_FAILURE: u8 = 1;
+    pub const NOT_ALLOWED: u8 = 2;
+    pub const HOST_UNREACHABLE: u8 = 4;
+    pub const CONNECTION_REFUSED: u8 = 5;
+    pub const COMMAND_NOT_SUPPORTED: u8 = 7;
+    pub const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 8;
+}
+
+enum Target {
+    Ip(IpAddr),
+    Name(String),
+}
+
+async fn serve(mut client: TcpStream, state: Arc<State>) {
+    let target = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut client)).await {
+        Ok(Ok(Some(target))) => target,
+        _ => return,
+    };
+    let (target, port) = target;
+    let rules = *state.rules.lock().unwrap();
+    let upstream = match resolve(&target, port, rules).await {
+        Ok(addrs) => connect(&addrs).await,
+        Err(Denied::Refused(refusal)) => {
+            tracing::info!(?refusal, "egress refused");
+            state.refusals.lock().unwrap().push(refusal);
+            Err(reply::NOT_ALLOWED)
+        }
+        Err(Denied::Unresolved) => Err(reply::HOST_UNREACHABLE),
+    };
+    match upstream {
+        Ok(mut upstream) => {
+            if send_reply(&mut client, reply::SUCCEEDED).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        }
+        Err(code) => {
+            let _ = send_reply(&mut client, code).await;
+        }
+    }
+}
+
+/// Reads the greeting and the CONNECT request; answers what it must refuse by itself.
+async fn handshake(client: &mut TcpStream) -> io::Result<Option<(Target, u16)>> {
+    let mut head = [0u8; 2];
+    client.read_exact(&mut head).await?;
+    if head[0] != 5 {
+        return Ok(None);
+    }
+    let mut methods = vec![0u8; usize::from(head[1])];
+    client.read_exact(&mut methods).await?;
+    if !methods.contains(&0) {
+        client.write_all(&[5, 0xff]).await?;
+        return Ok(None);
+    }
+    client.write_all(&[5, 0]).await?;
+
+    let mut request = [0u8; 4];
+    client.read_exact(&mut request).await?;
+    if request[1] != 1 {
+        send_reply(client, reply::COMMAND_NOT_SUPPORTED).await?;
+        return Ok(None);
+    }
+    let target = match request[3] {
+        1 => {
+            let mut octets = [0u8; 4];
+            client.read_exact(&mut octets).await?;
+            Target::Ip(IpAddr::V4(Ipv4Addr::from(octets)))
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            client.read_exact(&mut len).await?;
+            let mut name = vec![0u8; usize::from(len[0])];
+            client.read_exact(&mut name).await?;
+            Target::Name(String::from_utf8_lossy(&name).to_ascii_lowercase())
+        }
+        4 => {
+            let mut octets = [0u8; 16];
+            client.read_exact(&mut octets).await?;
+            Target::Ip(IpAddr::V6(Ipv6Addr::from(octets)))
+        }
+        _ => {
+            send_reply(client, reply::ADDRESS_TYPE_NOT_SUPPORTED).await?;
+            return Ok(None);
+        }
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port).await?;
+    Ok(Some((target, u16::from_be_bytes(port))))
+}
+
+async fn send_reply(client: &mut TcpStream, code: u8) -> io::Result<()> {
+    client.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]).await
+}
+
+enum Denied {
+    Refused(Refusal),
+    Unresolved,
+}
+
+async fn resolve(target: &Target, port: u16, rules: Rules) -> Result<Vec<SocketAddr>, Denied> {
+    let addrs: Vec<SocketAddr> = match target {
+        Target::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+        Target::Name(name) => {
+            if rules.block_ads && blocklists().is_ad_host(name) {
+                return Err(Denied::Refused(Refusal::AdHost { host: name.clone() }));
+            }
+            match tokio::net::lookup_host((name.as_str(), port)).await {
+                Ok(found) => found.collect(),
+                Err(_) => return Err(Denied::Unresolved),
+            }
+        }
+    };
+    if addrs.is_empty() {
+        return Err(Denied::Unresolved);
+    }
+    if !rules.allow_private_networks {
+        // Any non-public answer refuses the name: connecting to "the public one" would leave the
+        // choice to whoever controls the DNS.
+        if let Some((bad, reason)) = addrs.iter().find_map(|a| non_public_reason(a.ip()).map(|r| (a, r))) {
+            let destination = match target {
+                Target::Name(name) if name.parse::<IpAddr>().is_err() => format!("{name}:{port} ({})", bad.ip()),
+                _ => bad.to_string(),
+            };
+            let reason = reason.to_string();
+            return Err(Denied::Refused(Refusal::NonPublic { destination, reason }));
+        }
+    }
+    Ok(addrs)
+}
+
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, u8> {
+    let mut code = reply::HOST_UNREACHABLE;
+    for addr in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => code = reply::CONNECTION_REFUSED,
+            Ok(Err(_)) => code = reply::GENERAL_FAILURE,
+            Err(_) => code = reply::HOST_UNREACHABLE,
+        }
+    }
+    Err(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Speaks SOCKS5 to the proxy like Chromium does and returns the reply code.
+    async fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> (u8, Option<TcpStream>) {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(&[5, 1, 0]).await.unwrap();
+        let mut choice = [0u8; 2];
+        s.read_exact(&mut choice).await.unwrap();
+        assert_eq!(choice, [5, 0]);
+        let mut req = vec![5, 1, 0, 3, host.len() as u8];
+        req.extend_from_slice(host.as_bytes());
+        req.extend_from_slice(&port.to_be_bytes());
+        s.write_all(&req).await.unwrap();
+        let mut rep = [0u8; 10];
+        s.read_exact(&mut rep).await.unwrap();
+        (rep[1], (rep[1] == 0).then_some(s))
+    }
+
+    #[tokio::test]
+    async fn refuses_loopback_by_name_and_number_unless_allowed() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = upstream.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = upstream.accept().await.unwrap();
+                s.write_all(b"hello").await.unwrap();
+            }
+        });
+
+        let egress = Egress::start(Rules::default()).await.unwrap();
+        for host in ["127.0.0.1", "localhost", "0x7f000001"] {
+            let (code, _) = socks_connect(egress.addr, host, port).await;
+            assert_eq!(code, reply::NOT_ALLOWED, "{host}");
+        }
+        assert!(matches!(&egress.refusals()[0], Refusal::NonPublic { reason, .. } if reason == "loopback"));
+
+        egress.set_rules(Rules { allow_private_networks: true, block_ads: true });
+        let (code, stream) = socks_connect(egress.addr, "localhost", port).await;
+        assert_eq!(code, reply::SUCCEEDED);
+        let mut greeting = [0u8; 5];
+        stream.unwrap().read_exact(&mut greeting).await.unwrap();
+        assert_eq!(&greeting, b"hello");
+
+        let (code, _) = socks_connect(egress.addr, "stats.g.doubleclick.net", 443).await;
+        assert_eq!(code, reply::NOT_ALLOWED);
+        assert!(egress.refusals().contains(&Refusal::AdHost { host: "stats.g.doubleclick.net".into() }));
+        let (code, _) = socks_connect(egress.addr, "no-such-host.invalid", 80).await;
+        assert_eq!(code, reply::HOST_UNREACHABLE);
+    }
+}

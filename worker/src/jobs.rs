@@ -1,0 +1,212 @@
+//! The worker's loop: claim as many jobs as there are free render slots (on a notification and on
+//! a poll interval), run each with a heartbeat, and complete, fail or release it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgshot_job::{ErrorCode, ScreenshotOptions};
+use tokio::sync::{watch, Notify, Semaphore};
+use tracing::Instrument;
+
+use crate::browser::Browsers;
+use crate::config::Config;
+use crate::queue::{ClaimedJob, Queue, QueueError};
+use crate::render::{render, timeout_error, RenderError, RenderSettings, Rendered};
+
+/// Besides its page-load timeout and delay, the time a job may spend on actions and capture.
+const CAPTURE_ALLOWANCE: Duration = Duration::from_secs(60);
+
+pub struct Worker {
+    queue: Queue,
+    browsers: Browsers,
+    settings: RenderSettings,
+    slots: Arc<Semaphore>,
+    concurrency: u32,
+    wake: Arc<Notify>,
+    heartbeat: Duration,
+    lease: Duration,
+    /// Set at the end of the shutdown grace period: jobs still rendering give their job back.
+    abandon: watch::Sender<bool>,
+}
+
+enum Outcome {
+    Rendered(Result<Rendered, RenderError>),
+    Cancelled,
+    LeaseLost,
+    Abandoned,
+}
+
+impl Worker {
+    pub fn new(config: &Config, queue: Queue, wake: Arc<Notify>) -> Arc<Worker> {
+        Arc::new(Worker {
+            queue,
+            browsers: Browsers::new(config.chromium.clone(), config.recycle_after),
+            settings: RenderSettings {
+                allow_private_networks: config.allow_private_networks,
+                max_output_bytes: config.max_output_bytes,
+            },
+            slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+            concurrency: config.concurrency,
+            wake,
+            heartbeat: config.heartbeat_interval(),
+            lease: config.lease(),
+            abandon: watch::channel(false).0,
+        })
+    }
+
+    /// Claims and runs jobs until `stop` turns true, then drains within `grace`.
+    pub async fn run(self: &Arc<Self>, poll: Duration, grace: Duration, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        while !*stop.borrow() {
+            let free = self.slots.available_permits();
+            if free > 0 {
+                match self.queue.claim(free as i32).await {
+                    Ok(jobs) => {
+                        backoff = Duration::from_millis(100);
+                        for job in jobs {
+                            let permit = self.slots.clone().try_acquire_owned().expect("claimed no more than free slots");
+                            let worker = self.clone();
+                            let span = tracing::info_span!("job", id = %job.id, attempt = job.attempt);
+                            tokio::spawn(
+                                async move {
+                                    worker.run_job(job).await;
+                                    drop(permit);
+                                    // A free slot: look for more work at once.
+                                    worker.wake.notify_one();
+                                }
+                                .instrument(span),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claim failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        self.drain(grace).await;
+    }
+
+    async fn drain(&self, grace: Duration) {
+        let all = self.concurrency;
+        let running = all as usize - self.slots.available_permits();
+        tracing::info!(running, "shutting down: no more claims");
+        if tokio::time::timeout(grace, self.slots.acquire_many(all)).await.is_err() {
+            tracing::warn!("grace period over: giving the remaining jobs back");
+            let _ = self.abandon.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.slots.acquire_many(all)).await;
+        }
+        self.browsers.shutdown().await;
+    }
+
+    async fn run_job(&self, job: ClaimedJob) {
+        let opts = match ScreenshotOptions::from_json(&job.options) {
+            Ok(opts) => opts,
+            Err(e) => {
+                // The extension validated these options; only a schema drift gets here.
+                let message = format!("stored options do not parse: {e}");
+                self.settle_failure(&job, &RenderError::new(ErrorCode::InternalError, message), false).await;
+                return;
+            }
+        };
+        let load = Duration::from_millis(opts.timeout.unwrap_or(30_000) as u64);
+        let delay = Duration::from_millis(opts.delay.unwrap_or(0) as u64);
+        let budget = load + delay + CAPTURE_ALLOWANCE;
+        let mut abandon = self.abandon.subscribe();
+        let work = async {
+            let chrome = self.browsers.get().await.map_err(|e| RenderError::new(ErrorCode::BrowserCrashed, e))?;
+            let result = render(&chrome, &job.url, &opts, self.settings).await;
+            if matches!(&result, Err(e) if e.code == ErrorCode::BrowserCrashed) {
+                chrome.mark_dead();
+            }
+            result
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(budget, work) => {
+                Outcome::Rendered(r.unwrap_or_else(|_| Err(timeout_error(budget.as_millis() as i64))))
+            }
+            o = self.heartbeats(&job) => o,
+            _ = abandon.wait_for(|a| *a) => Outcome::Abandoned,
+        };
+        match outcome {
+            Outcome::Rendered(Ok(rendered)) => {
+                let result = self.retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs)).await;
+                match result {
+                    Ok(()) => tracing::info!(size = %rendered.metadata["size"], ms = %rendered.metadata["renderTimeMs"], "completed"),
+                    Err(e) => tracing::warn!(error = %e, "result discarded"),
+                }
+            }
+            Outcome::Rendered(Err(e)) => self.settle_failure(&job, &e, e.code.is_retryable()).await,
+            Outcome::Cancelled => tracing::info!("cancelled while rendering"),
+            Outcome::LeaseLost => tracing::warn!("lease lost while rendering; attempt abandoned"),
+            Outcome::Abandoned => match self.retrying("release", || self.queue.release(&job)).await {
+                Ok(()) => tracing::info!("released for another worker"),
+                Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire"),
+            },
+        }
+    }
+
+    async fn settle_failure(&self, job: &ClaimedJob, error: &RenderError, retryable: bool) {
+        let code = error.code.as_str();
+        match self.retrying("fail", || self.queue.fail(job, code, &error.message, retryable)).await {
+            Ok(status) => tracing::info!(code, message = %error.message, status, "attempt failed"),
+            Err(e) => tracing::warn!(error = %e, "could not record the failure; the lease will expire"),
+        }
+    }
+
+    /// Renews the lease until the job is cancelled or the lease is lost; never returns otherwise.
+    async fn heartbeats(&self, job: &ClaimedJob) -> Outcome {
+        loop {
+            tokio::time::sleep(self.heartbeat).await;
+            match self.queue.heartbeat(job).await {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Cancelled,
+                Err(QueueError::LeaseLost(_)) => return Outcome::LeaseLost,
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),
+            }
+        }
+    }
+
+    /// Retries a queue call while the database is unavailable, for as long as the lease lasts.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, QueueError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, QueueError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.lease;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match call().await {
+                Err(QueueError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "{what} failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// One worker at a time (by advisory lock) rescues expired leases and purges expired results.
+pub async fn maintain(queue: Queue, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        match queue.maintain().await {
+            Ok(Some((rescued, purged))) if rescued > 0 || purged > 0 => {
+                tracing::info!(rescued, purged, "maintenance");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The worker's side of the SQL queue API: every call goes through a `screenshot_*` function.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::StreamExt;
+use postgres_types::ToSql;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// Channel the extension notifies when jobs become runnable.
+const JOBS_CHANNEL: &str = "pgshot_jobs";
+/// Key of the advisory lock that makes one worker at a time run rescue and purge.
+const MAINTENANCE_LOCK: &str = "pgshot.maintenance";
+
+pub type DbError = tokio_postgres::Error;
+
+#[derive(Debug)]
+pub enum QueueError {
+    /// The job is no longer held by this worker at this attempt (55000) or is gone (P0002):
+    /// abandon the attempt, never retry it.
+    LeaseLost(String),
+    /// The database could not be reached or the pool is exhausted: try again later.
+    Unavailable(String),
+    /// Anything else the database refused.
+    Refused(String),
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueError::LeaseLost(m) => write!(f, "lease lost: {m}"),
+            QueueError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            QueueError::Refused(m) => write!(f, "database refused: {m}"),
+        }
+    }
+}
+
+impl From<DbError> for QueueError {
+    fn from(e: DbError) -> Self {
+        match e.code() {
+            Some(c) if *c == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE || *c == SqlState::NO_DATA_FOUND => {
+                QueueError::LeaseLost(db_message(&e))
+            }
+            Some(c)
+                if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::LOCK_NOT_AVAILABLE
+                    || *c == SqlState::ADMIN_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW =>
+            {
+                QueueError::Unavailable(db_message(&e))
+            }
+            Some(_) => QueueError::Refused(db_message(&e)),
+            None => QueueError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for QueueError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => QueueError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+fn db_message(e: &DbError) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// A job this worker holds: the attempt is its fencing token.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub url: String,
+    pub options: Value,
+    pub attempt: i32,
+}
+
+/// One output handed to `screenshot_complete`, as the composite `pgshot.output`.
+#[derive(Debug, Clone, ToSql)]
+#[postgres(name = "output")]
+pub struct OutputRow {
+    pub output_id: String,
+    pub output_type: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub metadata: Value,
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    pool: Pool,
+    worker_id: Arc<str>,
+    lease_seconds: f64,
+}
+
+impl Queue {
+    pub fn new(database_url: &str, worker_id: &str, lease: Duration, pool_size: usize) -> Result<Queue, String> {
+        let config = tokio_postgres::Config::from_str(database_url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Queue { pool, worker_id: worker_id.into(), lease_seconds: lease.as_secs_f64() })
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    pub async fn claim(&self, max_jobs: i32) -> Result<Vec<ClaimedJob>, QueueError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, url, options, attempt \
+                 FROM screenshot_claim($1, $2, make_interval(secs => $3))",
+                &[&&*self.worker_id, &max_jobs, &self.lease_seconds],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ClaimedJob { id: r.get(0), url: r.get(1), options: r.get(2), attempt: r.get(3) })
+            .collect())
+    }
+
+    /// Renews the lease; `Ok(false)` means the job was cancelled and is now CANCELLED.
+    pub async fn heartbeat(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT screenshot_heartbeat($1, $2, $3, make_interval(secs => $4))",
+                &[&job.id, &&*self.worker_id, &job.attempt, &self.lease_seconds],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn complete(&self, job: &ClaimedJob, metadata: &Value, outputs: &[OutputRow]) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT screenshot_complete($1, $2, $3, $4, $5)",
+                &[&job.id, &&*self.worker_id, &job.attempt, metadata, &outputs],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt; returns the job's new status.
+    pub async fn fail(&self, job: &ClaimedJob, code: &str, message: &str, retryable: bool) -> Result<String, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT screenshot_fail($1, $2, $3, $4, $5, $6)",
+                &[&job.id, &&*self.worker_id, &job.attempt, &code, &message, &retryable],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Gives a job back untouched (shutdown): it is claimable again at once, the attempt not counted.
+    pub async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("SELECT screenshot_release($1, $2, $3)", &[&job.id, &&*self.worker_id, &job.attempt])
+            .await?;
+        Ok(())
+    }
+
+    /// Rescues expired leases and purges expired results, if no other worker is doing it now.
+    /// Returns (rescued, purged), or `None` when another worker holds the maintenance lock.
+    pub async fn maintain(&self) -> Result<Option<(i32, i32)>, QueueError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock(hashtext($1))", &[&MAINTENANCE_LOCK])
+            .await?
+            .get(0);
+        if !locked {
+            return Ok(None);
+        }
+        let rescued: i32 = tx.query_one("SELECT screenshot_rescue()", &[]).await?.get(0);
+        let purged: i32 = tx.query_one("SELECT screenshot_purge()", &[]).await?.get(0);
+        tx.commit().await?;
+        Ok(Some((rescued, purged)))
+    }
+}
+
+/// Keeps one dedicated connection LISTENing (pool connections drop notifications) and wakes
+/// `wake` on every notification and after every (re)connection, since notifications sent while
+/// disconnected are lost: the worker sweeps for work then.
+pub async fn listen(database_url: String, wake: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match listen_once(&database_url, &wake).await {
+            Ok(()) => tracing::warn!("notification connection closed; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "notification connection failed; reconnecting"),
+        }
+        wake.notify_one();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_once(database_url: &str, wake: &Notify) -> Result<(), DbError> {
+    let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    let _ = tx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client.batch_execute(&format!("LISTEN {JOBS_CHANNEL}")).await?;
+    tracing::debug!("listening for {JOBS_CHANNEL}");
+    wake.notify_one();
+    while rx.recv().await.is_some() {
+        wake.notify_one();
+    }
+    match driver.await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
+    }
+}

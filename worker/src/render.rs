@@ -1,0 +1,891 @@
+//! Renders one job: a fresh browser context (no cookies, storage or cache shared with any other
+//! job) behind the job's own egress proxy, one page, one page load, then every requested output.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::emulation::{
+    MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams, SetTouchEmulationEnabledParams,
+};
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    self, ContinueRequestParams, EventRequestPaused, HeaderEntry, RequestPattern, RequestStage,
+};
+use chromiumoxide::cdp::browser_protocol::input::{
+    DispatchKeyEventParams, DispatchKeyEventType, DispatchMouseEventParams, DispatchMouseEventType, InsertTextParams,
+};
+use chromiumoxide::cdp::browser_protocol::network::{
+    CookieParam, CookieSameSite, Headers, SetCookiesParams, SetExtraHttpHeadersParams, SetUserAgentOverrideParams,
+    TimeSinceEpoch,
+};
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent,
+    NavigateParams, PrintToPdfParams, SetLifecycleEventsEnabledParams, Viewport,
+};
+use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::error::CdpError;
+use chromiumoxide::Page;
+use futures::StreamExt;
+use pgshot_job::{
+    Action, BlockLevel, Device, ErrorCode, Format, OutputSpec, OutputType, SameSite, ScreenshotOptions, WaitUntil,
+};
+use serde_json::{json, Value};
+
+use crate::blocklist::blocklists;
+use crate::browser::Chrome;
+use crate::egress::{Egress, Refusal, Rules};
+use crate::queue::OutputRow;
+
+/// Most DevTools calls answer in milliseconds; one that takes this long means a hung browser.
+const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Capturing or printing a very tall page takes a while.
+const CAPTURE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT_MS: i64 = 30_000;
+const DEFAULT_MAX_HEIGHT: i64 = 16_384;
+const DEFAULT_QUALITY: i64 = 80;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RenderSettings {
+    pub allow_private_networks: bool,
+    pub max_output_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct Rendered {
+    pub outputs: Vec<OutputRow>,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RenderError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> RenderError {
+        RenderError { code, message: message.into() }
+    }
+
+    fn from_cdp(what: &str, e: CdpError) -> RenderError {
+        let code = match e {
+            // The browser answered, and said no: the page or our request is at fault.
+            CdpError::Chrome(_) | CdpError::ChromeMessage(_) | CdpError::JavascriptException(_) | CdpError::NotFound => {
+                ErrorCode::RenderFailed
+            }
+            _ => ErrorCode::BrowserCrashed,
+        };
+        RenderError::new(code, format!("{what}: {e}"))
+    }
+}
+
+/// The page load timed out: the message the hosted API uses.
+pub fn timeout_error(timeout_ms: i64) -> RenderError {
+    let seconds = (timeout_ms as f64 / 1000.0).round() as i64;
+    RenderError::new(ErrorCode::Timeout, format!("Page load timed out after {seconds} seconds"))
+}
+
+/// Runs one DevTools step under `limit`; no answer in time means the browser is hung.
+async fn step<T>(
+    chrome: &Chrome,
+    what: &str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, CdpError>>,
+) -> Result<T, RenderError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RenderError::from_cdp(what, e)),
+        Err(_) => {
+            chrome.mark_dead();
+            Err(RenderError::new(ErrorCode::BrowserCrashed, format!("{what}: Chromium did not answer within {limit:?}")))
+        }
+    }
+}
+
+/// The effective viewport: the device preset, overridden field by field by `viewport`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Screen {
+    pub width: i64,
+    pub height: i64,
+    pub scale: f64,
+    pub mobile: bool,
+    pub touch: bool,
+    pub user_agent: Option<&'static str>,
+}
+
+impl Screen {
+    pub fn of(opts: &ScreenshotOptions) -> Screen {
+        let device = opts.device.as_deref().and_then(Device::find);
+        let viewport = opts.viewport.clone().unwrap_or_default();
+        Screen {
+            width: viewport.width.or(device.map(|d| i64::from(d.width))).unwrap_or(1920),
+            height: viewport.height.or(device.map(|d| i64::from(d.height))).unwrap_or(1080),
+            scale: viewport.device_scale_factor.or(device.map(|d| d.device_scale_factor)).unwrap_or(1.0),
+            mobile: device.is_some_and(|d| d.mobile),
+            touch: device.is_some_and(|d| d.touch),
+            user_agent: device.and_then(|d| d.user_agent),
+        }
+    }
+}
+
+/// What `blockAds`, `blockCookieBanners`, `blockPopups` and `blockLevel` ask for together.
+/// `blockLevel` light and normal block ads; pro and above block cookie banners too.
+pub fn blocking(opts: &ScreenshotOptions) -> (bool, bool) {
+    let level = opts.block_level.unwrap_or(BlockLevel::None);
+    let ads = opts.block_ads == Some(true) || level != BlockLevel::None;
+    let banners = opts.block_cookie_banners == Some(true)
+        || opts.block_popups == Some(true)
+        || matches!(level, BlockLevel::Pro | BlockLevel::ProPlus | BlockLevel::Ultimate);
+    (ads, banners)
+}
+
+/// The outputs to produce: the requested ones, or one from `format` and the top-level options.
+pub fn output_specs(opts: &ScreenshotOptions) -> Vec<OutputSpec> {
+    if let Some(outputs) = &opts.outputs {
+        return outputs.clone();
+    }
+    let spec = |ty: OutputType| OutputSpec {
+        output_type: ty,
+        id: Some(ty.as_str().to_string()),
+        format: None,
+        quality: None,
+        full_page: None,
+        selector: None,
+        landscape: None,
+        print_background: None,
+        paper_format: None,
+        selectors: None,
+    };
+    match opts.format {
+        Some(Format::Pdf) => vec![spec(OutputType::Pdf)],
+        format => vec![OutputSpec {
+            format,
+            quality: opts.quality,
+            full_page: opts.full_page,
+            selector: opts.selector.clone(),
+            ..spec(OutputType::Screenshot)
+        }],
+    }
+}
+
+pub async fn render(
+    chrome: &Arc<Chrome>,
+    url: &str,
+    opts: &ScreenshotOptions,
+    settings: RenderSettings,
+) -> Result<Rendered, RenderError> {
+    let started = Instant::now();
+    let (block_ads, _) = blocking(opts);
+    let egress = Egress::start(Rules { allow_private_networks: settings.allow_private_networks, block_ads })
+        .await
+        .map_err(|e| RenderError::new(ErrorCode::InternalError, format!("cannot start the egress proxy: {e}")))?;
+    let params = CreateBrowserContextParams::builder()
+        .dispose_on_detach(true)
+        .proxy_server(egress.proxy_server())
+        // Chromium sends loopback straight out unless told otherwise: "<-loopback>" makes it
+        // go through the proxy too, where the policy decides.
+        .proxy_bypass_list("<-loopback>")
+        .build();
+    let context: BrowserContextId = step(chrome, "create browser context", STEP_TIMEOUT, async {
+        match chrome.with(async |b| b.create_browser_context(params).await).await {
+            Some(r) => r,
+            None => Err(CdpError::NoResponse),
+        }
+    })
+    .await?;
+    let target = CreateTargetParams::builder()
+        .url("about:blank")
+        .browser_context_id(context.clone())
+        .build()
+        .expect("url is set");
+    let page = step(chrome, "open page", STEP_TIMEOUT, async {
+        match chrome.with(async |b| b.new_page(target).await).await {
+            Some(r) => r,
+            None => Err(CdpError::NoResponse),
+        }
+    })
+    .await;
+    let _dispose = ContextGuard { chrome: chrome.clone(), context: Some(context) };
+    let page = page?;
+    Job { chrome, page: &page, egress: &egress, url, opts, settings, started }.run().await
+}
+
+/// Disposes the job's browser context (and so its page, cookies and storage) however the render
+/// ends, including when the render future is dropped because the job was cancelled.
+struct ContextGuard {
+    chrome: Arc<Chrome>,
+    context: Option<BrowserContextId>,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        let (chrome, Some(context)) = (self.chrome.clone(), self.context.take()) else { return };
+        tokio::spawn(async move {
+            let dispose = chrome.with(async |b| b.dispose_browser_context(context).await);
+            let _ = tokio::time::timeout(Duration::from_secs(5), dispose).await;
+        });
+    }
+}
+
+struct Job<'a> {
+    chrome: &'a Chrome,
+    page: &'a Page,
+    egress: &'a Egress,
+    url: &'a str,
+    opts: &'a ScreenshotOptions,
+    settings: RenderSettings,
+    started: Instant,
+}
+
+impl Job<'_> {
+    async fn run(&self) -> Result<Rendered, RenderError> {
+        let screen = Screen::of(self.opts);
+        self.prepare(&screen).await?;
+        let header_task = self.scope_headers().await?;
+        let loaded = self.load().await;
+        if let Some(task) = header_task {
+            task.abort();
+        }
+        let info = loaded?;
+        self.after_load().await?;
+
+        let mut outputs = Vec::new();
+        let mut primary: Option<(i64, i64, String)> = None;
+        for spec in output_specs(self.opts) {
+            let (row, dims) = self.produce(&spec, &screen).await?;
+            if row.bytes.len() > self.settings.max_output_bytes {
+                return Err(RenderError::new(
+                    ErrorCode::OutputTooLarge,
+                    format!(
+                        "output \"{}\" is {} bytes, more than the limit of {}",
+                        row.output_id,
+                        row.bytes.len(),
+                        self.settings.max_output_bytes
+                    ),
+                ));
+            }
+            if primary.is_none() {
+                if let Some((w, h)) = dims {
+                    primary = Some((w, h, format_name(&spec)));
+                }
+            }
+            outputs.push(row);
+        }
+        let size: usize = outputs.iter().map(|o| o.bytes.len()).sum();
+        let (width, height, format) = primary.unwrap_or((screen.width, screen.height, "HTML".into()));
+        let format = if self.opts.outputs.is_some() { "MULTI".to_string() } else { format };
+        let metadata = json!({
+            "width": width,
+            "height": height,
+            "format": format,
+            "size": size,
+            "renderTimeMs": self.started.elapsed().as_millis() as u64,
+            "title": info.title,
+            "finalUrl": info.final_url,
+            "httpStatus": info.http_status,
+        });
+        Ok(Rendered { outputs, metadata })
+    }
+
+    async fn exec<C: chromiumoxide::types::Command>(
+        &self,
+        what: &str,
+        cmd: C,
+    ) -> Result<C::Response, RenderError> {
+        Ok(step(self.chrome, what, STEP_TIMEOUT, self.page.execute(cmd)).await?.result)
+    }
+
+    /// Emulation, cookies, headers and the scripts that must run before the page's own.
+    async fn prepare(&self, screen: &Screen) -> Result<(), RenderError> {
+        let metrics = SetDeviceMetricsOverrideParams::new(screen.width, screen.height, screen.scale, screen.mobile);
+        self.exec("set viewport", metrics).await?;
+        if screen.touch {
+            self.exec("enable touch", SetTouchEmulationEnabledParams::builder().enabled(true).max_touch_points(5).build().unwrap())
+                .await?;
+        }
+        if let Some(ua) = screen.user_agent {
+            self.exec("set user agent", SetUserAgentOverrideParams::new(ua)).await?;
+        }
+        let scheme = if self.opts.dark_mode == Some(true) { "dark" } else { "light" };
+        self.exec(
+            "set color scheme",
+            SetEmulatedMediaParams::builder().feature(MediaFeature::new("prefers-color-scheme", scheme)).build(),
+        )
+        .await?;
+
+        let session = self.opts.session.clone().unwrap_or_default();
+        if let Some(cookies) = session.cookies.filter(|c| !c.is_empty()) {
+            let params: Vec<CookieParam> = cookies
+                .into_iter()
+                .map(|c| {
+                    let mut p = CookieParam::new(c.name, c.value);
+                    p.url = c.url.or_else(|| c.domain.is_none().then(|| self.url.to_string()));
+                    p.domain = c.domain;
+                    p.path = c.path;
+                    p.secure = c.secure;
+                    p.http_only = c.http_only;
+                    p.same_site = c.same_site.map(|s| match s {
+                        SameSite::Strict => CookieSameSite::Strict,
+                        SameSite::Lax => CookieSameSite::Lax,
+                        SameSite::None => CookieSameSite::None,
+                    });
+                    p.expires = c.expires.map(|e| TimeSinceEpoch::new(e as f64));
+                    p
+                })
+                .collect();
+            self.exec("set cookies", SetCookiesParams::new(params)).await?;
+        }
+        let unscoped: serde_json::Map<String, Value> = session
+            .headers
+            .iter()
+            .flatten()
+            .filter(|h| h.origin.is_none())
+            .map(|h| (h.name.clone(), Value::String(h.value.clone())))
+            .collect();
+        if !unscoped.is_empty() {
+            self.exec("set headers", SetExtraHttpHeadersParams::new(Headers::new(Value::Object(unscoped)))).await?;
+        }
+
+        let mut scripts = Vec::new();
+        if let Some(items) = session.storage.filter(|s| !s.is_empty()) {
+            let page_origin = origin_of(self.url);
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|i| json!({"key": i.key, "value": i.value, "origin": i.origin.unwrap_or_else(|| page_origin.clone())}))
+                .collect();
+            scripts.push(format!(
+                "for (const it of {}) {{ if (it.origin === location.origin) {{ try {{ localStorage.setItem(it.key, it.value); }} catch (e) {{}} }} }}",
+                Value::Array(items)
+            ));
+        }
+        let mut css = String::new();
+        if blocking(self.opts).1 {
+            css.push_str(&blocklists().cookie_banner_css);
+        }
+        for selector in self.opts.hide_selectors.iter().flatten() {
+            css.push_str(&format!("{selector} {{ display: none !important; }}\n"));
+        }
+        if let Some(custom) = &self.opts.custom_css {
+            css.push_str(custom);
+        }
+        if !css.is_empty() {
+            scripts.push(format!(
+                "(() => {{ const add = () => {{ const s = document.createElement('style'); s.setAttribute('data-pgshot', ''); \
+                 s.textContent = {}; (document.head || document.documentElement).appendChild(s); }}; \
+                 if (document.documentElement) add(); else document.addEventListener('DOMContentLoaded', add); }})()",
+                Value::String(css)
+            ));
+        }
+        for source in scripts {
+            self.exec("add init script", AddScriptToEvaluateOnNewDocumentParams::new(source)).await?;
+        }
+        Ok(())
+    }
+
+    /// Headers scoped to an origin are added request by request, through the Fetch domain.
+    async fn scope_headers(&self) -> Result<Option<tokio::task::JoinHandle<()>>, RenderError> {
+        let scoped: Vec<(String, String, String)> = self
+            .opts
+            .session
+            .iter()
+            .flat_map(|s| s.headers.iter().flatten())
+            .filter_map(|h| h.origin.clone().map(|o| (o, h.name.clone(), h.value.clone())))
+            .collect();
+        if scoped.is_empty() {
+            return Ok(None);
+        }
+        let mut paused = step(self.chrome, "listen for requests", STEP_TIMEOUT, self.page.event_listener::<EventRequestPaused>())
+            .await?;
+        let pattern = RequestPattern::builder().url_pattern("*").request_stage(RequestStage::Request).build();
+        self.exec("intercept requests", fetch::EnableParams::builder().pattern(pattern).build()).await?;
+        let page = self.page.clone();
+        Ok(Some(tokio::spawn(async move {
+            while let Some(event) = paused.next().await {
+                let origin = origin_of(&event.request.url);
+                let mut headers: Vec<HeaderEntry> = event
+                    .request
+                    .headers
+                    .inner()
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| HeaderEntry::new(k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect();
+                for (o, name, value) in &scoped {
+                    if *o == origin {
+                        headers.retain(|h| !h.name.eq_ignore_ascii_case(name));
+                        headers.push(HeaderEntry::new(name.clone(), value.clone()));
+                    }
+                }
+                let cont = ContinueRequestParams::builder().request_id(event.request_id.clone()).headers(headers).build().unwrap();
+                if tokio::time::timeout(STEP_TIMEOUT, page.execute(cont)).await.is_err() {
+                    break;
+                }
+            }
+        })))
+    }
+
+    /// Navigates and waits for `waitUntil`, all within the job's `timeout`.
+    async fn load(&self) -> Result<PageInfo, RenderError> {
+        let timeout_ms = self.opts.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let wait_until = self.opts.wait_until.unwrap_or(WaitUntil::DomContentLoaded);
+        self.exec("enable lifecycle events", SetLifecycleEventsEnabledParams::new(true)).await?;
+        let mut lifecycle =
+            step(self.chrome, "listen for lifecycle", STEP_TIMEOUT, self.page.event_listener::<EventLifecycleEvent>())
+                .await?;
+        let navigate_and_wait = async {
+            let nav = self.page.execute(NavigateParams::new(self.url)).await.map_err(|e| RenderError::from_cdp("navigate", e))?;
+            if let Some(error) = nav.result.error_text.clone() {
+                return Err(self.navigation_error(&error));
+            }
+            let event = match wait_until {
+                WaitUntil::Commit => return Ok(()),
+                WaitUntil::DomContentLoaded => "DOMContentLoaded",
+                WaitUntil::Load => "load",
+                WaitUntil::NetworkIdle => "networkIdle",
+            };
+            let loader = nav.result.loader_id.clone();
+            while let Some(e) = lifecycle.next().await {
+                if e.name == event && e.frame_id == nav.result.frame_id && Some(&e.loader_id) == loader.as_ref() {
+                    return Ok(());
+                }
+            }
+            Err(RenderError::new(ErrorCode::BrowserCrashed, "the page closed while loading"))
+        };
+        let budget = Duration::from_millis(timeout_ms as u64);
+        match tokio::time::timeout(budget, navigate_and_wait).await {
+            Ok(r) => r?,
+            Err(_) => return Err(timeout_error(timeout_ms)),
+        }
+        let info = self
+            .eval(
+                "({title: document.title, url: location.href, \
+                  status: (performance.getEntriesByType('navigation')[0] || {}).responseStatus || null})",
+            )
+            .await?;
+        let final_url = info["url"].as_str().unwrap_or_default().to_string();
+        if final_url.starts_with("chrome-error:") {
+            return Err(self.navigation_error("net::ERR_FAILED"));
+        }
+        if let Some(selector) = &self.opts.wait_for {
+            let left = budget.saturating_sub(self.started.elapsed());
+            self.wait_for_selector(selector, left, "waitFor").await?;
+        }
+        Ok(PageInfo { title: info["title"].as_str().map(str::to_string), final_url, http_status: info["status"].as_i64() })
+    }
+
+    fn navigation_error(&self, error: &str) -> RenderError {
+        let refusals = self.egress.refusals();
+        if let Some(refusal) = refusals.first() {
+            let what = match refusal {
+                Refusal::NonPublic { destination, reason } => format!("{destination} is {reason}"),
+                Refusal::AdHost { host } => format!("{host} is on the ad block list"),
+            };
+            return RenderError::new(ErrorCode::BlockedUrl, format!("refused to load {}: {what}", self.url));
+        }
+        RenderError::new(ErrorCode::UrlUnreachable, format!("could not load {}: {error}", self.url))
+    }
+
+    async fn wait_for_selector(&self, selector: &str, limit: Duration, option: &str) -> Result<(), RenderError> {
+        let deadline = Instant::now() + limit;
+        let probe = format!("!!document.querySelector({})", js(selector));
+        loop {
+            if self.eval(&probe).await? == Value::Bool(true) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RenderError::new(
+                    ErrorCode::SelectorNotFound,
+                    format!("{option}: no element matches \"{selector}\" after {:.1} s", limit.as_secs_f64()),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Actions, then `delay`, then lazy content for full-page captures.
+    async fn after_load(&self) -> Result<(), RenderError> {
+        for (i, action) in self.opts.actions.iter().flatten().enumerate() {
+            self.act(i, action).await?;
+        }
+        if let Some(delay) = self.opts.delay.filter(|d| *d > 0) {
+            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        }
+        let full_page = output_specs(self.opts).iter().any(|s| s.full_page == Some(true));
+        if full_page {
+            // Scroll through once so that lazy images and infinite-scroll content load, then wait
+            // (briefly) for the images to decode before returning to the top.
+            self.eval(
+                "(async () => { const step = Math.max(innerHeight, 200); \
+                   const end = () => Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0); \
+                   for (let y = 0, t0 = Date.now(); y < end() && Date.now() - t0 < 8000; y += step) { \
+                     scrollTo(0, y); await new Promise(r => setTimeout(r, 60)); } \
+                   scrollTo(0, 0); \
+                   const pending = Array.from(document.images).filter(i => !i.complete) \
+                     .map(i => new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })); \
+                   await Promise.race([Promise.all(pending), new Promise(r => setTimeout(r, 3000))]); \
+                   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); })()",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn act(&self, i: usize, action: &Action) -> Result<(), RenderError> {
+        let field = format!("actions[{i}]");
+        let element = |selector: &str, then: &str| {
+            format!(
+                "(() => {{ const el = document.querySelector({}); if (!el) return null; \
+                 el.scrollIntoView({{block: 'center', inline: 'center'}}); {then} }})()",
+                js(selector)
+            )
+        };
+        let missing = |selector: &str| {
+            RenderError::new(ErrorCode::SelectorNotFound, format!("{field}: no element matches \"{selector}\""))
+        };
+        match action {
+            Action::Click { selector } => {
+                if self.eval(&element(selector, "el.click(); return true;")).await?.is_null() {
+                    return Err(missing(selector));
+                }
+            }
+            Action::Hover { selector } => {
+                let at = self
+                    .eval(&element(selector, "const r = el.getBoundingClientRect(); return {x: r.left + r.width / 2, y: r.top + r.height / 2};"))
+                    .await?;
+                if at.is_null() {
+                    return Err(missing(selector));
+                }
+                let mouse = DispatchMouseEventParams::new(
+                    DispatchMouseEventType::MouseMoved,
+                    at["x"].as_f64().unwrap_or(0.0),
+                    at["y"].as_f64().unwrap_or(0.0),
+                );
+                self.exec("hover", mouse).await?;
+            }
+            Action::Type { selector, text } => {
+                if self.eval(&element(selector, "el.focus(); return true;")).await?.is_null() {
+                    return Err(missing(selector));
+                }
+                self.exec("type", InsertTextParams::new(text.clone())).await?;
+            }
+            Action::Select { selector, value } => {
+                let script = element(
+                    selector,
+                    &format!(
+                        "el.value = {}; el.dispatchEvent(new Event('input', {{bubbles: true}})); \
+                         el.dispatchEvent(new Event('change', {{bubbles: true}})); return true;",
+                        js(value)
+                    ),
+                );
+                if self.eval(&script).await?.is_null() {
+                    return Err(missing(selector));
+                }
+            }
+            Action::Press { key } => {
+                let (code, text) = key_code(key);
+                for kind in [DispatchKeyEventType::KeyDown, DispatchKeyEventType::KeyUp] {
+                    let mut params = DispatchKeyEventParams::new(kind.clone());
+                    params.key = Some(key.clone());
+                    params.code = Some(key.clone());
+                    params.windows_virtual_key_code = code;
+                    params.native_virtual_key_code = code;
+                    if kind == DispatchKeyEventType::KeyDown {
+                        params.text = text.clone();
+                    }
+                    self.exec("press", params).await?;
+                }
+            }
+            Action::Scroll { selector, y } => match selector {
+                Some(selector) => {
+                    if self.eval(&element(selector, "return true;")).await?.is_null() {
+                        return Err(missing(selector));
+                    }
+                }
+                None => {
+                    self.eval(&format!("scrollTo(0, {})", y.unwrap_or(0))).await?;
+                }
+            },
+            Action::Wait { duration, selector } => {
+                if let Some(ms) = duration {
+                    tokio::time::sleep(Duration::from_millis(*ms as u64)).await;
+                }
+                if let Some(selector) = selector {
+                    self.wait_for_selector(selector, Duration::from_secs(10), &field).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One output and, for images and PDFs, its pixel size.
+    async fn produce(&self, spec: &OutputSpec, screen: &Screen) -> Result<(OutputRow, Option<(i64, i64)>), RenderError> {
+        let id = spec.id.clone().unwrap_or_else(|| spec.output_type.as_str().to_string());
+        let row = |content_type: &str, bytes: Vec<u8>, metadata: Value| OutputRow {
+            output_id: id.clone(),
+            output_type: spec.output_type.as_str().to_string(),
+            content_type: content_type.to_string(),
+            bytes,
+            metadata,
+        };
+        match spec.output_type {
+            OutputType::Screenshot => {
+                let (bytes, width, height, content_type) = self.screenshot(spec, screen).await?;
+                Ok((row(content_type, bytes, json!({"width": width, "height": height})), Some((width, height))))
+            }
+            OutputType::Pdf => {
+                let bytes = self.pdf(spec).await?;
+                Ok((row("application/pdf", bytes, json!({})), Some((screen.width, screen.height))))
+            }
+            OutputType::Html => {
+                let html = self.html(spec.selector.as_deref()).await?;
+                Ok((row("text/html; charset=utf-8", html.into_bytes(), json!({})), None))
+            }
+            OutputType::Markdown => {
+                // The body only: the head's title and scripts are not content.
+                let html = self.html(Some(spec.selector.as_deref().unwrap_or("body"))).await?;
+                let markdown = htmd::convert(&html)
+                    .map_err(|e| RenderError::new(ErrorCode::RenderFailed, format!("markdown conversion failed: {e}")))?;
+                Ok((row("text/markdown; charset=utf-8", markdown.into_bytes(), json!({})), None))
+            }
+            OutputType::Text => {
+                let script = match &spec.selector {
+                    Some(s) => format!("(() => {{ const el = document.querySelector({}); return el ? el.innerText : null; }})()", js(s)),
+                    None => "document.body ? document.body.innerText : ''".to_string(),
+                };
+                let text = self.eval(&script).await?;
+                let text = text.as_str().ok_or_else(|| self.selector_missing(spec))?.to_string();
+                Ok((row("text/plain; charset=utf-8", text.into_bytes(), json!({})), None))
+            }
+            OutputType::Json => {
+                let data = self.extract(spec.selectors.as_ref()).await?;
+                let bytes = serde_json::to_vec(&data).expect("JSON values serialise");
+                Ok((row("application/json", bytes, json!({})), None))
+            }
+        }
+    }
+
+    fn selector_missing(&self, spec: &OutputSpec) -> RenderError {
+        RenderError::new(
+            ErrorCode::SelectorNotFound,
+            format!("output \"{}\": no element matches \"{}\"", spec.id.as_deref().unwrap_or_default(), spec.selector.as_deref().unwrap_or_default()),
+        )
+    }
+
+    async fn screenshot(&self, spec: &OutputSpec, screen: &Screen) -> Result<(Vec<u8>, i64, i64, &'static str), RenderError> {
+        let (format, content_type) = match spec.format.unwrap_or(Format::Png) {
+            Format::Jpeg => (CaptureScreenshotFormat::Jpeg, "image/jpeg"),
+            Format::Webp => (CaptureScreenshotFormat::Webp, "image/webp"),
+            Format::Png | Format::Pdf => (CaptureScreenshotFormat::Png, "image/png"),
+        };
+        let clip = if let Some(selector) = &spec.selector {
+            let rect = self
+                .eval(&format!(
+                    "(() => {{ const el = document.querySelector({}); if (!el) return null; el.scrollIntoView({{block: 'start'}}); \
+                     const r = el.getBoundingClientRect(); return {{x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}}; }})()",
+                    js(selector)
+                ))
+                .await?;
+            if rect.is_null() {
+                return Err(self.selector_missing(spec));
+            }
+            let f = |k: &str| rect[k].as_f64().unwrap_or(0.0);
+            if f("width") < 1.0 || f("height") < 1.0 {
+                return Err(RenderError::new(ErrorCode::SelectorNotFound, format!("\"{selector}\" matches an element with no size")));
+            }
+            Some(Viewport { x: f("x"), y: f("y"), width: f("width"), height: f("height"), scale: 1.0 })
+        } else if spec.full_page == Some(true) {
+            let height = self
+                .eval("Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)")
+                .await?
+                .as_f64()
+                .unwrap_or(screen.height as f64);
+            let cap = self.opts.max_height.unwrap_or(DEFAULT_MAX_HEIGHT) as f64;
+            Some(Viewport { x: 0.0, y: 0.0, width: screen.width as f64, height: height.clamp(1.0, cap), scale: 1.0 })
+        } else {
+            None
+        };
+        let (css_w, css_h) = clip.as_ref().map_or((screen.width as f64, screen.height as f64), |c| (c.width, c.height));
+        let mut params = CaptureScreenshotParams::builder().format(format.clone()).from_surface(true);
+        if format != CaptureScreenshotFormat::Png {
+            params = params.quality(spec.quality.unwrap_or(DEFAULT_QUALITY));
+        }
+        if let Some(clip) = clip {
+            params = params.clip(clip).capture_beyond_viewport(true);
+        }
+        let shot = step(self.chrome, "capture screenshot", CAPTURE_TIMEOUT, self.page.execute(params.build())).await?;
+        let bytes = decode(shot.result.data.as_ref())?;
+        let px = |css: f64| (css * screen.scale).round() as i64;
+        Ok((bytes, px(css_w), px(css_h), content_type))
+    }
+
+    async fn pdf(&self, spec: &OutputSpec) -> Result<Vec<u8>, RenderError> {
+        let (w, h) = match spec.paper_format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("a3") => (11.69, 16.54),
+            Some("a5") => (5.83, 8.27),
+            Some("letter") => (8.5, 11.0),
+            Some("legal") => (8.5, 14.0),
+            Some("tabloid") => (11.0, 17.0),
+            _ => (8.27, 11.69),
+        };
+        let params = PrintToPdfParams::builder()
+            .landscape(spec.landscape.unwrap_or(false))
+            .print_background(spec.print_background.unwrap_or(true))
+            .paper_width(w)
+            .paper_height(h)
+            .build();
+        let pdf = step(self.chrome, "print to PDF", CAPTURE_TIMEOUT, self.page.execute(params)).await?;
+        decode(pdf.result.data.as_ref())
+    }
+
+    async fn html(&self, selector: Option<&str>) -> Result<String, RenderError> {
+        let script = match selector {
+            Some(s) => format!("(() => {{ const el = document.querySelector({}); return el ? el.outerHTML : null; }})()", js(s)),
+            None => "document.documentElement.outerHTML".to_string(),
+        };
+        match self.eval(&script).await? {
+            Value::String(html) => Ok(html),
+            _ => Err(RenderError::new(
+                ErrorCode::SelectorNotFound,
+                format!("no element matches \"{}\"", selector.unwrap_or_default()),
+            )),
+        }
+    }
+
+    async fn extract(&self, selectors: Option<&BTreeMap<String, String>>) -> Result<Value, RenderError> {
+        let script = match selectors {
+            Some(map) => format!(
+                "(() => {{ const out = {{title: document.title, url: location.href, data: {{}}}}; \
+                 for (const [name, sel] of Object.entries({})) \
+                   out.data[name] = Array.from(document.querySelectorAll(sel), e => e.textContent.trim()); \
+                 return out; }})()",
+                serde_json::to_string(map).expect("a map of strings serialises")
+            ),
+            None => "({title: document.title, url: location.href, \
+                      description: (document.querySelector('meta[name=description]') || {}).content || null, \
+                      headings: Array.from(document.querySelectorAll('h1,h2,h3'), e => ({level: +e.tagName[1], text: e.textContent.trim()})), \
+                      links: Array.from(document.querySelectorAll('a[href]'), a => ({text: a.textContent.trim(), href: a.href}))})"
+                .to_string(),
+        };
+        self.eval(&script).await
+    }
+
+    /// Evaluates `expression` in the page and returns its value (promises are awaited).
+    async fn eval(&self, expression: &str) -> Result<Value, RenderError> {
+        let params = EvaluateParams::builder()
+            .expression(expression)
+            .return_by_value(true)
+            .await_promise(true)
+            .build()
+            .expect("expression is set");
+        let result = self.exec("evaluate", params).await?;
+        if let Some(ex) = result.exception_details {
+            let description = ex.exception.and_then(|e| e.description).unwrap_or(ex.text);
+            let code = if description.contains("is not a valid selector") {
+                ErrorCode::SelectorNotFound
+            } else {
+                ErrorCode::RenderFailed
+            };
+            return Err(RenderError::new(code, format!("page script failed: {description}")));
+        }
+        Ok(result.result.value.unwrap_or(Value::Null))
+    }
+}
+
+struct PageInfo {
+    title: Option<String>,
+    final_url: String,
+    http_status: Option<i64>,
+}
+
+fn format_name(spec: &OutputSpec) -> String {
+    match spec.output_type {
+        OutputType::Pdf => "PDF".into(),
+        _ => match spec.format.unwrap_or(Format::Png) {
+            Format::Jpeg => "JPEG".into(),
+            Format::Webp => "WEBP".into(),
+            _ => "PNG".into(),
+        },
+    }
+}
+
+fn decode(data: &str) -> Result<Vec<u8>, RenderError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| RenderError::new(ErrorCode::RenderFailed, format!("Chromium sent undecodable data: {e}")))
+}
+
+/// A JavaScript string literal (JSON strings are valid JavaScript).
+fn js(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+fn origin_of(url: &str) -> String {
+    url::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+}
+
+/// Windows virtual key code and typed text for `Input.dispatchKeyEvent`.
+fn key_code(key: &str) -> (Option<i64>, Option<String>) {
+    let code = match key {
+        "Enter" => return (Some(13), Some("\r".into())),
+        "Tab" => 9,
+        "Escape" => 27,
+        "Backspace" => 8,
+        "Delete" => 46,
+        " " | "Space" => return (Some(32), Some(" ".into())),
+        "ArrowLeft" => 37,
+        "ArrowUp" => 38,
+        "ArrowRight" => 39,
+        "ArrowDown" => 40,
+        "PageUp" => 33,
+        "PageDown" => 34,
+        "Home" => 36,
+        "End" => 35,
+        k if k.chars().count() == 1 => {
+            let c = k.chars().next().expect("one char");
+            return (Some(i64::from(c.to_ascii_uppercase() as u32)), Some(k.to_string()));
+        }
+        _ => return (None, None),
+    };
+    (Some(code), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(v: Value) -> ScreenshotOptions {
+        ScreenshotOptions::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn device_presets_fill_what_the_viewport_leaves_out() {
+        let s = Screen::of(&opts(json!({"device": "iPhone 14", "viewport": {"height": 700}})));
+        assert_eq!((s.width, s.height, s.scale, s.mobile, s.touch), (390, 700, 3.0, true, true));
+        let d = Screen::of(&opts(json!({})));
+        assert_eq!((d.width, d.height, d.scale, d.mobile), (1920, 1080, 1.0, false));
+    }
+
+    #[test]
+    fn block_level_implies_ad_and_banner_blocking() {
+        assert_eq!(blocking(&opts(json!({}))), (false, false));
+        assert_eq!(blocking(&opts(json!({"blockAds": true}))), (true, false));
+        assert_eq!(blocking(&opts(json!({"blockPopups": true}))), (false, true));
+        assert_eq!(blocking(&opts(json!({"blockLevel": "normal"}))), (true, false));
+        assert_eq!(blocking(&opts(json!({"blockLevel": "pro_plus"}))), (true, true));
+    }
+
+    #[test]
+    fn single_output_follows_the_top_level_options() {
+        let specs = output_specs(&opts(json!({"format": "jpeg", "quality": 50, "fullPage": true})));
+        assert_eq!(specs.len(), 1);
+        assert_eq!((specs[0].output_type, specs[0].format, specs[0].quality), (OutputType::Screenshot, Some(Format::Jpeg), Some(50)));
+        assert_eq!(output_specs(&opts(json!({"format": "pdf"})))[0].output_type, OutputType::Pdf);
+        assert_eq!(timeout_error(5000).message, "Page load timed out after 5 seconds");
+    }
+}
