@@ -20,8 +20,8 @@ pub use error_code::ErrorCode;
 pub use invalid::InvalidOption;
 pub use job_id::new_job_id;
 pub use options::{
-    Action, BlockLevel, Cookie, Format, Header, OutputSpec, OutputType, ResponseType, SameSite, ScreenshotOptions, Session,
-    StorageItem, Viewport, WaitUntil,
+    Action, BlockLevel, Cookie, Format, Header, OutputSpec, OutputType, ResponseType, SameSite, ScreenshotOptions,
+    Session, StorageItem, Viewport, WaitUntil,
 };
 pub use request::{parse_bulk, JobRequest, DEFAULT_MAX_ATTEMPTS, MAX_BULK};
 pub use status::JobStatus;

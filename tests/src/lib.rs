@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+pub mod site;
+pub mod worker_process;
+
 pub use postgres::error::SqlState;
 pub use postgres::{Client, NoTls};
 

@@ -651,3 +651,23 @@ fn stats_count_jobs_per_status() {
     assert_eq!(counts, [3, 2, 1, 1, 0, 0, 0]);
     assert!(row.get::<_, bool>(6));
 }
+
+#[test]
+fn release_gives_a_job_back_without_counting_the_attempt() {
+    let mut c = db();
+    let id = enqueue(&mut c, "https://example.com", json!({"maxAttempts": 1}));
+    assert_eq!(claim(&mut c, "leaving", 1, "30 seconds"), [(id.clone(), 1)]);
+    let status: String = c.query_one("SELECT screenshot_release($1, 'leaving', 1)", &[&id]).unwrap().get(0);
+    assert_eq!(status, "QUEUED");
+    let queued = job(&mut c, &id);
+    assert_eq!(keys(&queued), ["createdAt", "id", "status", "url"], "as if never claimed");
+    assert_eq!(claim(&mut c, "staying", 1, "30 seconds"), [(id.clone(), 1)], "its one attempt is still there");
+    assert_eq!(sqlstate(c.query_one("SELECT screenshot_release($1, 'leaving', 1)", &[&id])), WRONG_STATE);
+    complete(&mut c, &id, "staying", 1, b"png").unwrap();
+
+    let cancelled = enqueue(&mut c, "https://example.com/2", json!({}));
+    claim(&mut c, "leaving", 1, "30 seconds");
+    c.query_one("SELECT screenshot_cancel($1)", &[&cancelled]).unwrap();
+    let status: String = c.query_one("SELECT screenshot_release($1, 'leaving', 1)", &[&cancelled]).unwrap().get(0);
+    assert_eq!(status, "CANCELLED");
+}

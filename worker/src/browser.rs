@@ -27,8 +27,7 @@ pub struct Chrome {
 
 impl Chrome {
     async fn launch(chromium: &std::path::Path, generation: u32) -> Result<Chrome, String> {
-        let user_data_dir =
-            std::env::temp_dir().join(format!("pgshot-chromium-{}-{generation}", std::process::id()));
+        let user_data_dir = std::env::temp_dir().join(format!("pgshot-chromium-{}-{generation}", std::process::id()));
         let _ = std::fs::remove_dir_all(&user_data_dir);
         let mut config = BrowserConfig::builder()
             .chrome_executable(chromium)
@@ -71,13 +70,7 @@ impl Chrome {
             tracing::warn!("chromium connection closed");
         });
         tracing::info!(generation, "chromium started");
-        Ok(Chrome {
-            browser: Mutex::new(Some(browser)),
-            handler,
-            dead,
-            renders: AtomicU32::new(0),
-            user_data_dir,
-        })
+        Ok(Chrome { browser: Mutex::new(Some(browser)), handler, dead, renders: AtomicU32::new(0), user_data_dir })
     }
 
     pub fn is_alive(&self) -> bool {
@@ -133,7 +126,12 @@ pub struct Browsers {
 
 impl Browsers {
     pub fn new(chromium: PathBuf, recycle_after: u32) -> Browsers {
-        Browsers { chromium, recycle_after: recycle_after.max(1), current: Mutex::new(None), generation: AtomicU32::new(0) }
+        Browsers {
+            chromium,
+            recycle_after: recycle_after.max(1),
+            current: Mutex::new(None),
+            generation: AtomicU32::new(0),
+        }
     }
 
     /// A live browser for one more render.

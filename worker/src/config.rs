@@ -41,6 +41,11 @@ pub struct Config {
     #[arg(long, env = "PGSHOT_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_networks: bool,
 
+    /// Non-public destinations allowed even when private networks are refused: IP or IP:port,
+    /// comma-separated (an internal service the deployment trusts).
+    #[arg(long, env = "PGSHOT_ALLOW_DESTINATIONS", value_delimiter = ',')]
+    pub allow_destinations: Vec<crate::egress::Allowed>,
+
     /// On SIGTERM or SIGINT, how long running jobs may take to finish before they are released.
     #[arg(long, env = "PGSHOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,

@@ -22,10 +22,39 @@ use crate::blocklist::blocklists;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub allow_private_networks: bool,
     pub block_ads: bool,
+    /// Non-public destinations allowed all the same (an internal host a deployment trusts).
+    pub allowed: Arc<[Allowed]>,
+}
+
+/// An address, optionally with a port, that the policy lets through even if it is not public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl std::str::FromStr for Allowed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Allowed, String> {
+        let s = s.trim();
+        if let Ok(ip) = s.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+            return Ok(Allowed { ip, port: None });
+        }
+        s.parse::<SocketAddr>()
+            .map(|a| Allowed { ip: a.ip(), port: Some(a.port()) })
+            .map_err(|_| format!("\"{s}\" is not an IP address or IP:port"))
+    }
+}
+
+impl Allowed {
+    fn matches(&self, addr: &SocketAddr) -> bool {
+        self.ip == addr.ip() && self.port.is_none_or(|p| p == addr.port())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +92,7 @@ impl Egress {
         Ok(Egress { addr, state, accept })
     }
 
-    /// Rules for the job about to use this listener (listeners are prepared before the job is known).
+    #[cfg(test)]
     pub fn set_rules(&self, rules: Rules) {
         *self.state.rules.lock().unwrap() = rules;
     }
@@ -118,8 +147,8 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
         _ => return,
     };
     let (target, port) = target;
-    let rules = *state.rules.lock().unwrap();
-    let upstream = match resolve(&target, port, rules).await {
+    let rules = state.rules.lock().unwrap().clone();
+    let upstream = match resolve(&target, port, &rules).await {
         Ok(addrs) => connect(&addrs).await,
         Err(Denied::Refused(refusal)) => {
             tracing::info!(?refusal, "egress refused");
@@ -198,7 +227,7 @@ enum Denied {
     Unresolved,
 }
 
-async fn resolve(target: &Target, port: u16, rules: Rules) -> Result<Vec<SocketAddr>, Denied> {
+async fn resolve(target: &Target, port: u16, rules: &Rules) -> Result<Vec<SocketAddr>, Denied> {
     let addrs: Vec<SocketAddr> = match target {
         Target::Ip(ip) => vec![SocketAddr::new(*ip, port)],
         Target::Name(name) => {
@@ -217,7 +246,10 @@ async fn resolve(target: &Target, port: u16, rules: Rules) -> Result<Vec<SocketA
     if !rules.allow_private_networks {
         // Any non-public answer refuses the name: connecting to "the public one" would leave the
         // choice to whoever controls the DNS.
-        if let Some((bad, reason)) = addrs.iter().find_map(|a| non_public_reason(a.ip()).map(|r| (a, r))) {
+        let refused = |a: &SocketAddr| {
+            non_public_reason(a.ip()).filter(|_| !rules.allowed.iter().any(|allowed| allowed.matches(a)))
+        };
+        if let Some((bad, reason)) = addrs.iter().find_map(|a| refused(a).map(|r| (a, r))) {
             let destination = match target {
                 Target::Name(name) if name.parse::<IpAddr>().is_err() => format!("{name}:{port} ({})", bad.ip()),
                 _ => bad.to_string(),
@@ -277,13 +309,17 @@ mod tests {
         });
 
         let egress = Egress::start(Rules::default()).await.unwrap();
+        assert_eq!("127.0.0.1:8080".parse::<Allowed>(), Ok(Allowed { ip: [127, 0, 0, 1].into(), port: Some(8080) }));
+        assert_eq!("[::1]".parse::<Allowed>(), Ok(Allowed { ip: "::1".parse().unwrap(), port: None }));
+        assert!("localhost".parse::<Allowed>().is_err());
         for host in ["127.0.0.1", "localhost", "0x7f000001"] {
             let (code, _) = socks_connect(egress.addr, host, port).await;
             assert_eq!(code, reply::NOT_ALLOWED, "{host}");
         }
         assert!(matches!(&egress.refusals()[0], Refusal::NonPublic { reason, .. } if reason == "loopback"));
 
-        egress.set_rules(Rules { allow_private_networks: true, block_ads: true });
+        let allowed: Arc<[Allowed]> = Arc::new(["127.0.0.1".parse().unwrap()]);
+        egress.set_rules(Rules { allow_private_networks: false, block_ads: true, allowed });
         let (code, stream) = socks_connect(egress.addr, "localhost", port).await;
         assert_eq!(code, reply::SUCCEEDED);
         let mut greeting = [0u8; 5];
@@ -293,6 +329,8 @@ mod tests {
         let (code, _) = socks_connect(egress.addr, "stats.g.doubleclick.net", 443).await;
         assert_eq!(code, reply::NOT_ALLOWED);
         assert!(egress.refusals().contains(&Refusal::AdHost { host: "stats.g.doubleclick.net".into() }));
+        let (code, _) = socks_connect(egress.addr, "10.0.0.1", 80).await;
+        assert_eq!(code, reply::NOT_ALLOWED, "only the allowed address passes");
         let (code, _) = socks_connect(egress.addr, "no-such-host.invalid", 80).await;
         assert_eq!(code, reply::HOST_UNREACHABLE);
     }

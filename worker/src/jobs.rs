@@ -43,6 +43,7 @@ impl Worker {
             browsers: Browsers::new(config.chromium.clone(), config.recycle_after),
             settings: RenderSettings {
                 allow_private_networks: config.allow_private_networks,
+                allowed_destinations: config.allow_destinations.clone().into(),
                 max_output_bytes: config.max_output_bytes,
             },
             slots: Arc::new(Semaphore::new(config.concurrency as usize)),
@@ -64,7 +65,8 @@ impl Worker {
                     Ok(jobs) => {
                         backoff = Duration::from_millis(100);
                         for job in jobs {
-                            let permit = self.slots.clone().try_acquire_owned().expect("claimed no more than free slots");
+                            let permit =
+                                self.slots.clone().try_acquire_owned().expect("claimed no more than free slots");
                             let worker = self.clone();
                             let span = tracing::info_span!("job", id = %job.id, attempt = job.attempt);
                             tokio::spawn(
@@ -123,7 +125,7 @@ impl Worker {
         let mut abandon = self.abandon.subscribe();
         let work = async {
             let chrome = self.browsers.get().await.map_err(|e| RenderError::new(ErrorCode::BrowserCrashed, e))?;
-            let result = render(&chrome, &job.url, &opts, self.settings).await;
+            let result = render(&chrome, &job.url, &opts, &self.settings).await;
             if matches!(&result, Err(e) if e.code == ErrorCode::BrowserCrashed) {
                 chrome.mark_dead();
             }
@@ -138,9 +140,13 @@ impl Worker {
         };
         match outcome {
             Outcome::Rendered(Ok(rendered)) => {
-                let result = self.retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs)).await;
+                let result = self
+                    .retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs))
+                    .await;
                 match result {
-                    Ok(()) => tracing::info!(size = %rendered.metadata["size"], ms = %rendered.metadata["renderTimeMs"], "completed"),
+                    Ok(()) => {
+                        tracing::info!(size = %rendered.metadata["size"], ms = %rendered.metadata["renderTimeMs"], "completed")
+                    }
                     Err(e) => tracing::warn!(error = %e, "result discarded"),
                 }
             }

@@ -104,8 +104,7 @@ pub struct Queue {
 impl Queue {
     pub fn new(database_url: &str, worker_id: &str, lease: Duration, pool_size: usize) -> Result<Queue, String> {
         let config = tokio_postgres::Config::from_str(database_url).map_err(|e| format!("DATABASE_URL: {e}"))?;
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -114,10 +113,6 @@ impl Queue {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Queue { pool, worker_id: worker_id.into(), lease_seconds: lease.as_secs_f64() })
-    }
-
-    pub fn worker_id(&self) -> &str {
-        &self.worker_id
     }
 
     pub async fn claim(&self, max_jobs: i32) -> Result<Vec<ClaimedJob>, QueueError> {
@@ -159,7 +154,13 @@ impl Queue {
     }
 
     /// Records a failed attempt; returns the job's new status.
-    pub async fn fail(&self, job: &ClaimedJob, code: &str, message: &str, retryable: bool) -> Result<String, QueueError> {
+    pub async fn fail(
+        &self,
+        job: &ClaimedJob,
+        code: &str,
+        message: &str,
+        retryable: bool,
+    ) -> Result<String, QueueError> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
@@ -173,9 +174,7 @@ impl Queue {
     /// Gives a job back untouched (shutdown): it is claimable again at once, the attempt not counted.
     pub async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
-        client
-            .execute("SELECT screenshot_release($1, $2, $3)", &[&job.id, &&*self.worker_id, &job.attempt])
-            .await?;
+        client.execute("SELECT screenshot_release($1, $2, $3)", &[&job.id, &&*self.worker_id, &job.attempt]).await?;
         Ok(())
     }
 
@@ -184,10 +183,8 @@ impl Queue {
     pub async fn maintain(&self) -> Result<Option<(i32, i32)>, QueueError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock(hashtext($1))", &[&MAINTENANCE_LOCK])
-            .await?
-            .get(0);
+        let locked: bool =
+            tx.query_one("SELECT pg_try_advisory_xact_lock(hashtext($1))", &[&MAINTENANCE_LOCK]).await?.get(0);
         if !locked {
             return Ok(None);
         }

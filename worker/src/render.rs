@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use crate::blocklist::blocklists;
 use crate::browser::Chrome;
-use crate::egress::{Egress, Refusal, Rules};
+use crate::egress::{Allowed, Egress, Refusal, Rules};
 use crate::queue::OutputRow;
 
 /// Most DevTools calls answer in milliseconds; one that takes this long means a hung browser.
@@ -48,9 +48,10 @@ const DEFAULT_TIMEOUT_MS: i64 = 30_000;
 const DEFAULT_MAX_HEIGHT: i64 = 16_384;
 const DEFAULT_QUALITY: i64 = 80;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RenderSettings {
     pub allow_private_networks: bool,
+    pub allowed_destinations: Arc<[Allowed]>,
     pub max_output_bytes: usize,
 }
 
@@ -74,9 +75,10 @@ impl RenderError {
     fn from_cdp(what: &str, e: CdpError) -> RenderError {
         let code = match e {
             // The browser answered, and said no: the page or our request is at fault.
-            CdpError::Chrome(_) | CdpError::ChromeMessage(_) | CdpError::JavascriptException(_) | CdpError::NotFound => {
-                ErrorCode::RenderFailed
-            }
+            CdpError::Chrome(_)
+            | CdpError::ChromeMessage(_)
+            | CdpError::JavascriptException(_)
+            | CdpError::NotFound => ErrorCode::RenderFailed,
             _ => ErrorCode::BrowserCrashed,
         };
         RenderError::new(code, format!("{what}: {e}"))
@@ -101,7 +103,10 @@ async fn step<T>(
         Ok(Err(e)) => Err(RenderError::from_cdp(what, e)),
         Err(_) => {
             chrome.mark_dead();
-            Err(RenderError::new(ErrorCode::BrowserCrashed, format!("{what}: Chromium did not answer within {limit:?}")))
+            Err(RenderError::new(
+                ErrorCode::BrowserCrashed,
+                format!("{what}: Chromium did not answer within {limit:?}"),
+            ))
         }
     }
 }
@@ -176,11 +181,16 @@ pub async fn render(
     chrome: &Arc<Chrome>,
     url: &str,
     opts: &ScreenshotOptions,
-    settings: RenderSettings,
+    settings: &RenderSettings,
 ) -> Result<Rendered, RenderError> {
     let started = Instant::now();
     let (block_ads, _) = blocking(opts);
-    let egress = Egress::start(Rules { allow_private_networks: settings.allow_private_networks, block_ads })
+    let rules = Rules {
+        allow_private_networks: settings.allow_private_networks,
+        block_ads,
+        allowed: settings.allowed_destinations.clone(),
+    };
+    let egress = Egress::start(rules)
         .await
         .map_err(|e| RenderError::new(ErrorCode::InternalError, format!("cannot start the egress proxy: {e}")))?;
     let params = CreateBrowserContextParams::builder()
@@ -237,7 +247,7 @@ struct Job<'a> {
     egress: &'a Egress,
     url: &'a str,
     opts: &'a ScreenshotOptions,
-    settings: RenderSettings,
+    settings: &'a RenderSettings,
     started: Instant,
 }
 
@@ -291,11 +301,7 @@ impl Job<'_> {
         Ok(Rendered { outputs, metadata })
     }
 
-    async fn exec<C: chromiumoxide::types::Command>(
-        &self,
-        what: &str,
-        cmd: C,
-    ) -> Result<C::Response, RenderError> {
+    async fn exec<C: chromiumoxide::types::Command>(&self, what: &str, cmd: C) -> Result<C::Response, RenderError> {
         Ok(step(self.chrome, what, STEP_TIMEOUT, self.page.execute(cmd)).await?.result)
     }
 
@@ -304,8 +310,11 @@ impl Job<'_> {
         let metrics = SetDeviceMetricsOverrideParams::new(screen.width, screen.height, screen.scale, screen.mobile);
         self.exec("set viewport", metrics).await?;
         if screen.touch {
-            self.exec("enable touch", SetTouchEmulationEnabledParams::builder().enabled(true).max_touch_points(5).build().unwrap())
-                .await?;
+            self.exec(
+                "enable touch",
+                SetTouchEmulationEnabledParams::builder().enabled(true).max_touch_points(5).build().unwrap(),
+            )
+            .await?;
         }
         if let Some(ua) = screen.user_agent {
             self.exec("set user agent", SetUserAgentOverrideParams::new(ua)).await?;
@@ -398,8 +407,9 @@ impl Job<'_> {
         if scoped.is_empty() {
             return Ok(None);
         }
-        let mut paused = step(self.chrome, "listen for requests", STEP_TIMEOUT, self.page.event_listener::<EventRequestPaused>())
-            .await?;
+        let mut paused =
+            step(self.chrome, "listen for requests", STEP_TIMEOUT, self.page.event_listener::<EventRequestPaused>())
+                .await?;
         let pattern = RequestPattern::builder().url_pattern("*").request_stage(RequestStage::Request).build();
         self.exec("intercept requests", fetch::EnableParams::builder().pattern(pattern).build()).await?;
         let page = self.page.clone();
@@ -421,7 +431,11 @@ impl Job<'_> {
                         headers.push(HeaderEntry::new(name.clone(), value.clone()));
                     }
                 }
-                let cont = ContinueRequestParams::builder().request_id(event.request_id.clone()).headers(headers).build().unwrap();
+                let cont = ContinueRequestParams::builder()
+                    .request_id(event.request_id.clone())
+                    .headers(headers)
+                    .build()
+                    .unwrap();
                 if tokio::time::timeout(STEP_TIMEOUT, page.execute(cont)).await.is_err() {
                     break;
                 }
@@ -438,7 +452,11 @@ impl Job<'_> {
             step(self.chrome, "listen for lifecycle", STEP_TIMEOUT, self.page.event_listener::<EventLifecycleEvent>())
                 .await?;
         let navigate_and_wait = async {
-            let nav = self.page.execute(NavigateParams::new(self.url)).await.map_err(|e| RenderError::from_cdp("navigate", e))?;
+            let nav = self
+                .page
+                .execute(NavigateParams::new(self.url))
+                .await
+                .map_err(|e| RenderError::from_cdp("navigate", e))?;
             if let Some(error) = nav.result.error_text.clone() {
                 return Err(self.navigation_error(&error));
             }
@@ -475,7 +493,11 @@ impl Job<'_> {
             let left = budget.saturating_sub(self.started.elapsed());
             self.wait_for_selector(selector, left, "waitFor").await?;
         }
-        Ok(PageInfo { title: info["title"].as_str().map(str::to_string), final_url, http_status: info["status"].as_i64() })
+        Ok(PageInfo {
+            title: info["title"].as_str().map(str::to_string),
+            final_url,
+            http_status: info["status"].as_i64(),
+        })
     }
 
     fn navigation_error(&self, error: &str) -> RenderError {
@@ -623,7 +645,11 @@ impl Job<'_> {
     }
 
     /// One output and, for images and PDFs, its pixel size.
-    async fn produce(&self, spec: &OutputSpec, screen: &Screen) -> Result<(OutputRow, Option<(i64, i64)>), RenderError> {
+    async fn produce(
+        &self,
+        spec: &OutputSpec,
+        screen: &Screen,
+    ) -> Result<(OutputRow, Option<(i64, i64)>), RenderError> {
         let id = spec.id.clone().unwrap_or_else(|| spec.output_type.as_str().to_string());
         let row = |content_type: &str, bytes: Vec<u8>, metadata: Value| OutputRow {
             output_id: id.clone(),
@@ -648,13 +674,17 @@ impl Job<'_> {
             OutputType::Markdown => {
                 // The body only: the head's title and scripts are not content.
                 let html = self.html(Some(spec.selector.as_deref().unwrap_or("body"))).await?;
-                let markdown = htmd::convert(&html)
-                    .map_err(|e| RenderError::new(ErrorCode::RenderFailed, format!("markdown conversion failed: {e}")))?;
+                let markdown = htmd::convert(&html).map_err(|e| {
+                    RenderError::new(ErrorCode::RenderFailed, format!("markdown conversion failed: {e}"))
+                })?;
                 Ok((row("text/markdown; charset=utf-8", markdown.into_bytes(), json!({})), None))
             }
             OutputType::Text => {
                 let script = match &spec.selector {
-                    Some(s) => format!("(() => {{ const el = document.querySelector({}); return el ? el.innerText : null; }})()", js(s)),
+                    Some(s) => format!(
+                        "(() => {{ const el = document.querySelector({}); return el ? el.innerText : null; }})()",
+                        js(s)
+                    ),
                     None => "document.body ? document.body.innerText : ''".to_string(),
                 };
                 let text = self.eval(&script).await?;
@@ -672,11 +702,19 @@ impl Job<'_> {
     fn selector_missing(&self, spec: &OutputSpec) -> RenderError {
         RenderError::new(
             ErrorCode::SelectorNotFound,
-            format!("output \"{}\": no element matches \"{}\"", spec.id.as_deref().unwrap_or_default(), spec.selector.as_deref().unwrap_or_default()),
+            format!(
+                "output \"{}\": no element matches \"{}\"",
+                spec.id.as_deref().unwrap_or_default(),
+                spec.selector.as_deref().unwrap_or_default()
+            ),
         )
     }
 
-    async fn screenshot(&self, spec: &OutputSpec, screen: &Screen) -> Result<(Vec<u8>, i64, i64, &'static str), RenderError> {
+    async fn screenshot(
+        &self,
+        spec: &OutputSpec,
+        screen: &Screen,
+    ) -> Result<(Vec<u8>, i64, i64, &'static str), RenderError> {
         let (format, content_type) = match spec.format.unwrap_or(Format::Png) {
             Format::Jpeg => (CaptureScreenshotFormat::Jpeg, "image/jpeg"),
             Format::Webp => (CaptureScreenshotFormat::Webp, "image/webp"),
@@ -695,7 +733,10 @@ impl Job<'_> {
             }
             let f = |k: &str| rect[k].as_f64().unwrap_or(0.0);
             if f("width") < 1.0 || f("height") < 1.0 {
-                return Err(RenderError::new(ErrorCode::SelectorNotFound, format!("\"{selector}\" matches an element with no size")));
+                return Err(RenderError::new(
+                    ErrorCode::SelectorNotFound,
+                    format!("\"{selector}\" matches an element with no size"),
+                ));
             }
             Some(Viewport { x: f("x"), y: f("y"), width: f("width"), height: f("height"), scale: 1.0 })
         } else if spec.full_page == Some(true) {
@@ -744,7 +785,10 @@ impl Job<'_> {
 
     async fn html(&self, selector: Option<&str>) -> Result<String, RenderError> {
         let script = match selector {
-            Some(s) => format!("(() => {{ const el = document.querySelector({}); return el ? el.outerHTML : null; }})()", js(s)),
+            Some(s) => format!(
+                "(() => {{ const el = document.querySelector({}); return el ? el.outerHTML : null; }})()",
+                js(s)
+            ),
             None => "document.documentElement.outerHTML".to_string(),
         };
         match self.eval(&script).await? {
@@ -884,7 +928,10 @@ mod tests {
     fn single_output_follows_the_top_level_options() {
         let specs = output_specs(&opts(json!({"format": "jpeg", "quality": 50, "fullPage": true})));
         assert_eq!(specs.len(), 1);
-        assert_eq!((specs[0].output_type, specs[0].format, specs[0].quality), (OutputType::Screenshot, Some(Format::Jpeg), Some(50)));
+        assert_eq!(
+            (specs[0].output_type, specs[0].format, specs[0].quality),
+            (OutputType::Screenshot, Some(Format::Jpeg), Some(50))
+        );
         assert_eq!(output_specs(&opts(json!({"format": "pdf"})))[0].output_type, OutputType::Pdf);
         assert_eq!(timeout_error(5000).message, "Page load timed out after 5 seconds");
     }

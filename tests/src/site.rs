@@ -1,0 +1,180 @@
+//! Web pages served by the tests on 127.0.0.1, each built to make one rendering behaviour visible
+//! in the pixels, bytes or text of the result.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+pub struct Site {
+    port: u16,
+}
+
+impl Site {
+    pub fn start() -> Site {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test site");
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(stream, port));
+            }
+        });
+        Site { port }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// A port on 127.0.0.1 with nothing listening (bound, then released).
+pub fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+const RED_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="200"><rect width="200" height="200" fill="#ff0000"/></svg>"##;
+
+fn page(title: &str, head: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>{title}</title>\
+         <style>html,body{{margin:0;padding:0;background:#ffffff}}</style>{head}</head><body>{body}</body></html>"
+    )
+}
+
+fn serve(mut stream: TcpStream, port: u16) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(|v| v.replace("%3A", ":").replace("%2F", "/"))
+    };
+    let html = "text/html; charset=utf-8";
+    let (status, content_type, body, extra): (&str, &str, String, String) = match path {
+        "/plain" => (
+            "200 OK",
+            html,
+            page("Plain page", "", "<h1>Hello pgshot</h1><p>Read <a href=\"https://example.com/docs\">the docs</a> first.</p>"),
+            String::new(),
+        ),
+        "/tall" => ("200 OK", html, page("Tall", "", "<div style=\"height:3000px;background:#eeeeff\"></div>"), String::new()),
+        "/lazy" => (
+            "200 OK",
+            html,
+            page(
+                "Lazy",
+                "",
+                "<div style=\"position:relative;height:3000px\">\
+                 <img loading=\"lazy\" src=\"/red.svg\" width=\"200\" height=\"200\" style=\"position:absolute;top:2600px;left:0\"></div>",
+            ),
+            String::new(),
+        ),
+        "/red.svg" => ("200 OK", "image/svg+xml", RED_SVG.to_string(), String::new()),
+        "/box" => (
+            "200 OK",
+            html,
+            page("Box", "", "<div id=\"box\" style=\"position:absolute;left:50px;top:40px;width:321px;height:123px;background:#00ff00\"></div>"),
+            String::new(),
+        ),
+        "/late" => (
+            "200 OK",
+            html,
+            page(
+                "Late",
+                "",
+                "<script>setTimeout(() => { const d = document.createElement('div'); d.id = 'late'; \
+                 d.style.cssText = 'width:100px;height:100px;background:#00ff00'; document.body.appendChild(d); }, 1500)</script>",
+            ),
+            String::new(),
+        ),
+        "/dark" => (
+            "200 OK",
+            html,
+            page("Dark", "<style>@media (prefers-color-scheme: dark) { html, body { background: #000000 } }</style>", "<p>x</p>"),
+            String::new(),
+        ),
+        "/banner" => (
+            "200 OK",
+            html,
+            page("Banner", "", "<p>content</p><div id=\"onetrust-banner-sdk\" style=\"position:fixed;left:0;top:0;width:100%;height:100%;background:#ff0000\">We use cookies</div>"),
+            String::new(),
+        ),
+        // Red when it finds a cookie or a localStorage entry set by an earlier render, green otherwise.
+        "/memory" => (
+            "200 OK",
+            html,
+            page(
+                "Memory",
+                "",
+                "<script>const seen = document.cookie.includes('seen=1') || localStorage.getItem('seen') === '1'; \
+                 document.documentElement.style.background = seen ? '#ff0000' : '#00ff00'; \
+                 document.body.style.background = seen ? '#ff0000' : '#00ff00'; \
+                 document.cookie = 'seen=1; max-age=3600; path=/'; localStorage.setItem('seen', '1');</script>",
+            ),
+            String::new(),
+        ),
+        "/session" => (
+            "200 OK",
+            html,
+            page(
+                "Session",
+                "",
+                "<pre id=out></pre><script>document.getElementById('out').textContent = \
+                 JSON.stringify({cookie: document.cookie, token: localStorage.getItem('token')});</script>",
+            ),
+            String::new(),
+        ),
+        "/slow" => {
+            let ms: u64 = param("ms").and_then(|v| v.parse().ok()).unwrap_or(5000);
+            std::thread::sleep(Duration::from_millis(ms));
+            ("200 OK", html, page("Slow", "", "<h1>Finally</h1>"), String::new())
+        }
+        "/hang" => {
+            // Accept, read the request, never answer.
+            std::thread::sleep(Duration::from_secs(120));
+            return;
+        }
+        "/redirect" => {
+            let to = param("to").unwrap_or_else(|| format!("http://127.0.0.1:{port}/plain"));
+            ("302 Found", html, String::new(), format!("Location: {to}\r\n"))
+        }
+        "/image-from" => {
+            let from = param("port").unwrap_or_default();
+            (
+                "200 OK",
+                html,
+                page(
+                    "Image from elsewhere",
+                    "",
+                    &format!("<img src=\"http://127.0.0.1:{from}/red.svg\" width=\"200\" height=\"200\" style=\"display:block\">"),
+                ),
+                String::new(),
+            )
+        }
+        _ => ("404 Not Found", "text/plain", "not found".to_string(), String::new()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+}

@@ -1,0 +1,477 @@
+//! pgshot-worker against real Postgres and real Chromium, rendering pages that the test serves on
+//! 127.0.0.1.
+
+use std::time::{Duration, Instant};
+
+use pgshot_tests::site::{closed_port, Site};
+use pgshot_tests::worker_process::{descendants, WorkerProcess};
+use pgshot_tests::{cluster, Client};
+use serde_json::{json, Value};
+
+struct Db {
+    client: Client,
+    url: String,
+}
+
+/// A fresh database whose jobs may point at 127.0.0.1 (the worker applies its own policy) and
+/// whose retries come back at once.
+fn db() -> Db {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    cl.connect("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET pgshot.allow_private_networks = on; \
+             ALTER DATABASE {name} SET pgshot.retry_backoff = 0"
+        ))
+        .unwrap();
+    Db { client: cl.connect(&name), url: cl.url(&name) }
+}
+
+fn private() -> Vec<(&'static str, String)> {
+    vec![("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())]
+}
+
+fn enqueue(c: &mut Client, url: &str, options: Value) -> String {
+    c.query_one("SELECT screenshot_enqueue($1, $2)", &[&url, &options]).unwrap().get(0)
+}
+
+/// Polls until the job is COMPLETED, FAILED or CANCELLED; a job still running after `limit` fails
+/// the test with the worker's log.
+fn finished(c: &mut Client, id: &str, limit: Duration, worker: &WorkerProcess) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let job: Value = c.query_one("SELECT screenshot_job($1)", &[&id]).unwrap().get(0);
+        if matches!(job["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {} after {limit:?}\n{}", job["status"], worker.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn completed(c: &mut Client, id: &str, worker: &WorkerProcess) -> Value {
+    let job = finished(c, id, Duration::from_secs(60), worker);
+    assert_eq!(job["status"], "COMPLETED", "{job}\n{}", worker.log());
+    job
+}
+
+fn bytes(c: &mut Client, id: &str, output: Option<&str>) -> Vec<u8> {
+    c.query_one("SELECT bytes FROM screenshot_result($1, $2)", &[&id, &output]).unwrap().get(0)
+}
+
+struct Image {
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+}
+
+impl Image {
+    fn decode(png_bytes: &[u8]) -> Image {
+        let mut decoder = png::Decoder::new(png_bytes);
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("PNG pixels");
+        let channels = info.color_type.samples();
+        let rgba = buf[..info.buffer_size()]
+            .chunks(channels)
+            .flat_map(|p| match channels {
+                4 => [p[0], p[1], p[2], p[3]],
+                3 => [p[0], p[1], p[2], 255],
+                _ => [p[0], p[0], p[0], 255],
+            })
+            .collect();
+        Image { width: info.width, height: info.height, rgba }
+    }
+
+    fn rgb(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = ((y * self.width + x) * 4) as usize;
+        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
+    }
+}
+
+fn is_close(a: [u8; 3], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) < 24)
+}
+
+const RED: [u8; 3] = [255, 0, 0];
+const GREEN: [u8; 3] = [0, 255, 0];
+const WHITE: [u8; 3] = [255, 255, 255];
+const BLACK: [u8; 3] = [0, 0, 0];
+
+#[test]
+fn screenshots_follow_viewport_full_page_selector_wait_dark_mode_and_banner_options() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let viewport =
+        enqueue(c, &site.url("/plain"), json!({"viewport": {"width": 800, "height": 600, "deviceScaleFactor": 2}}));
+    let tall = enqueue(c, &site.url("/tall"), json!({"viewport": {"width": 640, "height": 480}, "fullPage": true}));
+    let capped = enqueue(
+        c,
+        &site.url("/tall"),
+        json!({"viewport": {"width": 640, "height": 480}, "fullPage": true, "maxHeight": 1000}),
+    );
+    let lazy = enqueue(c, &site.url("/lazy"), json!({"viewport": {"width": 640, "height": 480}, "fullPage": true}));
+    let element = enqueue(c, &site.url("/box"), json!({"selector": "#box", "viewport": {"deviceScaleFactor": 2}}));
+    let late = enqueue(c, &site.url("/late"), json!({"waitFor": "#late", "viewport": {"width": 400, "height": 300}}));
+    let light = enqueue(c, &site.url("/dark"), json!({"viewport": {"width": 400, "height": 300}}));
+    let dark = enqueue(c, &site.url("/dark"), json!({"darkMode": true, "viewport": {"width": 400, "height": 300}}));
+    let banner = enqueue(c, &site.url("/banner"), json!({"viewport": {"width": 400, "height": 300}}));
+    let no_banner = enqueue(
+        c,
+        &site.url("/banner"),
+        json!({"blockCookieBanners": true, "viewport": {"width": 400, "height": 300}}),
+    );
+    let phone = enqueue(c, &site.url("/plain"), json!({"device": "iPhone 14"}));
+
+    let worker = WorkerProcess::start(&db.url, "shots", &private());
+
+    let job = completed(c, &viewport, &worker);
+    let img = Image::decode(&bytes(c, &viewport, None));
+    assert_eq!((img.width, img.height), (1600, 1200), "viewport × deviceScaleFactor");
+    assert_eq!(job["metadata"]["width"], 1600);
+    assert_eq!(job["metadata"]["format"], "PNG");
+    assert_eq!(job["metadata"]["title"], "Plain page");
+    assert_eq!(job["metadata"]["httpStatus"], 200);
+
+    completed(c, &tall, &worker);
+    let img = Image::decode(&bytes(c, &tall, None));
+    assert_eq!((img.width, img.height), (640, 3000), "a full-page shot is as tall as the page");
+    completed(c, &capped, &worker);
+    assert_eq!(Image::decode(&bytes(c, &capped, None)).height, 1000, "maxHeight caps it");
+
+    completed(c, &lazy, &worker);
+    let img = Image::decode(&bytes(c, &lazy, None));
+    assert!(is_close(img.rgb(100, 2700), RED), "the lazy image below the fold loaded: {:?}", img.rgb(100, 2700));
+
+    completed(c, &element, &worker);
+    let img = Image::decode(&bytes(c, &element, None));
+    assert_eq!((img.width, img.height), (642, 246), "the element's size × deviceScaleFactor");
+    assert!(is_close(img.rgb(321, 123), GREEN));
+
+    completed(c, &late, &worker);
+    assert!(is_close(Image::decode(&bytes(c, &late, None)).rgb(50, 50), GREEN), "waitFor waited for the element");
+
+    completed(c, &light, &worker);
+    completed(c, &dark, &worker);
+    assert!(is_close(Image::decode(&bytes(c, &light, None)).rgb(10, 10), WHITE));
+    assert!(is_close(Image::decode(&bytes(c, &dark, None)).rgb(10, 10), BLACK), "darkMode sets prefers-color-scheme");
+
+    completed(c, &banner, &worker);
+    completed(c, &no_banner, &worker);
+    assert!(is_close(Image::decode(&bytes(c, &banner, None)).rgb(200, 150), RED), "the banner covers the page");
+    assert!(is_close(Image::decode(&bytes(c, &no_banner, None)).rgb(200, 150), WHITE), "blockCookieBanners hides it");
+
+    completed(c, &phone, &worker);
+    let img = Image::decode(&bytes(c, &phone, None));
+    assert_eq!((img.width, img.height), (1170, 2532), "iPhone 14: 390 × 844 at 3×");
+}
+
+#[test]
+fn formats_have_their_magic_numbers_and_multi_output_comes_from_one_load() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let jpeg = enqueue(c, &site.url("/plain"), json!({"format": "jpg", "quality": 60}));
+    let webp = enqueue(c, &site.url("/plain"), json!({"format": "webp"}));
+    let pdf = enqueue(c, &site.url("/plain"), json!({"format": "pdf"}));
+    let multi = enqueue(
+        c,
+        &site.url("/plain"),
+        json!({"outputs": [
+            {"type": "screenshot", "format": "png"},
+            {"type": "markdown"},
+            {"type": "html"},
+            {"type": "text"},
+            {"type": "json", "selectors": {"heading": "h1"}},
+            {"type": "pdf", "id": "print", "landscape": true}
+        ]}),
+    );
+    let worker = WorkerProcess::start(&db.url, "formats", &private());
+
+    completed(c, &jpeg, &worker);
+    assert_eq!(&bytes(c, &jpeg, None)[..3], [0xff, 0xd8, 0xff], "JPEG");
+    let job = completed(c, &webp, &worker);
+    let b = bytes(c, &webp, None);
+    assert_eq!((&b[..4], &b[8..12]), (&b"RIFF"[..], &b"WEBP"[..]), "WebP");
+    assert_eq!(job["metadata"]["format"], "WEBP");
+    completed(c, &pdf, &worker);
+    assert_eq!(&bytes(c, &pdf, None)[..5], b"%PDF-");
+
+    let job = completed(c, &multi, &worker);
+    assert_eq!(job["metadata"]["format"], "MULTI");
+    let outputs = job["outputs"].as_object().unwrap();
+    let mut ids: Vec<&str> = outputs.keys().map(String::as_str).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["html", "json", "markdown", "print", "screenshot", "text"]);
+    assert_eq!(outputs["markdown"]["contentType"], "text/markdown; charset=utf-8");
+    assert_eq!(&bytes(c, &multi, Some("screenshot"))[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&bytes(c, &multi, Some("print"))[..5], b"%PDF-");
+    let markdown = String::from_utf8(bytes(c, &multi, Some("markdown"))).unwrap();
+    assert!(markdown.contains("# Hello pgshot"), "{markdown}");
+    assert!(markdown.contains("[the docs](https://example.com/docs)"), "{markdown}");
+    let html = String::from_utf8(bytes(c, &multi, Some("html"))).unwrap();
+    assert!(html.starts_with("<html") && html.contains("<h1>Hello pgshot</h1>"), "{html}");
+    let text = String::from_utf8(bytes(c, &multi, Some("text"))).unwrap();
+    assert!(text.contains("Hello pgshot") && !text.contains('<'), "{text}");
+    let extracted: Value = serde_json::from_slice(&bytes(c, &multi, Some("json"))).unwrap();
+    assert_eq!(extracted["data"]["heading"], json!(["Hello pgshot"]));
+    assert_eq!(extracted["title"], "Plain page");
+}
+
+#[test]
+fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let hang = enqueue(c, &site.url("/hang"), json!({"timeout": 2000, "maxAttempts": 1}));
+    let refused = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 1}));
+    let missing = enqueue(c, &site.url("/plain"), json!({"waitFor": "#never", "timeout": 1500, "maxAttempts": 3}));
+    let retried = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 2}));
+    let worker = WorkerProcess::start(&db.url, "errors", &private());
+
+    let started = Instant::now();
+    let job = finished(c, &hang, Duration::from_secs(30), &worker);
+    assert_eq!((job["status"].as_str(), job["errorCode"].as_str()), (Some("FAILED"), Some("TIMEOUT")), "{job}");
+    assert_eq!(job["errorMessage"], "Page load timed out after 2 seconds");
+    assert!(started.elapsed() < Duration::from_secs(20), "the timeout bounds the attempt");
+
+    let job = finished(c, &refused, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "URL_UNREACHABLE", "{job}");
+    assert!(job["errorMessage"].as_str().unwrap().contains("ERR_"), "{job}");
+
+    let job = finished(c, &missing, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "SELECTOR_NOT_FOUND", "{job}");
+    let attempts: i32 = c.query_one("SELECT attempt FROM pgshot.jobs WHERE id = $1", &[&missing]).unwrap().get(0);
+    assert_eq!(attempts, 1, "a missing selector is not retried");
+
+    let job = finished(c, &retried, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "URL_UNREACHABLE");
+    let attempts: i32 = c.query_one("SELECT attempt FROM pgshot.jobs WHERE id = $1", &[&retried]).unwrap().get(0);
+    assert_eq!(attempts, 2, "an unreachable URL is retried up to maxAttempts");
+}
+
+#[test]
+fn parallel_jobs_share_no_cookies_or_storage_and_sessions_apply() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let ids: Vec<String> =
+        (0..4).map(|_| enqueue(c, &site.url("/memory"), json!({"viewport": {"width": 300, "height": 200}}))).collect();
+    let with_session = enqueue(
+        c,
+        &site.url("/session"),
+        json!({"session": {
+            "cookies": [{"name": "sid", "value": "abc123"}],
+            "storage": [{"key": "token", "value": "t-42"}]
+        }, "outputs": [{"type": "text"}]}),
+    );
+    let mut env = private();
+    env.push(("PGSHOT_WORKER_CONCURRENCY", "2".into()));
+    let worker = WorkerProcess::start(&db.url, "isolation", &env);
+    for id in &ids {
+        completed(c, id, &worker);
+        let img = Image::decode(&bytes(c, id, None));
+        assert!(is_close(img.rgb(10, 10), GREEN), "job {id} saw another job's cookie or storage");
+    }
+    completed(c, &with_session, &worker);
+    let text = String::from_utf8(bytes(c, &with_session, Some("text"))).unwrap();
+    let seen: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(seen, json!({"cookie": "sid=abc123", "token": "t-42"}));
+}
+
+#[test]
+fn ssrf_is_refused_by_default_for_pages_redirects_and_subresources() {
+    let site = Site::start();
+    let other = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let port = site.port();
+    let spellings = [
+        format!("http://127.0.0.1:{port}/plain"),
+        format!("http://2130706433:{port}/plain"),
+        format!("http://0177.0.0.1:{port}/plain"),
+        format!("http://0x7f000001:{port}/plain"),
+        format!("http://[::ffff:127.0.0.1]:{port}/plain"),
+        format!("http://[::1]:{port}/plain"),
+        format!("http://localhost:{port}/plain"),
+    ];
+    let refused: Vec<String> = spellings.iter().map(|u| enqueue(c, u, json!({"maxAttempts": 1}))).collect();
+    // The site's own port is trusted explicitly; a redirect and an image lead to another port.
+    let redirect = enqueue(
+        c,
+        &site.url(&format!("/redirect?to=http%3A%2F%2F127.0.0.1%3A{}%2Fplain", other.port())),
+        json!({"maxAttempts": 1}),
+    );
+    let image = enqueue(
+        c,
+        &site.url(&format!("/image-from?port={}", other.port())),
+        json!({"viewport": {"width": 300, "height": 300}}),
+    );
+
+    let env = vec![("PGSHOT_ALLOW_DESTINATIONS", format!("127.0.0.1:{port}"))];
+    let mut worker = WorkerProcess::start(&db.url, "ssrf", &env);
+    for (id, url) in refused.iter().zip(&spellings) {
+        let job = finished(c, id, Duration::from_secs(30), &worker);
+        // These spellings all reach 127.0.0.1 on the allowed port (Chromium maps localhost there
+        // itself): they render. ::1 and the IPv4-mapped form are other addresses.
+        let is_site = !url.contains('[');
+        if is_site {
+            assert_eq!(job["status"], "COMPLETED", "{url}: {job}");
+        } else {
+            assert_eq!(job["errorCode"], "BLOCKED_URL", "{url}: {job}");
+        }
+    }
+    let job = finished(c, &redirect, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "BLOCKED_URL", "a redirect to a private address is refused: {job}");
+    completed(c, &image, &worker);
+    let img = Image::decode(&bytes(c, &image, None));
+    assert!(is_close(img.rgb(100, 100), WHITE), "the private image was not loaded: {:?}", img.rgb(100, 100));
+    worker.terminate(Duration::from_secs(20));
+
+    // Without the allow-list every spelling is refused; with private networks allowed all render.
+    let strict: Vec<String> = spellings.iter().map(|u| enqueue(c, u, json!({"maxAttempts": 1}))).collect();
+    let worker = WorkerProcess::start(&db.url, "ssrf-strict", &[]);
+    for (id, url) in strict.iter().zip(&spellings) {
+        let job = finished(c, id, Duration::from_secs(30), &worker);
+        assert_eq!(job["errorCode"], "BLOCKED_URL", "{url}: {job}");
+    }
+    drop(worker);
+    let open: Vec<String> = spellings.iter().map(|u| enqueue(c, u, json!({"maxAttempts": 1}))).collect();
+    let redirect = enqueue(
+        c,
+        &site.url(&format!("/redirect?to=http%3A%2F%2F127.0.0.1%3A{}%2Fplain", other.port())),
+        json!({"maxAttempts": 1}),
+    );
+    let worker = WorkerProcess::start(&db.url, "ssrf-open", &private());
+    for (id, url) in open.iter().zip(&spellings).chain([(&redirect, &"redirect".to_string())]) {
+        let job = finished(c, id, Duration::from_secs(30), &worker);
+        if url.contains("[::1]") {
+            // Allowed through, but the site listens on IPv4 only.
+            assert_eq!(job["errorCode"], "URL_UNREACHABLE", "{url}: {job}");
+        } else {
+            assert_eq!(job["status"], "COMPLETED", "{url}: {job}");
+        }
+    }
+}
+
+#[test]
+fn a_killed_worker_loses_its_job_to_another_and_cannot_complete_it() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let id = enqueue(c, &site.url("/slow?ms=4000"), json!({}));
+    let lease = vec![("PGSHOT_LEASE_SECONDS", "3".to_string()), ("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())];
+    let mut first = WorkerProcess::start(&db.url, "doomed", &lease);
+    wait_for_status(c, &id, "PROCESSING", &first);
+    std::thread::sleep(Duration::from_millis(500));
+    let chromium = descendants(first.pid());
+    first.kill9();
+    for pid in chromium {
+        // SIGKILL of the worker leaves its Chromium to be killed by whoever supervises it.
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+
+    let second = WorkerProcess::start(&db.url, "heir", &lease);
+    let job = completed(c, &id, &second);
+    let row = c.query_one("SELECT attempt, worker_id, errors FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2, "{job}");
+    assert_eq!(row.get::<_, String>(1), "heir");
+    assert_eq!(row.get::<_, Value>(2)[0]["code"], "LEASE_EXPIRED");
+    let stale = c.execute(
+        "SELECT screenshot_complete($1, 'doomed', 1, '{}', ARRAY[ROW('screenshot', 'screenshot', 'image/png', '\\x00'::bytea, '{}')::pgshot.output])",
+        &[&id],
+    );
+    assert_eq!(stale.unwrap_err().code().unwrap().code(), "55000", "the killed attempt is fenced out");
+}
+
+#[test]
+fn a_killed_chromium_fails_the_attempt_and_the_retry_completes() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let id = enqueue(c, &site.url("/slow?ms=3000"), json!({"maxAttempts": 3}));
+    let worker = WorkerProcess::start(&db.url, "crashy", &private());
+    wait_for_status(c, &id, "PROCESSING", &worker);
+    std::thread::sleep(Duration::from_millis(800));
+    let chromium = descendants(worker.pid());
+    assert!(!chromium.is_empty(), "Chromium runs under the worker");
+    for pid in &chromium {
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let job = completed(c, &id, &worker);
+    let row = c.query_one("SELECT attempt, errors FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap();
+    assert!(row.get::<_, i32>(0) >= 2, "{job}");
+    assert_eq!(row.get::<_, Value>(1)[0]["code"], "BROWSER_CRASHED", "{job}");
+
+    // A clean stop reaps every Chromium process.
+    let pid = worker.pid();
+    let mut worker = worker;
+    assert!(worker.terminate(Duration::from_secs(30)), "the worker stops on SIGTERM");
+    let left = descendants(pid);
+    assert!(left.is_empty(), "Chromium processes left behind: {left:?}");
+    let leftovers = pgshot_tests::worker_process::processes_named(&format!("pgshot-chromium-{pid}-"));
+    assert!(leftovers.is_empty(), "Chromium processes left behind: {leftovers:?}");
+}
+
+fn wait_for_status(c: &mut Client, id: &str, status: &str, worker: &WorkerProcess) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job: Value = c.query_one("SELECT screenshot_job($1)", &[&id]).unwrap().get(0);
+        if job["status"] == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {id} never became {status}: {job}\n{}", worker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cancelling_a_rendering_job_stops_it_at_the_next_heartbeat() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let id = enqueue(c, &site.url("/slow?ms=6000"), json!({}));
+    let mut env = private();
+    env.push(("PGSHOT_LEASE_SECONDS", "3".into()));
+    let worker = WorkerProcess::start(&db.url, "cancel", &env);
+    wait_for_status(c, &id, "PROCESSING", &worker);
+    let flagged: Value = c.query_one("SELECT screenshot_cancel($1)", &[&id]).unwrap().get(0);
+    assert_eq!(flagged["status"], "PROCESSING");
+    let job = finished(c, &id, Duration::from_secs(30), &worker);
+    assert_eq!(job["status"], "CANCELLED", "{job}");
+    std::thread::sleep(Duration::from_secs(6));
+    let job: Value = c.query_one("SELECT screenshot_job($1)", &[&id]).unwrap().get(0);
+    assert_eq!(job["status"], "CANCELLED", "the render's end did not complete it: {job}");
+    assert!(worker.log().contains("cancelled while rendering"), "{}", worker.log());
+}
+
+#[test]
+fn sigterm_lets_running_jobs_finish_and_releases_what_outlasts_the_grace_period() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+
+    // A generous grace period: the running job completes before the worker exits.
+    let quick = enqueue(c, &site.url("/slow?ms=1500"), json!({}));
+    let mut env = private();
+    env.push(("PGSHOT_SHUTDOWN_GRACE_SECONDS", "20".into()));
+    let mut worker = WorkerProcess::start(&db.url, "graceful", &env);
+    wait_for_status(c, &quick, "PROCESSING", &worker);
+    assert!(worker.terminate(Duration::from_secs(30)), "the worker exits after SIGTERM");
+    let job: Value = c.query_one("SELECT screenshot_job($1)", &[&quick]).unwrap().get(0);
+    assert_eq!(job["status"], "COMPLETED", "{job}");
+
+    // A short one: the job is given back, claimable at once, its attempt not counted.
+    let long = enqueue(c, &site.url("/slow?ms=8000"), json!({}));
+    let mut env = private();
+    env.push(("PGSHOT_SHUTDOWN_GRACE_SECONDS", "1".into()));
+    let mut worker = WorkerProcess::start(&db.url, "impatient", &env);
+    wait_for_status(c, &long, "PROCESSING", &worker);
+    let pid = worker.pid();
+    assert!(worker.terminate(Duration::from_secs(30)), "the worker exits after SIGTERM");
+    let row = c.query_one("SELECT status, attempt, run_at <= now() FROM pgshot.jobs WHERE id = $1", &[&long]).unwrap();
+    assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, i32>(1), row.get::<_, bool>(2)), ("QUEUED", 0, true));
+    assert!(descendants(pid).is_empty(), "no Chromium process outlives the worker");
+}
