@@ -8,8 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh --release
-
 say() { printf '==> %s\n' "$*" >&2; }
+say "building the worker"
+cargo build --release --quiet -p pgshot-worker
+
 psql_url() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 
 own_cluster=
@@ -41,13 +43,15 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+export PGSHOT_ALLOW_PRIVATE_NETWORKS=${PGSHOT_ALLOW_PRIVATE_NETWORKS:-false}
+target/release/pgshot-worker &
+children+=("$!")
+
 cat >&2 <<MSG
 ==> pgshot is ready: DATABASE_URL=$DATABASE_URL
     psql "$DATABASE_URL" -c "SELECT screenshot_enqueue('https://example.com', '{\"fullPage\": true}')"
     Press Ctrl-C to stop.
 MSG
 
-# Keep the foreground until Ctrl-C; the services started above run as children of this script.
-sleep infinity &
-children+=("$!")
-wait "$!"
+# In the foreground until Ctrl-C, or until a service exits (which stops the others).
+wait -n "${children[@]}"

@@ -51,12 +51,13 @@ fn serve(mut stream: TcpStream, port: u16) {
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
+    let mut request_headers = String::new();
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) if line == "\r\n" => break,
-            Ok(_) => {}
+            Ok(_) => request_headers.push_str(&line.to_ascii_lowercase()),
         }
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -139,6 +140,28 @@ fn serve(mut stream: TcpStream, port: u16) {
                 "",
                 "<pre id=out></pre><script>document.getElementById('out').textContent = \
                  JSON.stringify({cookie: document.cookie, token: localStorage.getItem('token')});</script>",
+            ),
+            String::new(),
+        ),
+        "/echo-headers" => ("200 OK", html, page("Headers", "", &format!("<pre>{request_headers}</pre>")), String::new()),
+        // Each action leaves its mark in #state, which a json output reads back.
+        "/actions" => (
+            "200 OK",
+            html,
+            page(
+                "Actions",
+                "",
+                "<input id=name><select id=pick><option value=a>A</option><option value=b>B</option></select>\
+                 <button id=go>Go</button><div id=hoverme style=\"width:100px;height:100px\"></div>\
+                 <div style=\"height:3000px\"></div><pre id=state></pre>\
+                 <script>const marks = {}; const show = () => document.getElementById('state').textContent = \
+                 JSON.stringify(marks); \
+                 document.getElementById('go').onclick = () => { marks.clicked = true; show(); }; \
+                 document.getElementById('hoverme').onmouseover = () => { marks.hovered = true; show(); }; \
+                 document.getElementById('name').oninput = e => { marks.name = e.target.value; show(); }; \
+                 document.getElementById('name').onkeydown = e => { if (e.key === 'Enter') { marks.entered = true; show(); } }; \
+                 document.getElementById('pick').onchange = e => { marks.picked = e.target.value; show(); }; \
+                 addEventListener('scroll', () => { marks.scrolled = scrollY > 0; show(); }); show();</script>",
             ),
             String::new(),
         ),

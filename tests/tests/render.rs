@@ -331,9 +331,13 @@ fn ssrf_is_refused_by_default_for_pages_redirects_and_subresources() {
     worker.terminate(Duration::from_secs(20));
 
     // Without the allow-list every spelling is refused; with private networks allowed all render.
-    let strict: Vec<String> = spellings.iter().map(|u| enqueue(c, u, json!({"maxAttempts": 1}))).collect();
+    // NAT64 and 6to4 forms of 127.0.0.1 are refused for the IPv4 address they carry.
+    let mut strict_urls = spellings.to_vec();
+    strict_urls.push(format!("http://[64:ff9b::7f00:1]:{port}/plain"));
+    strict_urls.push(format!("http://[2002:7f00:1::1]:{port}/plain"));
+    let strict: Vec<String> = strict_urls.iter().map(|u| enqueue(c, u, json!({"maxAttempts": 1}))).collect();
     let worker = WorkerProcess::start(&db.url, "ssrf-strict", &[]);
-    for (id, url) in strict.iter().zip(&spellings) {
+    for (id, url) in strict.iter().zip(&strict_urls) {
         let job = finished(c, id, Duration::from_secs(30), &worker);
         assert_eq!(job["errorCode"], "BLOCKED_URL", "{url}: {job}");
     }
@@ -474,4 +478,68 @@ fn sigterm_lets_running_jobs_finish_and_releases_what_outlasts_the_grace_period(
     let row = c.query_one("SELECT status, attempt, run_at <= now() FROM pgshot.jobs WHERE id = $1", &[&long]).unwrap();
     assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, i32>(1), row.get::<_, bool>(2)), ("QUEUED", 0, true));
     assert!(descendants(pid).is_empty(), "no Chromium process outlives the worker");
+}
+
+#[test]
+fn actions_headers_and_css_shape_the_page_before_capture() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let actions = enqueue(
+        c,
+        &site.url("/actions"),
+        json!({
+            "actions": [
+                {"type": "click", "selector": "#go"},
+                {"type": "type", "selector": "#name", "text": "Ada"},
+                {"type": "press", "key": "Enter"},
+                {"type": "select", "selector": "#pick", "value": "b"},
+                {"type": "hover", "selector": "#hoverme"},
+                {"type": "scroll", "y": 500},
+                {"type": "wait", "duration": 100}
+            ],
+            "outputs": [{"type": "json", "selectors": {"state": "#state"}}]
+        }),
+    );
+    let missing = enqueue(
+        c,
+        &site.url("/actions"),
+        json!({"actions": [{"type": "click", "selector": "#nope"}], "maxAttempts": 1}),
+    );
+    let headers = enqueue(
+        c,
+        &site.url("/echo-headers"),
+        json!({"session": {"headers": [
+            {"name": "X-All", "value": "1"},
+            {"name": "X-Scoped", "value": "yes", "origin": format!("http://127.0.0.1:{}", site.port())},
+            {"name": "X-Other", "value": "no", "origin": "https://elsewhere.example"}
+        ]}, "outputs": [{"type": "text"}]}),
+    );
+    let styled = enqueue(
+        c,
+        &site.url("/plain"),
+        json!({"customCss": "html, body { background: #0000ff !important }", "hideSelectors": ["h1"],
+               "viewport": {"width": 400, "height": 300}, "outputs": [{"type": "screenshot"}, {"type": "text"}]}),
+    );
+    let worker = WorkerProcess::start(&db.url, "actions", &private());
+
+    completed(c, &actions, &worker);
+    let extracted: Value = serde_json::from_slice(&bytes(c, &actions, Some("json"))).unwrap();
+    let state: Value = serde_json::from_str(extracted["data"]["state"][0].as_str().unwrap()).unwrap();
+    assert_eq!(
+        state,
+        json!({"clicked": true, "name": "Ada", "entered": true, "picked": "b", "hovered": true, "scrolled": true})
+    );
+    let job = finished(c, &missing, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "SELECTOR_NOT_FOUND", "{job}");
+
+    completed(c, &headers, &worker);
+    let seen = String::from_utf8(bytes(c, &headers, Some("text"))).unwrap();
+    assert!(seen.contains("x-all: 1") && seen.contains("x-scoped: yes"), "{seen}");
+    assert!(!seen.contains("x-other"), "a header scoped to another origin is not sent: {seen}");
+
+    completed(c, &styled, &worker);
+    assert!(is_close(Image::decode(&bytes(c, &styled, Some("screenshot"))).rgb(390, 290), [0, 0, 255]), "customCss");
+    let text = String::from_utf8(bytes(c, &styled, Some("text"))).unwrap();
+    assert!(!text.contains("Hello pgshot") && text.contains("the docs"), "hideSelectors hid the heading: {text}");
 }
