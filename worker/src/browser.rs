@@ -9,12 +9,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
+use chromiumoxide::Page;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::egress::{Egress, Rules};
+
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const TAB_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A fresh, isolated browser context with one blank page, behind its own egress proxy.
+pub struct Tab {
+    pub egress: Egress,
+    pub context: BrowserContextId,
+    pub page: Page,
+}
 
 /// A running Chromium and the task that drives its DevTools connection.
 pub struct Chrome {
@@ -23,10 +36,15 @@ pub struct Chrome {
     dead: Arc<AtomicBool>,
     renders: AtomicU32,
     user_data_dir: PathBuf,
+    /// Tabs opened ahead of the jobs that will use them, so that a job does not wait for its
+    /// context and page to be created.
+    spares: std::sync::Mutex<Vec<Tab>>,
+    spare_target: usize,
+    replenishing: AtomicBool,
 }
 
 impl Chrome {
-    async fn launch(chromium: &std::path::Path, generation: u32) -> Result<Chrome, String> {
+    async fn launch(chromium: &std::path::Path, generation: u32, spare_target: usize) -> Result<Chrome, String> {
         let user_data_dir = std::env::temp_dir().join(format!("pgshot-chromium-{}-{generation}", std::process::id()));
         let _ = std::fs::remove_dir_all(&user_data_dir);
         let mut config = BrowserConfig::builder()
@@ -70,7 +88,88 @@ impl Chrome {
             tracing::warn!("chromium connection closed");
         });
         tracing::info!(generation, "chromium started");
-        Ok(Chrome { browser: Mutex::new(Some(browser)), handler, dead, renders: AtomicU32::new(0), user_data_dir })
+        Ok(Chrome {
+            browser: Mutex::new(Some(browser)),
+            handler,
+            dead,
+            renders: AtomicU32::new(0),
+            user_data_dir,
+            spares: std::sync::Mutex::new(Vec::new()),
+            spare_target,
+            replenishing: AtomicBool::new(false),
+        })
+    }
+
+    /// A tab for one job, with the job's egress rules: a spare one if there is one.
+    pub async fn take_tab(self: &Arc<Self>, rules: Rules) -> Result<Tab, String> {
+        let spare = self.spares.lock().unwrap().pop();
+        let tab = match spare {
+            Some(tab) => tab,
+            None => self.open_tab(rules.clone()).await?,
+        };
+        tab.egress.set_rules(rules);
+        self.replenish();
+        Ok(tab)
+    }
+
+    /// Opens spare tabs in the background until there are as many as render slots.
+    pub fn replenish(self: &Arc<Self>) {
+        if self.replenishing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let chrome = self.clone();
+        tokio::spawn(async move {
+            while chrome.is_alive() && chrome.spares.lock().unwrap().len() < chrome.spare_target {
+                match chrome.open_tab(Rules::default()).await {
+                    Ok(tab) => chrome.spares.lock().unwrap().push(tab),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not open a spare tab");
+                        break;
+                    }
+                }
+            }
+            chrome.replenishing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn open_tab(&self, rules: Rules) -> Result<Tab, String> {
+        let egress = Egress::start(rules).await.map_err(|e| format!("cannot start the egress proxy: {e}"))?;
+        let params = CreateBrowserContextParams::builder()
+            .dispose_on_detach(true)
+            .proxy_server(egress.proxy_server())
+            .proxy_bypass_list("<-loopback>")
+            .build();
+        let context = self.timed("create a browser context", async |b| b.create_browser_context(params).await).await?;
+        let target = CreateTargetParams::builder()
+            .url("about:blank")
+            .browser_context_id(context.clone())
+            .build()
+            .expect("url is set");
+        match self.timed("open a page", async |b| b.new_page(target).await).await {
+            Ok(page) => Ok(Tab { egress, context, page }),
+            Err(e) => {
+                let id = context.clone();
+                let _ = self.timed("dispose a browser context", async |b| b.dispose_browser_context(id).await).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// One browser-level DevTools call under [`TAB_TIMEOUT`]; no answer marks the browser dead.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        f: impl AsyncFnOnce(&Browser) -> Result<T, chromiumoxide::error::CdpError>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(TAB_TIMEOUT, self.with(f)).await {
+            Ok(Some(Ok(v))) => Ok(v),
+            Ok(Some(Err(e))) => Err(format!("{what}: {e}")),
+            Ok(None) => Err(format!("{what}: the browser was closed")),
+            Err(_) => {
+                self.mark_dead();
+                Err(format!("{what}: Chromium did not answer within {TAB_TIMEOUT:?}"))
+            }
+        }
     }
 
     pub fn is_alive(&self) -> bool {
@@ -93,6 +192,7 @@ impl Chrome {
 
     /// Closes Chromium and reaps it (and so its children), killing it if it does not close.
     pub async fn close(&self) {
+        self.spares.lock().unwrap().clear();
         let Some(mut browser) = self.browser.lock().await.take() else { return };
         let closed = tokio::time::timeout(CLOSE_TIMEOUT, browser.close()).await;
         let exited = match closed {
@@ -120,18 +220,28 @@ fn is_root() -> bool {
 pub struct Browsers {
     chromium: PathBuf,
     recycle_after: u32,
+    spare_tabs: usize,
     current: Mutex<Option<Arc<Chrome>>>,
     generation: AtomicU32,
 }
 
 impl Browsers {
-    pub fn new(chromium: PathBuf, recycle_after: u32) -> Browsers {
+    /// `spare_tabs`: how many tabs to keep open ahead of the jobs (the worker's concurrency).
+    pub fn new(chromium: PathBuf, recycle_after: u32, spare_tabs: usize) -> Browsers {
         Browsers {
             chromium,
             recycle_after: recycle_after.max(1),
+            spare_tabs,
             current: Mutex::new(None),
             generation: AtomicU32::new(0),
         }
+    }
+
+    /// Starts Chromium and its spare tabs before the first job needs them.
+    pub async fn warm_up(&self) -> Result<(), String> {
+        let chrome = self.get().await?;
+        chrome.renders.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// A live browser for one more render.
@@ -148,7 +258,8 @@ impl Browsers {
             tokio::spawn(async move { close_when_unused(old).await });
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst);
-        let chrome = Arc::new(Chrome::launch(&self.chromium, generation).await?);
+        let chrome = Arc::new(Chrome::launch(&self.chromium, generation, self.spare_tabs).await?);
+        chrome.replenish();
         chrome.renders.fetch_add(1, Ordering::SeqCst);
         *current = Some(chrome.clone());
         Ok(chrome)

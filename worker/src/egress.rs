@@ -92,7 +92,7 @@ impl Egress {
         Ok(Egress { addr, state, accept })
     }
 
-    #[cfg(test)]
+    /// Rules for the job about to use this listener (spare tabs are opened before the job is known).
     pub fn set_rules(&self, rules: Rules) {
         *self.state.rules.lock().unwrap() = rules;
     }

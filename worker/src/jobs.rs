@@ -40,7 +40,7 @@ impl Worker {
     pub fn new(config: &Config, queue: Queue, wake: Arc<Notify>) -> Arc<Worker> {
         Arc::new(Worker {
             queue,
-            browsers: Browsers::new(config.chromium.clone(), config.recycle_after),
+            browsers: Browsers::new(config.chromium.clone(), config.recycle_after, config.concurrency as usize),
             settings: RenderSettings {
                 allow_private_networks: config.allow_private_networks,
                 allowed_destinations: config.allow_destinations.clone().into(),
@@ -57,6 +57,9 @@ impl Worker {
 
     /// Claims and runs jobs until `stop` turns true, then drains within `grace`.
     pub async fn run(self: &Arc<Self>, poll: Duration, grace: Duration, mut stop: watch::Receiver<bool>) {
+        if let Err(e) = self.browsers.warm_up().await {
+            tracing::warn!(error = %e, "chromium did not start; will retry with the first job");
+        }
         let mut backoff = Duration::from_millis(100);
         while !*stop.borrow() {
             let free = self.slots.available_permits();

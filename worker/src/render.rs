@@ -25,7 +25,6 @@ use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent,
     NavigateParams, PrintToPdfParams, SetLifecycleEventsEnabledParams, Viewport,
 };
-use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::error::CdpError;
 use chromiumoxide::Page;
@@ -190,38 +189,9 @@ pub async fn render(
         block_ads,
         allowed: settings.allowed_destinations.clone(),
     };
-    let egress = Egress::start(rules)
-        .await
-        .map_err(|e| RenderError::new(ErrorCode::InternalError, format!("cannot start the egress proxy: {e}")))?;
-    let params = CreateBrowserContextParams::builder()
-        .dispose_on_detach(true)
-        .proxy_server(egress.proxy_server())
-        // Chromium sends loopback straight out unless told otherwise: "<-loopback>" makes it
-        // go through the proxy too, where the policy decides.
-        .proxy_bypass_list("<-loopback>")
-        .build();
-    let context: BrowserContextId = step(chrome, "create browser context", STEP_TIMEOUT, async {
-        match chrome.with(async |b| b.create_browser_context(params).await).await {
-            Some(r) => r,
-            None => Err(CdpError::NoResponse),
-        }
-    })
-    .await?;
-    let target = CreateTargetParams::builder()
-        .url("about:blank")
-        .browser_context_id(context.clone())
-        .build()
-        .expect("url is set");
-    let page = step(chrome, "open page", STEP_TIMEOUT, async {
-        match chrome.with(async |b| b.new_page(target).await).await {
-            Some(r) => r,
-            None => Err(CdpError::NoResponse),
-        }
-    })
-    .await;
-    let _dispose = ContextGuard { chrome: chrome.clone(), context: Some(context) };
-    let page = page?;
-    Job { chrome, page: &page, egress: &egress, url, opts, settings, started }.run().await
+    let tab = chrome.take_tab(rules).await.map_err(|e| RenderError::new(ErrorCode::BrowserCrashed, e))?;
+    let _dispose = ContextGuard { chrome: chrome.clone(), context: Some(tab.context.clone()) };
+    Job { chrome, page: &tab.page, egress: &tab.egress, url, opts, settings, started }.run().await
 }
 
 /// Disposes the job's browser context (and so its page, cookies and storage) however the render
