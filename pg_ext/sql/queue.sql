@@ -34,23 +34,23 @@ CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
 -- Rust) in one statement and returns their ids in order. A request with an idempotency key that
 -- is already taken returns the existing job if the request is the same, and raises 23505 if not.
 CREATE FUNCTION pgshot.insert_jobs(
-    p_ids text[], p_urls text[], p_options jsonb[], p_priorities integer[], p_run_ats timestamptz[],
+    p_owner text, p_ids text[], p_urls text[], p_options jsonb[], p_priorities integer[], p_run_ats timestamptz[],
     p_max_attempts integer[], p_keys text[], p_webhook_urls text[], p_webhook_secrets text[]
 ) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     clash record;
     result text[];
 BEGIN
-    INSERT INTO pgshot.jobs (id, url, options, priority, run_at, max_attempts, idempotency_key,
+    INSERT INTO pgshot.jobs (owner, id, url, options, priority, run_at, max_attempts, idempotency_key,
                              webhook_url, webhook_secret)
-    SELECT r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
+    SELECT p_owner, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
            r.webhook_url, r.webhook_secret
     FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
                 p_webhook_urls, p_webhook_secrets)
          WITH ORDINALITY AS r(id, url, options, priority, run_at, max_attempts, key, webhook_url,
                               webhook_secret, ord)
     ORDER BY r.ord
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+    ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
 
     IF cardinality(array_remove(p_keys, NULL)) = 0 THEN
         RETURN p_ids;
@@ -60,7 +60,7 @@ BEGIN
     FROM unnest(p_ids, p_urls, p_options, p_priorities, p_max_attempts, p_keys, p_webhook_urls,
                 p_webhook_secrets)
          AS r(id, url, options, priority, max_attempts, key, webhook_url, webhook_secret)
-    JOIN pgshot.jobs j ON j.idempotency_key = r.key
+    JOIN pgshot.jobs j ON j.idempotency_key = r.key AND j.owner IS NOT DISTINCT FROM p_owner
     WHERE j.id <> r.id
       AND (j.url, j.options, j.priority, j.max_attempts, j.webhook_url, j.webhook_secret)
           IS DISTINCT FROM (r.url, r.options, r.priority, r.max_attempts, r.webhook_url, r.webhook_secret)
@@ -74,7 +74,8 @@ BEGIN
 
     SELECT array_agg(coalesce(j.id, r.id) ORDER BY r.ord) INTO result
     FROM unnest(p_ids, p_keys) WITH ORDINALITY AS r(id, key, ord)
-    LEFT JOIN pgshot.jobs j ON r.key IS NOT NULL AND j.idempotency_key = r.key;
+    LEFT JOIN pgshot.jobs j
+           ON r.key IS NOT NULL AND j.idempotency_key = r.key AND j.owner IS NOT DISTINCT FROM p_owner;
     RETURN result;
 END
 $$;
@@ -511,3 +512,40 @@ LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION screenshot_stats() IS
     'jobs per status, runnable jobs, age of the oldest queued job, leases past expiry';
+
+-- API keys. pgshot-api creates them with `pgshot-api keys create`; the key is returned once and
+-- only its SHA-256 is stored.
+CREATE FUNCTION pgshot.api_key_create(name text) RETURNS TABLE (id text, key text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    -- gen_random_uuid() draws from the server's strong random source: 2 × 122 random bits.
+    new_key text := 'pgs_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+    new_id text := 'key_' || left(md5(gen_random_uuid()::text), 12);
+BEGIN
+    IF coalesce(length(trim(api_key_create.name)), 0) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'name must be 1 to 200 characters' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pgshot.api_keys (id, name, key_hash)
+    VALUES (new_id, trim(api_key_create.name), sha256(convert_to(new_key, 'UTF8')));
+    RETURN QUERY SELECT new_id, new_key;
+END
+$$;
+COMMENT ON FUNCTION pgshot.api_key_create(text) IS 'a new API key; the key is returned here only';
+
+CREATE FUNCTION pgshot.api_key_owner(key text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT id FROM pgshot.api_keys
+    WHERE key_hash = sha256(convert_to(key, 'UTF8')) AND revoked_at IS NULL
+$$;
+COMMENT ON FUNCTION pgshot.api_key_owner(text) IS 'the id of a live API key, or NULL';
+
+CREATE FUNCTION pgshot.api_key_revoke(key_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE pgshot.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = key_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'API key "%" does not exist', key_id USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;

@@ -16,8 +16,25 @@
 CREATE SCHEMA pgshot;
 COMMENT ON SCHEMA pgshot IS 'pgshot job tables; use the screenshot_* functions rather than writing here';
 
+-- REST API keys: only a SHA-256 of each key is kept; the key itself is shown once, at creation.
+CREATE TABLE pgshot.api_keys (
+    id         text PRIMARY KEY,
+    name       text NOT NULL,
+    key_hash   bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz,
+    CONSTRAINT api_keys_id_shape CHECK (id ~ '^key_[0-9a-z]{12}$'),
+    CONSTRAINT api_keys_name_length CHECK (length(name) BETWEEN 1 AND 200),
+    CONSTRAINT api_keys_hash_is_sha256 CHECK (octet_length(key_hash) = 32),
+    CONSTRAINT api_keys_hash_unique UNIQUE (key_hash)
+);
+
+COMMENT ON TABLE pgshot.api_keys IS 'pgshot-api keys, stored hashed; jobs.owner names the key that created a job';
+
 CREATE TABLE pgshot.jobs (
     id               text PRIMARY KEY,
+    -- The API key that created the job; NULL for jobs enqueued from SQL.
+    owner            text REFERENCES pgshot.api_keys (id),
     status           text NOT NULL DEFAULT 'QUEUED',
     url              text NOT NULL,
     -- Canonical render options (pgshot-job's ScreenshotOptions), without the columns below.
@@ -73,7 +90,11 @@ COMMENT ON TABLE pgshot.jobs IS 'screenshot jobs: one row per job, its state, le
 CREATE INDEX jobs_claim_order ON pgshot.jobs (priority, run_at, id) WHERE status = 'QUEUED';
 CREATE INDEX jobs_lease_expiry ON pgshot.jobs (lease_expires_at) WHERE status = 'PROCESSING';
 CREATE INDEX jobs_result_expiry ON pgshot.jobs (expires_at) WHERE status = 'COMPLETED' AND purged_at IS NULL;
-CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- Idempotency keys are per owner: two API keys may use the same key for different jobs.
+CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs ((coalesce(owner, '')), idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- An API key's jobs, newest first (GET /v1/screenshots/jobs).
+CREATE INDEX jobs_owner_recent ON pgshot.jobs (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
 
 CREATE TABLE pgshot.outputs (
     job_id       text NOT NULL REFERENCES pgshot.jobs (id) ON DELETE CASCADE,
@@ -100,10 +121,11 @@ COMMENT ON TABLE pgshot.outputs IS 'result bytes of completed jobs, one row per 
 ALTER TABLE pgshot.outputs ALTER COLUMN bytes SET STORAGE EXTERNAL;
 
 -- pg_dump leaves out extension tables unless they are marked as configuration.
+SELECT pg_catalog.pg_extension_config_dump('pgshot.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
 
 -- A trusted extension's objects belong to the bootstrap superuser: let the database owner who
 -- created it use and administer the queue.
 GRANT USAGE ON SCHEMA pgshot TO @extowner@;
-GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.jobs, pgshot.outputs TO @extowner@;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.api_keys, pgshot.jobs, pgshot.outputs TO @extowner@;

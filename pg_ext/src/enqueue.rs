@@ -16,7 +16,7 @@ fn screenshot_enqueue(url: Option<&str>, options: default!(Option<JsonB>, "'{}'"
     };
     let options = options.map_or_else(|| serde_json::json!({}), |o| o.0);
     let request = JobRequest::parse(url, &options, policy()).unwrap_or_else(|e| raise(e));
-    insert(vec![request]).pop().expect("one request gives one id")
+    insert(None, vec![request]).pop().expect("one request gives one id")
 }
 
 /// Enqueues many screenshots in one statement (one NOTIFY), from a JSON array of objects that each
@@ -28,7 +28,20 @@ fn screenshot_enqueue_bulk(requests: Option<JsonB>) -> SetOfIterator<'static, St
         raise(InvalidOption::new("requests", "requests must not be null"));
     };
     let requests = parse_bulk(&requests, policy()).unwrap_or_else(|e| raise(e));
-    SetOfIterator::new(insert(requests))
+    SetOfIterator::new(insert(None, requests))
+}
+
+#[pg_schema]
+mod pgshot {
+    use super::*;
+
+    /// `screenshot_enqueue` for pgshot-api: the job belongs to the API key `owner`, and its
+    /// idempotency key is that owner's.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn enqueue_owned(owner: &str, url: &str, options: JsonB) -> String {
+        let request = JobRequest::parse(url, &options.0, policy()).unwrap_or_else(|e| raise(e));
+        insert(Some(owner), vec![request]).pop().expect("one request gives one id")
+    }
 }
 
 fn policy() -> NetworkPolicy {
@@ -36,7 +49,7 @@ fn policy() -> NetworkPolicy {
 }
 
 /// Inserts through `pgshot.insert_jobs`, which owns the INSERT and the idempotency-key rules.
-fn insert(requests: Vec<JobRequest>) -> Vec<String> {
+fn insert(owner: Option<&str>, requests: Vec<JobRequest>) -> Vec<String> {
     let n = requests.len();
     let mut ids = Vec::with_capacity(n);
     let mut urls = Vec::with_capacity(n);
@@ -59,8 +72,9 @@ fn insert(requests: Vec<JobRequest>) -> Vec<String> {
         webhook_secrets.push(r.webhook_secret);
     }
     Spi::get_one_with_args::<Vec<String>>(
-        "SELECT pgshot.insert_jobs($1, $2, $3, $4, $5::timestamptz[], $6, $7, $8, $9)",
+        "SELECT pgshot.insert_jobs($1, $2, $3, $4, $5, $6::timestamptz[], $7, $8, $9, $10)",
         &[
+            owner.into(),
             ids.into(),
             urls.into(),
             options.into(),

@@ -671,3 +671,45 @@ fn release_gives_a_job_back_without_counting_the_attempt() {
     let status: String = c.query_one("SELECT screenshot_release($1, 'leaving', 1)", &[&cancelled]).unwrap().get(0);
     assert_eq!(status, "CANCELLED");
 }
+
+#[test]
+fn api_keys_are_stored_hashed_and_own_their_jobs() {
+    let mut c = db();
+    let row = c.query_one("SELECT id, key FROM pgshot.api_key_create('ci')", &[]).unwrap();
+    let (key_id, key): (String, String) = (row.get(0), row.get(1));
+    assert!(key.starts_with("pgs_") && key.len() == 68, "{key}");
+    let stored: i64 = c
+        .query_one("SELECT count(*) FROM pgshot.api_keys WHERE key_hash = sha256(convert_to($1, 'UTF8'))", &[&key])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
+    let leaked: i64 = c
+        .query_one("SELECT count(*) FROM pgshot.api_keys WHERE position($1 in row(api_keys.*)::text) > 0", &[&key])
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0, "the key itself is not stored");
+    let owner: Option<String> = c.query_one("SELECT pgshot.api_key_owner($1)", &[&key]).unwrap().get(0);
+    assert_eq!(owner.as_deref(), Some(key_id.as_str()));
+    let nobody: Option<String> = c.query_one("SELECT pgshot.api_key_owner('pgs_wrong')", &[]).unwrap().get(0);
+    assert_eq!(nobody, None);
+
+    let other: String = c.query_one("SELECT id FROM pgshot.api_key_create('other')", &[]).unwrap().get(0);
+    let opts = json!({"idempotencyKey": "same"});
+    let mine: String =
+        c.query_one("SELECT pgshot.enqueue_owned($1, 'https://example.com', $2)", &[&key_id, &opts]).unwrap().get(0);
+    let theirs: String =
+        c.query_one("SELECT pgshot.enqueue_owned($1, 'https://example.com', $2)", &[&other, &opts]).unwrap().get(0);
+    assert_ne!(mine, theirs, "idempotency keys are per owner");
+    let again: String =
+        c.query_one("SELECT pgshot.enqueue_owned($1, 'https://example.com', $2)", &[&key_id, &opts]).unwrap().get(0);
+    assert_eq!(again, mine);
+    let owners: Vec<String> =
+        c.query("SELECT owner FROM pgshot.jobs ORDER BY owner", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(owners.len(), 2);
+
+    c.execute("SELECT pgshot.api_key_revoke($1)", &[&key_id]).unwrap();
+    let revoked: Option<String> = c.query_one("SELECT pgshot.api_key_owner($1)", &[&key]).unwrap().get(0);
+    assert_eq!(revoked, None, "a revoked key owns nothing any more");
+    assert_eq!(sqlstate(c.execute("SELECT pgshot.api_key_revoke('key_000000000000')", &[])), NO_DATA_FOUND);
+    assert_eq!(sqlstate(c.query("SELECT * FROM pgshot.api_key_create('')", &[])), INVALID_PARAMETER_VALUE);
+}
