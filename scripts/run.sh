@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh --release
 say() { printf '==> %s\n' "$*" >&2; }
-say "building the worker"
-cargo build --release --quiet -p pgshot-worker
+say "building the worker and the API"
+cargo build --release --quiet -p pgshot-worker -p pgshot-api
 
 psql_url() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 
@@ -46,10 +46,17 @@ trap stop INT TERM EXIT
 export PGSHOT_ALLOW_PRIVATE_NETWORKS=${PGSHOT_ALLOW_PRIVATE_NETWORKS:-false}
 target/release/pgshot-worker &
 children+=("$!")
+target/release/pgshot-api &
+children+=("$!")
 
 cat >&2 <<MSG
-==> pgshot is ready: DATABASE_URL=$DATABASE_URL
-    psql "$DATABASE_URL" -c "SELECT screenshot_enqueue('https://example.com', '{\"fullPage\": true}')"
+==> pgshot is ready: DATABASE_URL=$DATABASE_URL, API on http://${PGSHOT_LISTEN:-127.0.0.1:8080}
+    SQL:  psql "$DATABASE_URL" -c "SELECT screenshot_enqueue('https://example.com', '{\"fullPage\": true}')"
+    REST: create a key (printed once, on the last line), then call the API with it:
+          DATABASE_URL=$DATABASE_URL target/release/pgshot-api keys create --name me
+          curl -X POST http://${PGSHOT_LISTEN:-127.0.0.1:8080}/v1/screenshots/async -H "X-API-Key: <key>" \\
+               -H 'Content-Type: application/json' -d '{"url": "https://example.com"}'
+    Spec: http://${PGSHOT_LISTEN:-127.0.0.1:8080}/openapi.json, docs: http://${PGSHOT_LISTEN:-127.0.0.1:8080}/docs
     Press Ctrl-C to stop.
 MSG
 

@@ -8,26 +8,25 @@ use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Builds the worker binary once per test process (cargo is free again once tests run).
-pub fn worker_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            assert!(
-                std::path::Path::new(CHROMIUM).exists(),
-                "{CHROMIUM} is missing: install Debian's chromium package (make test does)"
-            );
-            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "pgshot-worker", "--bin", "pgshot-worker"])
-                .current_dir(&workspace)
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "cargo build -p pgshot-worker failed");
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
-            target.join("debug").join("pgshot-worker")
-        })
-        .clone()
+/// Builds pgshot's service binaries once per test process (cargo is free again once tests run)
+/// and returns the path of `name`.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let target = BUILT.get_or_init(|| {
+        assert!(
+            std::path::Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: install Debian's chromium package (make test does)"
+        );
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "pgshot-worker", "-p", "pgshot-api"])
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p pgshot-worker -p pgshot-api failed");
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from).join("debug")
+    });
+    target.join(name)
 }
 
 pub struct WorkerProcess {
@@ -41,7 +40,7 @@ impl WorkerProcess {
     pub fn start(database_url: &str, id: &str, env: &[(&str, String)]) -> WorkerProcess {
         let log = std::env::temp_dir().join(format!("pgshot-worker-{}-{id}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("create the worker log");
-        let mut cmd = Command::new(worker_binary());
+        let mut cmd = Command::new(binary("pgshot-worker"));
         cmd.env("DATABASE_URL", database_url)
             .env("PGSHOT_WORKER_ID", id)
             .env("PGSHOT_POLL_INTERVAL_MS", "200")

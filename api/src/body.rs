@@ -1,0 +1,49 @@
+//! The request body of the create operations: described in the spec by [`ScreenshotRequest`],
+//! parsed as plain JSON and validated by `pgshot-job`, so that errors name the field the same way
+//! `screenshot_enqueue` does.
+
+use poem::{Request, RequestBody, Result};
+use poem_openapi::error::ParseRequestPayloadError;
+use poem_openapi::impl_apirequest_for_payload;
+use poem_openapi::payload::{ParsePayload, Payload};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
+use serde_json::Value;
+
+use crate::schema::ScreenshotRequest;
+
+/// Largest request body accepted; a larger one is refused with 413 before it is read whole.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+pub struct ScreenshotBody(pub Value);
+
+impl Payload for ScreenshotBody {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        essence == "application/json" || essence.ends_with("+json")
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        ScreenshotRequest::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        ScreenshotRequest::register(registry);
+    }
+}
+
+impl ParsePayload for ScreenshotBody {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> Result<Self> {
+        let _ = request;
+        let data = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await?;
+        let value = serde_json::from_slice(&data)
+            .map_err(|e| ParseRequestPayloadError { reason: format!("the body is not valid JSON: {e}") })?;
+        Ok(ScreenshotBody(value))
+    }
+}
+
+impl_apirequest_for_payload!(ScreenshotBody);

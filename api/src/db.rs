@@ -1,0 +1,225 @@
+//! Every query pgshot-api runs, each through the extension's functions (reads may look at the
+//! tables to scope a job to its API key).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+use crate::error::{ApiError, ApiResult};
+
+pub struct Db {
+    pool: Pool,
+}
+
+/// A completed job's result, with what the result endpoints need to answer.
+pub struct ResultRow {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub response_type: Option<String>,
+    pub url: String,
+    pub metadata: Option<Value>,
+    pub output_metadata: Option<Value>,
+}
+
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl Db {
+    /// `public_url` makes the extension's `resultUrl` values absolute.
+    pub fn new(database_url: &str, public_url: &str, pool_size: usize) -> Result<Db, String> {
+        let mut config = tokio_postgres::Config::from_str(database_url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        config.options(format!("-c pgshot.public_url={}", public_url.replace(' ', "%20")));
+        config.application_name("pgshot-api");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Db { pool })
+    }
+
+    async fn client(&self, rid: &str) -> ApiResult<Object> {
+        self.pool.get().await.map_err(|e| ApiError::from_pool(rid, &e))
+    }
+
+    /// The API key's id, or `None` for an unknown or revoked key.
+    pub async fn owner(&self, rid: &str, key: &str) -> ApiResult<Option<String>> {
+        let c = self.client(rid).await?;
+        let row =
+            c.query_one("SELECT pgshot.api_key_owner($1)", &[&key]).await.map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(row.get(0))
+    }
+
+    /// Enqueues for `owner` and returns the new job's JSON.
+    pub async fn enqueue(&self, rid: &str, owner: &str, url: &str, options: &Value) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_one(
+                "WITH created AS (SELECT pgshot.enqueue_owned($1, $2, $3) AS id) \
+                 SELECT screenshot_job(created.id) FROM created",
+                &[&owner, &url, options],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn job(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt("SELECT pgshot.job_json(j) FROM pgshot.jobs j WHERE j.id = $1 AND j.owner = $2", &[&id, &owner])
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| not_found(rid, id))
+    }
+
+    pub async fn cancel(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt(
+                "SELECT screenshot_cancel(j.id) FROM pgshot.jobs j WHERE j.id = $1 AND j.owner = $2",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| not_found(rid, id))
+    }
+
+    pub async fn result(&self, rid: &str, owner: &str, id: &str, output: Option<&str>) -> ApiResult<ResultRow> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt(
+                "SELECT r.content_type, r.bytes, j.options->>'responseType', j.url, j.metadata, o.metadata \
+                 FROM pgshot.jobs j \
+                 CROSS JOIN LATERAL screenshot_result(j.id, $3) r \
+                 LEFT JOIN pgshot.outputs o ON o.job_id = j.id AND o.output_id = r.output \
+                 WHERE j.id = $1 AND j.owner = $2",
+                &[&id, &owner, &output],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        let row = row.ok_or_else(|| not_found(rid, id))?;
+        Ok(ResultRow {
+            content_type: row.get(0),
+            bytes: row.get(1),
+            response_type: row.get(2),
+            url: row.get(3),
+            metadata: row.get(4),
+            output_metadata: row.get(5),
+        })
+    }
+
+    /// A page of the owner's jobs, newest first, after the job `cursor`.
+    pub async fn list(
+        &self,
+        rid: &str,
+        owner: &str,
+        status: Option<&str>,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> ApiResult<Vec<Value>> {
+        let c = self.client(rid).await?;
+        if let Some(cursor) = cursor {
+            let known = c
+                .query_opt("SELECT 1 FROM pgshot.jobs WHERE id = $1 AND owner = $2", &[&cursor, &owner])
+                .await
+                .map_err(|e| ApiError::from_db(rid, &e))?;
+            if known.is_none() {
+                return Err(ApiError::bad_request(
+                    rid,
+                    "INVALID_CURSOR",
+                    "cursor does not name one of your jobs",
+                    None,
+                ));
+            }
+        }
+        let rows = c
+            .query(
+                "SELECT pgshot.job_json(j) FROM pgshot.jobs j \
+                 WHERE j.owner = $1 AND ($2::text IS NULL OR j.status = $2) \
+                   AND ($3::text IS NULL OR (j.created_at, j.id) < \
+                        (SELECT c.created_at, c.id FROM pgshot.jobs c WHERE c.id = $3 AND c.owner = $1)) \
+                 ORDER BY j.created_at DESC, j.id DESC LIMIT $4",
+                &[&owner, &status, &cursor, &limit],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Reachable, with the extension installed.
+    pub async fn ready(&self) -> Result<(), String> {
+        let c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let found = c
+            .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'pgshot'", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        found.map(|_| ()).ok_or_else(|| "the pgshot extension is not installed".to_string())
+    }
+
+    /// (status, jobs) pairs and the age of the oldest queued job, for /metrics.
+    pub async fn stats(&self) -> Result<(Vec<(&'static str, i64)>, f64), String> {
+        let c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let r = c
+            .query_one(
+                "SELECT queued, processing, completed, failed, cancelled, \
+                        coalesce(extract(epoch FROM oldest_queued_age), 0)::float8 FROM screenshot_stats()",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let counts = ["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, r.get::<_, i64>(i)))
+            .collect();
+        Ok((counts, r.get(5)))
+    }
+
+    pub async fn create_key(&self, name: &str) -> Result<(String, String), String> {
+        let c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let row = c.query_one("SELECT id, key FROM pgshot.api_key_create($1)", &[&name]).await.map_err(db_text)?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyRow>, String> {
+        let c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let rows = c
+            .query(
+                "SELECT id, name, pgshot.timestamp_json(created_at), pgshot.timestamp_json(revoked_at) \
+                 FROM pgshot.api_keys ORDER BY created_at, id",
+                &[],
+            )
+            .await
+            .map_err(db_text)?;
+        Ok(rows
+            .iter()
+            .map(|r| KeyRow { id: r.get(0), name: r.get(1), created_at: r.get(2), revoked_at: r.get(3) })
+            .collect())
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<(), String> {
+        let c = self.pool.get().await.map_err(|e| e.to_string())?;
+        c.execute("SELECT pgshot.api_key_revoke($1)", &[&id]).await.map_err(db_text)?;
+        Ok(())
+    }
+}
+
+fn not_found(rid: &str, id: &str) -> ApiError {
+    ApiError::not_found(rid, format!("job \"{id}\" does not exist"))
+}
+
+fn db_text(e: tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+}

@@ -1,0 +1,173 @@
+//! One error body for every failure, and the one place where Postgres errors become HTTP statuses
+//! (DESIGN §10).
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+
+/// `{"error": {"code", "message", "details"}, "requestId"}`
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    #[oai(rename = "requestId")]
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorDetail {
+    /// A stable code such as INVALID_URL, BLOCKED_URL, NOT_FOUND, RESULT_EXPIRED.
+    pub code: String,
+    pub message: String,
+    /// For invalid requests: `field`, and the `detail` and `hint` that help fix it.
+    #[oai(skip_serializing_if_is_none)]
+    pub details: Option<Value>,
+}
+
+/// Every error status an operation can answer, so that each one is in the spec.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// Malformed JSON, an unknown field or an invalid option.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// A missing, unknown or revoked API key.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// No such job for this API key.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The job is not in a state that allows this (for example no result yet), or an
+    /// idempotency key was reused for another request.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The result expired and its bytes were deleted.
+    #[oai(status = 410)]
+    Gone(Json<ErrorBody>),
+    /// The request body is larger than the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The database is unreachable or busy: retry after the given number of seconds.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+fn body(request_id: &str, code: &str, message: impl Into<String>, details: Option<Value>) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        error: ErrorDetail { code: code.to_string(), message: message.into(), details },
+        request_id: request_id.to_string(),
+    })
+}
+
+impl ApiError {
+    pub fn bad_request(rid: &str, code: &str, message: impl Into<String>, details: Option<Value>) -> ApiError {
+        ApiError::BadRequest(body(rid, code, message, details))
+    }
+
+    pub fn unauthorized(rid: &str) -> ApiError {
+        ApiError::Unauthorized(body(
+            rid,
+            "UNAUTHORIZED",
+            "a valid API key is required in X-API-Key or Authorization: Bearer",
+            None,
+        ))
+    }
+
+    pub fn not_found(rid: &str, message: impl Into<String>) -> ApiError {
+        ApiError::NotFound(body(rid, "NOT_FOUND", message, None))
+    }
+
+    pub fn internal(rid: &str) -> ApiError {
+        ApiError::Internal(body(rid, "INTERNAL_ERROR", "internal error; quote the request id when reporting it", None))
+    }
+
+    /// A request the shared validation refused, with the field named.
+    pub fn invalid(rid: &str, e: &pgshot_job::InvalidOption) -> ApiError {
+        let details = serde_json::json!({"field": e.field, "detail": e.detail, "hint": e.hint});
+        ApiError::bad_request(rid, e.code, e.message.clone(), Some(details))
+    }
+
+    /// Maps a database error; `what` names the thing looked up, for 404 messages.
+    pub fn from_db(rid: &str, e: &tokio_postgres::Error) -> ApiError {
+        let Some(code) = e.code() else {
+            tracing::warn!(request_id = rid, error = %e, "database unavailable");
+            return ApiError::Unavailable(
+                body(rid, "SERVICE_UNAVAILABLE", "the database is unavailable; retry shortly", None),
+                2,
+            );
+        };
+        let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+        let details = e.as_db_error().and_then(|d| {
+            let v = serde_json::json!({"detail": d.detail(), "hint": d.hint()});
+            (d.detail().is_some() || d.hint().is_some()).then_some(v)
+        });
+        match code.code() {
+            "22023" => ApiError::bad_request(rid, "INVALID_REQUEST", message, details),
+            "P0002" => ApiError::not_found(rid, message),
+            "55000" => ApiError::Conflict(body(rid, "INVALID_STATE", message, details)),
+            "23505" => ApiError::Conflict(body(rid, "IDEMPOTENCY_CONFLICT", message, details)),
+            "PS410" => ApiError::Gone(body(rid, "RESULT_EXPIRED", message, details)),
+            c if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::QUERY_CANCELED
+                || c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57") =>
+            {
+                tracing::warn!(request_id = rid, error = %e, "database busy or unavailable");
+                ApiError::Unavailable(body(rid, "SERVICE_UNAVAILABLE", "the database is busy; retry shortly", None), 1)
+            }
+            _ => {
+                tracing::error!(request_id = rid, error = %e, "database error");
+                ApiError::internal(rid)
+            }
+        }
+    }
+
+    pub fn from_pool(rid: &str, e: &deadpool_postgres::PoolError) -> ApiError {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => ApiError::from_db(rid, e),
+            other => {
+                tracing::warn!(request_id = rid, error = %other, "no database connection");
+                ApiError::Unavailable(
+                    body(rid, "SERVICE_UNAVAILABLE", "no database connection is available; retry shortly", None),
+                    2,
+                )
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// Errors raised before a handler runs: a missing key, a bad path or query parameter, a body
+    /// that is not JSON. They carry no request id of ours, so they get a fresh one.
+    pub fn from_poem(err: poem::Error) -> ApiError {
+        let rid = pgshot_job::new_job_id();
+        if err.is::<poem_openapi::error::AuthorizationError>() {
+            return ApiError::unauthorized(&rid);
+        }
+        if err.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
+            let message = format!("the request body is larger than {} bytes", crate::body::MAX_BODY_BYTES);
+            return ApiError::PayloadTooLarge(body(&rid, "PAYLOAD_TOO_LARGE", message, None));
+        }
+        if err.status() == poem::http::StatusCode::NOT_FOUND
+            || err.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+        {
+            return ApiError::not_found(&rid, "no such endpoint");
+        }
+        let code = if err.is::<poem_openapi::error::ParseRequestPayloadError>()
+            || err.is::<poem_openapi::error::ContentTypeError>()
+        {
+            "INVALID_JSON"
+        } else {
+            "INVALID_REQUEST"
+        };
+        ApiError::bad_request(&rid, code, err.to_string(), None)
+    }
+}

@@ -1,0 +1,281 @@
+//! pgshot-api: the allscreenshots async-jobs REST contract over the pgshot queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use pgshot_job::NetworkPolicy;
+use poem::http::StatusCode;
+use poem::listener::TcpListener;
+use poem::web::Data;
+use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
+use poem_openapi::OpenApiService;
+
+mod body;
+mod db;
+mod error;
+mod result;
+mod schema;
+mod screenshots;
+
+use db::Db;
+use error::ApiError;
+use screenshots::{ScreenshotsApi, State};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API (the default).
+    Serve,
+    /// Create, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the OpenAPI spec (the committed openapi/openapi.json is this output).
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed alone on the last line, and never shown again.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "PGSHOT_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    listen: String,
+    /// Public base URL for statusUrl and resultUrl; defaults to http://<listen>.
+    #[arg(long, env = "PGSHOT_PUBLIC_URL", global = true)]
+    public_url: Option<String>,
+    /// Accept jobs whose URL or webhook is a loopback or private address.
+    #[arg(long, env = "PGSHOT_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    allow_private_networks: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => {
+            println!("{}", spec());
+            Ok(())
+        }
+        Command::Serve => serve(cli.serve).await,
+        Command::Keys { command } => keys(cli.serve, command).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgshot-api: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn public_url(args: &ServeArgs) -> String {
+    args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string()
+}
+
+fn state(args: &ServeArgs, database_url: &str) -> Result<Arc<State>, String> {
+    let public_url = public_url(args);
+    Ok(Arc::new(State {
+        db: Db::new(database_url, &public_url, 16)?,
+        public_url,
+        policy: NetworkPolicy { allow_private_networks: args.allow_private_networks },
+        jobs_created: AtomicU64::new(0),
+    }))
+}
+
+fn openapi_service(state: Arc<State>) -> OpenApiService<ScreenshotsApi, ()> {
+    OpenApiService::new(ScreenshotsApi(state), "pgshot", env!("CARGO_PKG_VERSION")).description(
+        "Postgres-native screenshot jobs, speaking the allscreenshots async-jobs API. \
+         Authenticate with X-API-Key (or Authorization: Bearer).",
+    )
+}
+
+/// The spec, independent of any deployment (no servers, no database).
+pub fn spec() -> String {
+    let args = ServeArgs {
+        database_url: None,
+        listen: "127.0.0.1:8080".into(),
+        public_url: None,
+        allow_private_networks: false,
+    };
+    let state = state(&args, "host=localhost").expect("a pool can be built without connecting");
+    openapi_service(state).spec()
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let database_url = args.database_url.clone().ok_or("DATABASE_URL is required")?;
+    let state = state(&args, &database_url)?;
+    state.db.ready().await.map_err(|e| format!("database not ready: {e}"))?;
+    let api = openapi_service(state.clone());
+    let spec_json = api.spec();
+    let docs = api.swagger_ui();
+    let counters = Arc::new(Counters::default());
+    let app = Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", get(poem::endpoint::make_sync(move |_| spec_response(&spec_json))))
+        .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz))
+        .at("/metrics", get(metrics))
+        // Failures before a handler runs (a missing key, a bad parameter, a body that is not
+        // JSON) leave poem-openapi as plain errors: give them the same body as every other one.
+        .catch_all_error(|err| async move {
+            if err.is_from_response() {
+                // Already one of our ApiError responses, returned by a handler.
+                err.into_response()
+            } else {
+                ApiError::from_poem(err).into_response()
+            }
+        })
+        .data(state.clone())
+        .data(counters.clone())
+        .around(move |ep, req| {
+            let counters = counters.clone();
+            async move {
+                let resp = ep.get_response(req).await;
+                counters.count(resp.status());
+                Ok(resp)
+            }
+        });
+    tracing::info!(listen = %args.listen, public_url = %state.public_url, "pgshot-api listening");
+    Server::new(TcpListener::bind(args.listen.clone()))
+        .run_with_graceful_shutdown(
+            app,
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+            None,
+        )
+        .await
+        .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+}
+
+fn spec_response(spec: &str) -> Response {
+    Response::builder().content_type("application/json").body(spec.to_string())
+}
+
+#[handler]
+fn healthz() -> &'static str {
+    "ok"
+}
+
+#[handler]
+async fn readyz(state: Data<&Arc<State>>) -> Response {
+    match state.db.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
+    }
+}
+
+/// Responses by status class, for /metrics.
+#[derive(Default)]
+struct Counters {
+    by_class: [AtomicU64; 6],
+}
+
+impl Counters {
+    fn count(&self, status: StatusCode) {
+        let class = (status.as_u16() / 100).min(5) as usize;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[handler]
+async fn metrics(state: Data<&Arc<State>>, counters: Data<&Arc<Counters>>) -> Response {
+    let mut out = String::from("# HELP pgshot_http_responses_total HTTP responses by status class.\n# TYPE pgshot_http_responses_total counter\n");
+    for class in 1..=5 {
+        let n = counters.by_class[class].load(Ordering::Relaxed);
+        out.push_str(&format!("pgshot_http_responses_total{{class=\"{class}xx\"}} {n}\n"));
+    }
+    out.push_str("# HELP pgshot_jobs_created_total Jobs created through this API process.\n# TYPE pgshot_jobs_created_total counter\n");
+    out.push_str(&format!("pgshot_jobs_created_total {}\n", state.jobs_created.load(Ordering::Relaxed)));
+    match state.db.stats().await {
+        Ok((counts, oldest)) => {
+            out.push_str("# HELP pgshot_jobs Jobs in the queue by status.\n# TYPE pgshot_jobs gauge\n");
+            for (status, n) in counts {
+                out.push_str(&format!("pgshot_jobs{{status=\"{status}\"}} {n}\n"));
+            }
+            out.push_str("# HELP pgshot_oldest_queued_seconds Age of the oldest queued job.\n# TYPE pgshot_oldest_queued_seconds gauge\n");
+            out.push_str(&format!("pgshot_oldest_queued_seconds {oldest}\n"));
+        }
+        Err(e) => tracing::warn!(error = %e, "queue statistics unavailable"),
+    }
+    Response::builder().content_type("text/plain; version=0.0.4").body(out)
+}
+
+async fn keys(args: ServeArgs, command: KeysCommand) -> Result<(), String> {
+    let database_url = args.database_url.clone().ok_or("DATABASE_URL is required")?;
+    let db = Db::new(&database_url, &public_url(&args), 1)?;
+    match command {
+        KeysCommand::Create { name } => {
+            let (id, key) = db.create_key(&name).await?;
+            eprintln!("created API key {id} ({name}); it is shown only now:");
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            for k in db.list_keys().await? {
+                let state = k.revoked_at.map_or("active".to_string(), |at| format!("revoked {at}"));
+                println!("{}\t{}\tcreated {}\t{state}", k.id, k.name, k.created_at);
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            db.revoke_key(&id).await?;
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_spec_is_the_generated_one() {
+        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json"))
+            .expect("openapi/openapi.json is committed");
+        assert!(
+            committed.trim_end() == super::spec().trim_end(),
+            "openapi/openapi.json is stale: run `cargo run -p pgshot-api -- openapi > openapi/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn every_operation_has_an_operation_id_and_a_tag() {
+        let spec: serde_json::Value = serde_json::from_str(&super::spec()).unwrap();
+        let mut count = 0;
+        for (path, methods) in spec["paths"].as_object().unwrap() {
+            for (method, op) in methods.as_object().unwrap() {
+                count += 1;
+                assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
+                assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()), "{method} {path} has no tag");
+            }
+        }
+        assert!(count >= 6);
+    }
+}

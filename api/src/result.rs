@@ -1,0 +1,59 @@
+//! The result endpoints answer raw bytes with the output's own Content-Type, or JSON with base64
+//! data when the job asked for responseType BASE64.
+
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::{Binary, Payload};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::ApiResponse;
+
+use crate::schema::Base64Result;
+
+pub enum ResultResponse {
+    Bytes { content_type: String, bytes: Vec<u8> },
+    Base64(Base64Result),
+}
+
+/// Content types an output can have: each listed so that clients know to expect bytes.
+const BINARY_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "application/pdf",
+    "text/html; charset=utf-8",
+    "text/markdown; charset=utf-8",
+    "text/plain; charset=utf-8",
+];
+
+impl ApiResponse for ResultResponse {
+    fn meta() -> MetaResponses {
+        let mut content: Vec<MetaMediaType> = BINARY_TYPES
+            .iter()
+            .map(|ct| MetaMediaType { content_type: ct, schema: <Binary<Vec<u8>> as Payload>::schema_ref() })
+            .collect();
+        content.push(MetaMediaType { content_type: "application/json", schema: Base64Result::schema_ref() });
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The result: bytes with the output's content type, or JSON with base64 `data` \
+                              when the job's responseType is BASE64",
+                status: Some(200),
+                status_range: None,
+                content,
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        Base64Result::register(registry);
+    }
+}
+
+impl IntoResponse for ResultResponse {
+    fn into_response(self) -> Response {
+        match self {
+            ResultResponse::Bytes { content_type, bytes } => Response::builder().content_type(content_type).body(bytes),
+            ResultResponse::Base64(result) => poem::web::Json(result.to_json()).into_response(),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The REST operations of DESIGN §5 (the allscreenshots async-jobs contract).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use base64::Engine;
+use pgshot_job::{new_job_id, JobRequest, NetworkPolicy};
+use poem_openapi::auth::{ApiKey, Bearer};
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
+use serde_json::Value;
+
+use crate::body::ScreenshotBody;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::result::ResultResponse;
+use crate::schema::{AsyncJobCreated, Base64Result, Job, JobList, JobStatus};
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Create screenshot jobs.
+    Screenshots,
+    /// Follow jobs and download their results.
+    Jobs,
+}
+
+/// An API key in `X-API-Key`.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "X-API-Key", key_in = "header")]
+pub struct ApiKeyAuth(ApiKey);
+
+/// The same API key as `Authorization: Bearer <key>`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer")]
+pub struct BearerAuth(Bearer);
+
+#[derive(SecurityScheme)]
+pub enum Auth {
+    ApiKey(ApiKeyAuth),
+    Bearer(BearerAuth),
+}
+
+impl Auth {
+    fn key(&self) -> &str {
+        match self {
+            Auth::ApiKey(k) => &k.0.key,
+            Auth::Bearer(b) => &b.0.token,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// Accepted: poll `statusUrl` or wait for the webhook.
+    #[oai(status = 202)]
+    Accepted(Json<AsyncJobCreated>),
+}
+
+#[derive(ApiResponse)]
+enum Found {
+    #[oai(status = 200)]
+    Job(Json<Job>),
+}
+
+#[derive(ApiResponse)]
+enum Listed {
+    #[oai(status = 200)]
+    Jobs(Json<JobList>),
+}
+
+pub struct State {
+    pub db: Db,
+    /// Base of `statusUrl` (and, through the extension, of `resultUrl`).
+    pub public_url: String,
+    pub policy: NetworkPolicy,
+    pub jobs_created: AtomicU64,
+}
+
+pub struct ScreenshotsApi(pub Arc<State>);
+
+const MAX_PAGE: i64 = 100;
+
+#[OpenApi]
+impl ScreenshotsApi {
+    /// Create an async screenshot job
+    ///
+    /// Validates the request, enqueues it and answers at once; the job is rendered by a worker.
+    /// The same `Idempotency-Key` with the same body returns the same job.
+    #[oai(
+        path = "/v1/screenshots/async",
+        method = "post",
+        operation_id = "createAsyncJob",
+        tag = "ApiTags::Screenshots"
+    )]
+    async fn create_async(
+        &self,
+        auth: Auth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: ScreenshotBody,
+    ) -> ApiResult<Created> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let ScreenshotBody(mut body) = body;
+        let Some(fields) = body.as_object_mut() else {
+            return Err(ApiError::bad_request(&rid, "INVALID_REQUEST", "the body must be a JSON object", None));
+        };
+        let url = match fields.remove("url") {
+            Some(Value::String(url)) => url,
+            Some(_) => {
+                return Err(ApiError::bad_request(&rid, "INVALID_URL", "url must be a string", Some(field("url"))));
+            }
+            None => return Err(ApiError::bad_request(&rid, "INVALID_URL", "url is required", Some(field("url")))),
+        };
+        if let Some(key) = idempotency_key.0 {
+            match fields.get("idempotencyKey") {
+                Some(Value::String(k)) if *k != key => {
+                    return Err(ApiError::bad_request(
+                        &rid,
+                        "INVALID_REQUEST",
+                        "the Idempotency-Key header and idempotencyKey differ",
+                        Some(field("idempotencyKey")),
+                    ));
+                }
+                _ => {
+                    fields.insert("idempotencyKey".into(), Value::String(key));
+                }
+            }
+        }
+        JobRequest::parse(&url, &body, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
+        let job = self.0.db.enqueue(&rid, &owner, &url, &body).await?;
+        self.0.jobs_created.fetch_add(1, Ordering::Relaxed);
+        let id = job["id"].as_str().unwrap_or_default().to_string();
+        Ok(Created::Accepted(Json(AsyncJobCreated {
+            status_url: format!("{}/v1/screenshots/jobs/{id}", self.0.public_url),
+            status: status_of(&job),
+            created_at: job["createdAt"].as_str().unwrap_or_default().to_string(),
+            id,
+        })))
+    }
+
+    /// List your jobs
+    ///
+    /// Newest first. Pass the `nextCursor` of a page as `cursor` for the next one.
+    #[oai(path = "/v1/screenshots/jobs", method = "get", operation_id = "listJobs", tag = "ApiTags::Jobs")]
+    async fn list_jobs(
+        &self,
+        auth: Auth,
+        /// Only jobs in this status.
+        status: Query<Option<JobStatus>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Jobs per page, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<Listed> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let limit = limit.0.unwrap_or(20).clamp(1, MAX_PAGE);
+        let status = status.0.map(|s| status_name(s));
+        let rows = self.0.db.list(&rid, &owner, status, cursor.0.as_deref(), limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        let jobs: Vec<Job> =
+            rows.into_iter().take(limit as usize).map(|v| to_job(&rid, v)).collect::<Result<_, _>>()?;
+        let next_cursor = more.then(|| jobs.last().map(|j| j.id.clone())).flatten();
+        Ok(Listed::Jobs(Json(JobList { jobs, next_cursor })))
+    }
+
+    /// Get a job's status
+    #[oai(path = "/v1/screenshots/jobs/:jobId", method = "get", operation_id = "getJob", tag = "ApiTags::Jobs")]
+    async fn get_job(&self, auth: Auth, #[oai(name = "jobId")] job_id: Path<String>) -> ApiResult<Found> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let job = self.0.db.job(&rid, &owner, &job_id.0).await?;
+        Ok(Found::Job(Json(to_job(&rid, job)?)))
+    }
+
+    /// Cancel a job
+    ///
+    /// A queued job is cancelled at once; a processing one stops at its worker's next heartbeat.
+    #[oai(
+        path = "/v1/screenshots/jobs/:jobId/cancel",
+        method = "post",
+        operation_id = "cancelJob",
+        tag = "ApiTags::Jobs"
+    )]
+    async fn cancel_job(&self, auth: Auth, #[oai(name = "jobId")] job_id: Path<String>) -> ApiResult<Found> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let job = self.0.db.cancel(&rid, &owner, &job_id.0).await?;
+        Ok(Found::Job(Json(to_job(&rid, job)?)))
+    }
+
+    /// Download a job's result
+    ///
+    /// The first output's bytes, or JSON with base64 `data` when the job's responseType is
+    /// BASE64. 409 while the job is not completed, 410 once the result expired.
+    #[oai(
+        path = "/v1/screenshots/jobs/:jobId/result",
+        method = "get",
+        operation_id = "getJobResult",
+        tag = "ApiTags::Jobs"
+    )]
+    async fn get_result(&self, auth: Auth, #[oai(name = "jobId")] job_id: Path<String>) -> ApiResult<ResultResponse> {
+        self.result(&auth, &job_id.0, None).await
+    }
+
+    /// Download one output of a multi-output job
+    #[oai(
+        path = "/v1/screenshots/jobs/:jobId/result/:outputId",
+        method = "get",
+        operation_id = "getJobOutput",
+        tag = "ApiTags::Jobs"
+    )]
+    async fn get_output(
+        &self,
+        auth: Auth,
+        #[oai(name = "jobId")] job_id: Path<String>,
+        #[oai(name = "outputId")] output_id: Path<String>,
+    ) -> ApiResult<ResultResponse> {
+        self.result(&auth, &job_id.0, Some(&output_id.0)).await
+    }
+}
+
+impl ScreenshotsApi {
+    async fn owner(&self, rid: &str, auth: &Auth) -> ApiResult<String> {
+        self.0.db.owner(rid, auth.key()).await?.ok_or_else(|| ApiError::unauthorized(rid))
+    }
+
+    async fn result(&self, auth: &Auth, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, auth).await?;
+        let r = self.0.db.result(&rid, &owner, job_id, output).await?;
+        if r.response_type.as_deref() != Some("BASE64") {
+            return Ok(ResultResponse::Bytes { content_type: r.content_type, bytes: r.bytes });
+        }
+        let meta = r.metadata.unwrap_or(Value::Null);
+        let out = r.output_metadata.unwrap_or(Value::Null);
+        let format = r.content_type.split(['/', ';']).nth(1).unwrap_or("bin").to_string();
+        Ok(ResultResponse::Base64(Base64Result {
+            url: r.url,
+            format,
+            width: out["width"].as_i64().or(meta["width"].as_i64()),
+            height: out["height"].as_i64().or(meta["height"].as_i64()),
+            size: r.bytes.len() as i64,
+            render_time_ms: meta["renderTimeMs"].as_i64(),
+            encoding: "base64".into(),
+            data: base64::engine::general_purpose::STANDARD.encode(&r.bytes),
+            content_type: r.content_type,
+        }))
+    }
+}
+
+fn field(name: &str) -> Value {
+    serde_json::json!({"field": name})
+}
+
+fn status_of(job: &Value) -> JobStatus {
+    serde_json::from_value(job["status"].clone()).unwrap_or(JobStatus::Queued)
+}
+
+fn status_name(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Queued => "QUEUED",
+        JobStatus::Processing => "PROCESSING",
+        JobStatus::Completed => "COMPLETED",
+        JobStatus::Failed => "FAILED",
+        JobStatus::Cancelled => "CANCELLED",
+    }
+}
+
+/// The extension's job JSON as the typed response; a mismatch is our bug, not the client's.
+fn to_job(rid: &str, value: Value) -> ApiResult<Job> {
+    serde_json::from_value(value).map_err(|e| {
+        tracing::error!(request_id = rid, error = %e, "job JSON does not match the API schema");
+        ApiError::internal(rid)
+    })
+}

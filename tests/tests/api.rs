@@ -1,0 +1,301 @@
+//! pgshot-api against a real Postgres (and a real worker where a job must complete).
+
+use std::time::{Duration, Instant};
+
+use pgshot_tests::api_process::{create_key, keys_command, ApiProcess};
+use pgshot_tests::site::Site;
+use pgshot_tests::worker_process::WorkerProcess;
+use pgshot_tests::{cluster, Client};
+use serde_json::{json, Value};
+
+struct Setup {
+    db: Client,
+    url: String,
+    api: ApiProcess,
+    key: String,
+}
+
+fn setup() -> Setup {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    cl.connect("postgres")
+        .batch_execute(&format!("ALTER DATABASE {name} SET pgshot.allow_private_networks = on"))
+        .unwrap();
+    let url = cl.url(&name);
+    let key = create_key(&url, "tests");
+    let api = ApiProcess::start(&url, &[("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())]);
+    Setup { db: cl.connect(&name), url, api, key }
+}
+
+/// (status, JSON body) of a call; any status is returned, none panics.
+fn call(req: ureq::Request, body: Option<Value>) -> (u16, Value, Option<String>) {
+    let result = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = resp.status();
+    let retry_after = resp.header("Retry-After").map(str::to_string);
+    let text = resp.into_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry_after)
+}
+
+fn authed(s: &Setup, method: &str, path: &str) -> ureq::Request {
+    ureq::request(method, &s.api.url(path)).set("X-API-Key", &s.key)
+}
+
+fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["requestId"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+}
+
+fn wait_completed(s: &Setup, id: &str, worker: &WorkerProcess) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, job, _) = call(authed(s, "GET", &format!("/v1/screenshots/jobs/{id}")), None);
+        assert_eq!(status, 200, "{job}");
+        match job["status"].as_str() {
+            Some("COMPLETED") => return job,
+            Some("FAILED" | "CANCELLED") => panic!("{job}\n{}", worker.log()),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "{job}\n{}", worker.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn async_create_poll_and_download_results() {
+    let site = Site::start();
+    let s = setup();
+    let (status, created, _) = call(
+        authed(&s, "POST", "/v1/screenshots/async"),
+        Some(json!({"url": site.url("/plain"), "viewport": {"width": 640, "height": 480}})),
+    );
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["status"], "QUEUED");
+    assert_eq!(created["statusUrl"], s.api.url(&format!("/v1/screenshots/jobs/{id}")));
+    assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    let (status, body, _) = call(authed(&s, "GET", &format!("/v1/screenshots/jobs/{id}/result")), None);
+    assert_error(status, &body, 409, "INVALID_STATE");
+
+    let base64 = call(
+        authed(&s, "POST", "/v1/screenshots/async"),
+        Some(json!({"url": site.url("/plain"), "responseType": "base64", "viewport": {"width": 300, "height": 200}})),
+    )
+    .1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let multi = call(
+        authed(&s, "POST", "/v1/screenshots/async"),
+        Some(json!({"url": site.url("/plain"), "outputs": [{"type": "screenshot"}, {"type": "markdown"}]})),
+    )
+    .1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let worker = WorkerProcess::start(&s.url, "api-worker", &[("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())]);
+    let job = wait_completed(&s, &id, &worker);
+    assert_eq!(job["resultUrl"], s.api.url(&format!("/v1/screenshots/jobs/{id}/result")));
+    assert_eq!(job["metadata"]["width"], 640);
+    let resp = authed(&s, "GET", &format!("/v1/screenshots/jobs/{id}/result")).call().unwrap();
+    assert_eq!(resp.content_type(), "image/png");
+    let mut png = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut png).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    wait_completed(&s, &base64, &worker);
+    let (status, result, _) = call(authed(&s, "GET", &format!("/v1/screenshots/jobs/{base64}/result")), None);
+    assert_eq!(status, 200, "{result}");
+    assert_eq!((result["encoding"].as_str(), result["contentType"].as_str()), (Some("base64"), Some("image/png")));
+    assert_eq!((result["width"].as_i64(), result["height"].as_i64()), (Some(300), Some(200)));
+    assert!(result["data"].as_str().unwrap().starts_with("iVBORw0KGgo"), "base64 of a PNG");
+
+    let job = wait_completed(&s, &multi, &worker);
+    assert_eq!(job["resultUrl"], s.api.url(&format!("/v1/screenshots/jobs/{multi}/result/screenshot")));
+    assert_eq!(job["outputs"]["markdown"]["type"], "markdown");
+    let md = authed(&s, "GET", &format!("/v1/screenshots/jobs/{multi}/result/markdown")).call().unwrap();
+    assert!(md.content_type().starts_with("text/markdown"));
+    assert!(md.into_string().unwrap().contains("# Hello pgshot"));
+    let (status, body, _) = call(authed(&s, "GET", &format!("/v1/screenshots/jobs/{multi}/result/pdf")), None);
+    assert_error(status, &body, 404, "NOT_FOUND");
+
+    let mut db = s.db;
+    db.execute("UPDATE pgshot.jobs SET expires_at = now() - interval '1 second' WHERE id = $1", &[&id]).unwrap();
+    let (status, body, _) =
+        call(ureq::get(&s.api.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", &s.key), None);
+    assert_error(status, &body, 410, "RESULT_EXPIRED");
+}
+
+#[test]
+fn every_client_mistake_gets_its_status_and_error_body_and_never_a_500() {
+    let s = setup();
+    let url = "http://127.0.0.1:9/never-rendered";
+    let post = |key: Option<&str>, body: Value| {
+        let mut req = ureq::post(&s.api.url("/v1/screenshots/async"));
+        if let Some(k) = key {
+            req = req.set("X-API-Key", k);
+        }
+        call(req, Some(body))
+    };
+
+    let (st, body, _) = post(None, json!({"url": url}));
+    assert_error(st, &body, 401, "UNAUTHORIZED");
+    let (st, body, _) = post(Some("pgs_not_a_key"), json!({"url": url}));
+    assert_error(st, &body, 401, "UNAUTHORIZED");
+    let (st, body, _) = call(
+        ureq::post(&s.api.url("/v1/screenshots/async")).set("Authorization", &format!("Bearer {}", s.key)),
+        Some(json!({"url": url})),
+    );
+    assert_eq!(st, 202, "Bearer is an alias of X-API-Key: {body}");
+
+    let resp = ureq::post(&s.api.url("/v1/screenshots/async"))
+        .set("X-API-Key", &s.key)
+        .set("Content-Type", "application/json")
+        .send_string("{not json");
+    let (st, body, _) = call_result(resp);
+    assert_error(st, &body, 400, "INVALID_JSON");
+
+    for (body, code, field) in [
+        (json!({"url": url, "bogus": 1}), "INVALID_OPTION", "bogus"),
+        (json!({"url": url, "viewport": {"width": 5000}}), "INVALID_OPTION", "viewport.width"),
+        (json!({"url": url, "format": "gif"}), "INVALID_OPTION", "format"),
+        (json!({"url": "ftp://example.com"}), "INVALID_URL", "url"),
+        (json!({"fullPage": true}), "INVALID_URL", "url"),
+        (json!({"url": 42}), "INVALID_URL", "url"),
+    ] {
+        let (st, resp, _) = post(Some(&s.key), body.clone());
+        assert_error(st, &resp, 400, code);
+        assert_eq!(resp["error"]["details"]["field"], field, "{body} -> {resp}");
+    }
+    let huge = json!({"url": url, "customCss": "x".repeat(2 << 20)});
+    let (st, body, _) = post(Some(&s.key), huge);
+    assert_error(st, &body, 413, "PAYLOAD_TOO_LARGE");
+    let (st, body, _) = post(Some(&s.key), json!(["not", "an", "object"]));
+    assert_error(st, &body, 400, "INVALID_REQUEST");
+
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs/nosuchjob0000000"), None);
+    assert_error(st, &body, 404, "NOT_FOUND");
+    let (st, body, _) = call(authed(&s, "POST", "/v1/screenshots/jobs/nosuchjob0000000/cancel"), None);
+    assert_error(st, &body, 404, "NOT_FOUND");
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?limit=0"), None);
+    assert_error(st, &body, 400, "INVALID_REQUEST");
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?status=DONE"), None);
+    assert_error(st, &body, 400, "INVALID_REQUEST");
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?cursor=nosuchjob0000000"), None);
+    assert_error(st, &body, 400, "INVALID_CURSOR");
+
+    // Cancel: a queued job cancels, a finished one is a conflict.
+    let id = post(Some(&s.key), json!({"url": url})).1["id"].as_str().unwrap().to_string();
+    let (st, job, _) = call(authed(&s, "POST", &format!("/v1/screenshots/jobs/{id}/cancel")), None);
+    assert_eq!((st, job["status"].as_str()), (200, Some("CANCELLED")), "{job}");
+    let (st, body, _) = call(authed(&s, "POST", &format!("/v1/screenshots/jobs/{id}/cancel")), None);
+    assert_error(st, &body, 409, "INVALID_STATE");
+    let (st, body, _) = call(authed(&s, "GET", &format!("/v1/screenshots/jobs/{id}/result")), None);
+    assert_error(st, &body, 409, "INVALID_STATE");
+
+    assert!(!s.api.log().contains("ERROR"), "a client mistake was logged as a server error:\n{}", s.api.log());
+}
+
+fn call_result(result: Result<ureq::Response, ureq::Error>) -> (u16, Value, Option<String>) {
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), None)
+}
+
+#[test]
+fn keys_isolate_jobs_revocation_locks_out_and_idempotency_returns_the_same_job() {
+    let s = setup();
+    let other = create_key(&s.url, "other");
+    let url = "http://127.0.0.1:9/x";
+    let mine = call(authed(&s, "POST", "/v1/screenshots/async"), Some(json!({"url": url}))).1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, body, _) =
+        call(ureq::get(&s.api.url(&format!("/v1/screenshots/jobs/{mine}"))).set("X-API-Key", &other), None);
+    assert_error(st, &body, 404, "NOT_FOUND");
+    let (st, body, _) =
+        call(ureq::post(&s.api.url(&format!("/v1/screenshots/jobs/{mine}/cancel"))).set("X-API-Key", &other), None);
+    assert_error(st, &body, 404, "NOT_FOUND");
+    let (_, list, _) = call(ureq::get(&s.api.url("/v1/screenshots/jobs")).set("X-API-Key", &other), None);
+    assert_eq!(list["jobs"], json!([]), "another key's jobs are not listed");
+
+    let first = call(
+        authed(&s, "POST", "/v1/screenshots/async").set("Idempotency-Key", "order-7"),
+        Some(json!({"url": url, "fullPage": true})),
+    );
+    let again = call(
+        authed(&s, "POST", "/v1/screenshots/async").set("Idempotency-Key", "order-7"),
+        Some(json!({"url": url, "fullPage": true})),
+    );
+    assert_eq!((first.0, again.0), (202, 202));
+    assert_eq!(first.1["id"], again.1["id"], "the same key and body return the same job");
+    let (st, body, _) = call(
+        authed(&s, "POST", "/v1/screenshots/async").set("Idempotency-Key", "order-7"),
+        Some(json!({"url": url, "fullPage": false})),
+    );
+    assert_error(st, &body, 409, "IDEMPOTENCY_CONFLICT");
+    let theirs = call(
+        ureq::post(&s.api.url("/v1/screenshots/async")).set("X-API-Key", &other).set("Idempotency-Key", "order-7"),
+        Some(json!({"url": url, "fullPage": false})),
+    );
+    assert_eq!(theirs.0, 202, "idempotency keys are per API key: {}", theirs.1);
+
+    // Pagination, newest first, with a status filter.
+    for i in 0..4 {
+        call(authed(&s, "POST", "/v1/screenshots/async"), Some(json!({"url": format!("{url}/{i}")})));
+    }
+    let (_, page1, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?limit=4"), None);
+    let cursor = page1["nextCursor"].as_str().expect("more pages").to_string();
+    let (_, page2, _) = call(authed(&s, "GET", &format!("/v1/screenshots/jobs?limit=4&cursor={cursor}")), None);
+    let ids: Vec<&Value> =
+        page1["jobs"].as_array().unwrap().iter().chain(page2["jobs"].as_array().unwrap()).map(|j| &j["id"]).collect();
+    assert_eq!(ids.len(), 6, "{page1} {page2}");
+    assert!(page2.get("nextCursor").is_none(), "{page2}");
+    assert_eq!(page1["jobs"][0]["url"], format!("{url}/3"), "newest first");
+    let (_, queued, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?status=CANCELLED"), None);
+    assert_eq!(queued["jobs"], json!([]));
+
+    let listed = keys_command(&s.url, &["list"]);
+    assert!(listed.contains("tests") && listed.contains("other"), "{listed}");
+    let other_id = listed.lines().find(|l| l.contains("\tother\t")).unwrap().split('\t').next().unwrap().to_string();
+    keys_command(&s.url, &["revoke", &other_id]);
+    let (st, body, _) = call(ureq::get(&s.api.url("/v1/screenshots/jobs")).set("X-API-Key", &other), None);
+    assert_error(st, &body, 401, "UNAUTHORIZED");
+}
+
+#[test]
+fn serves_its_committed_spec_health_readiness_and_metrics() {
+    let s = setup();
+    let served: Value = ureq::get(&s.api.url("/openapi.json")).call().unwrap().into_json().unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, committed, "the served spec is the committed one");
+    assert_eq!(ureq::get(&s.api.url("/healthz")).call().unwrap().status(), 200);
+    assert_eq!(ureq::get(&s.api.url("/readyz")).call().unwrap().status(), 200);
+    let docs = ureq::get(&s.api.url("/docs")).call().unwrap().into_string().unwrap();
+    assert!(docs.contains("swagger"), "an interactive API page");
+    call(authed(&s, "POST", "/v1/screenshots/async"), Some(json!({"url": "http://127.0.0.1:9/"})));
+    let metrics = ureq::get(&s.api.url("/metrics")).call().unwrap().into_string().unwrap();
+    assert!(metrics.contains("pgshot_jobs_created_total 1"), "{metrics}");
+    assert!(metrics.contains("pgshot_jobs{status=\"QUEUED\"} 1"), "{metrics}");
+    assert!(metrics.contains("pgshot_http_responses_total{class=\"2xx\"}"), "{metrics}");
+}
