@@ -279,15 +279,6 @@ pub struct Job {
     pub outputs: Option<BTreeMap<String, OutputInfo>>,
 }
 
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct JobList {
-    pub jobs: Vec<Job>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[oai(skip_serializing_if_is_none)]
-    pub next_cursor: Option<String>,
-}
-
 /// A result as JSON, for jobs whose responseType is BASE64.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]

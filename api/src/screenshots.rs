@@ -15,7 +15,7 @@ use crate::body::ScreenshotBody;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::result::ResultResponse;
-use crate::schema::{AsyncJobCreated, Base64Result, Job, JobList, JobStatus};
+use crate::schema::{AsyncJobCreated, Base64Result, Job, JobStatus};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -65,8 +65,9 @@ enum Found {
 
 #[derive(ApiResponse)]
 enum Listed {
+    /// A JSON array, as the official SDKs expect; `X-Next-Cursor` is present when there are more.
     #[oai(status = 200)]
-    Jobs(Json<JobList>),
+    Jobs(Json<Vec<Job>>, #[oai(header = "X-Next-Cursor")] Option<String>),
 }
 
 pub struct State {
@@ -141,14 +142,14 @@ impl ScreenshotsApi {
 
     /// List your jobs
     ///
-    /// Newest first. Pass the `nextCursor` of a page as `cursor` for the next one.
+    /// Newest first. Pass the `X-Next-Cursor` header of a page as `cursor` for the next one.
     #[oai(path = "/v1/screenshots/jobs", method = "get", operation_id = "listJobs", tag = "ApiTags::Jobs")]
     async fn list_jobs(
         &self,
         auth: Auth,
         /// Only jobs in this status.
         status: Query<Option<JobStatus>>,
-        /// The `nextCursor` of the previous page.
+        /// The `X-Next-Cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Jobs per page, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -163,7 +164,7 @@ impl ScreenshotsApi {
         let jobs: Vec<Job> =
             rows.into_iter().take(limit as usize).map(|v| to_job(&rid, v)).collect::<Result<_, _>>()?;
         let next_cursor = more.then(|| jobs.last().map(|j| j.id.clone())).flatten();
-        Ok(Listed::Jobs(Json(JobList { jobs, next_cursor })))
+        Ok(Listed::Jobs(Json(jobs), next_cursor))
     }
 
     /// Get a job's status
