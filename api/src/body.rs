@@ -1,6 +1,6 @@
-//! The request body of the create operations: described in the spec by [`ScreenshotRequest`],
-//! parsed as plain JSON and validated by `pgshot-job`, so that errors name the field the same way
-//! `screenshot_enqueue` does.
+//! The request bodies of the create operations: described in the spec by a schema type (such as
+//! [`crate::schema::ScreenshotRequest`]), parsed as plain JSON and validated by `pgshot-job`, so
+//! that errors name the field the same way `screenshot_enqueue` does.
 
 use poem::{Request, RequestBody, Result};
 use poem_openapi::error::ParseRequestPayloadError;
@@ -10,14 +10,15 @@ use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use serde_json::Value;
 
-use crate::schema::ScreenshotRequest;
+use std::marker::PhantomData;
 
 /// Largest request body accepted; a larger one is refused with 413 before it is read whole.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-pub struct ScreenshotBody(pub Value);
+/// A JSON body described by `T` in the spec, handed to the handler as plain JSON.
+pub struct JsonBody<T>(pub Value, pub PhantomData<T>);
 
-impl Payload for ScreenshotBody {
+impl<T: Type> Payload for JsonBody<T> {
     const CONTENT_TYPE: &'static str = "application/json";
 
     fn check_content_type(content_type: &str) -> bool {
@@ -26,15 +27,15 @@ impl Payload for ScreenshotBody {
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        ScreenshotRequest::schema_ref()
+        T::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
-        ScreenshotRequest::register(registry);
+        T::register(registry);
     }
 }
 
-impl ParsePayload for ScreenshotBody {
+impl<T: Type> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> Result<Self> {
@@ -42,8 +43,8 @@ impl ParsePayload for ScreenshotBody {
         let data = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await?;
         let value = serde_json::from_slice(&data)
             .map_err(|e| ParseRequestPayloadError { reason: format!("the body is not valid JSON: {e}") })?;
-        Ok(ScreenshotBody(value))
+        Ok(JsonBody(value, PhantomData))
     }
 }
 
-impl_apirequest_for_payload!(ScreenshotBody);
+impl_apirequest_for_payload!(JsonBody<T>, T: Type);

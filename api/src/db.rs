@@ -75,6 +75,66 @@ impl Db {
         Ok(row.get(0))
     }
 
+    /// Enqueues a bulk request (flat `{url, ...options}` items) and returns the bulk with its jobs.
+    pub async fn enqueue_bulk(
+        &self,
+        rid: &str,
+        owner: &str,
+        requests: &Value,
+        max: i32,
+        webhook_url: Option<&str>,
+        webhook_secret: Option<&str>,
+    ) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        // Two statements: the second one's snapshot sees the bulk row the first one inserted.
+        let id: String = c
+            .query_one(
+                "SELECT pgshot.enqueue_bulk_owned($1, $2, $3, $4, $5)",
+                &[&owner, requests, &max, &webhook_url, &webhook_secret],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?
+            .get(0);
+        self.bulk(rid, owner, &id).await
+    }
+
+    pub async fn bulk(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt(
+                "SELECT pgshot.bulk_json(b, true) FROM pgshot.bulks b WHERE b.id = $1 AND b.owner = $2",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| bulk_not_found(rid, id))
+    }
+
+    pub async fn bulks(&self, rid: &str, owner: &str, limit: i64) -> ApiResult<Vec<Value>> {
+        let c = self.client(rid).await?;
+        let rows = c
+            .query(
+                "SELECT pgshot.bulk_json(b, false) FROM pgshot.bulks b WHERE b.owner = $1 \
+                 ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+                &[&owner, &limit],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn cancel_bulk(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt(
+                "SELECT pgshot.bulk_cancel(b.id) FROM pgshot.bulks b WHERE b.id = $1 AND b.owner = $2",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| bulk_not_found(rid, id))
+    }
+
     pub async fn job(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
         let c = self.client(rid).await?;
         let row = c
@@ -218,6 +278,10 @@ impl Db {
 
 fn not_found(rid: &str, id: &str) -> ApiError {
     ApiError::not_found(rid, format!("job \"{id}\" does not exist"))
+}
+
+fn bulk_not_found(rid: &str, id: &str) -> ApiError {
+    ApiError::not_found(rid, format!("bulk job \"{id}\" does not exist"))
 }
 
 fn db_text(e: tokio_postgres::Error) -> String {

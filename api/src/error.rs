@@ -89,6 +89,9 @@ impl ApiError {
     /// A request the shared validation refused, with the field named.
     pub fn invalid(rid: &str, e: &pgshot_job::InvalidOption) -> ApiError {
         let details = serde_json::json!({"field": e.field, "detail": e.detail, "hint": e.hint});
+        if e.code == "BULK_TOO_LARGE" {
+            return ApiError::Unprocessable(body(rid, e.code, e.message.clone(), Some(details)));
+        }
         ApiError::bad_request(rid, e.code, e.message.clone(), Some(details))
     }
 

@@ -296,3 +296,62 @@ pub struct Base64Result {
     pub encoding: String,
     pub data: String,
 }
+
+/// One URL of a bulk request, with options that override the request's `defaults`.
+#[derive(Debug, Clone, Object)]
+pub struct BulkItem {
+    pub url: String,
+    /// The same options as an async request (without `url`).
+    pub options: Option<Value>,
+}
+
+/// Up to 100 URLs rendered as one bulk job.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BulkRequest {
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub urls: Vec<BulkItem>,
+    /// Options applied to every URL unless its own options say otherwise.
+    pub defaults: Option<Value>,
+    /// Receives one BULK_COMPLETED delivery when every job has finished.
+    pub webhook_url: Option<String>,
+    #[oai(validator(max_length = 255))]
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkJobItem {
+    pub id: String,
+    pub url: String,
+    pub status: JobStatus,
+    pub result_url: Option<String>,
+    pub format: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub file_size: Option<i64>,
+    pub render_time_ms: Option<i64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+/// A bulk job: counts and status derived from its jobs.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkJob {
+    pub id: String,
+    /// QUEUED, PROCESSING, COMPLETED, FAILED or CANCELLED.
+    pub status: JobStatus,
+    pub total_jobs: i32,
+    pub completed_jobs: i32,
+    pub failed_jobs: i32,
+    /// Finished jobs, in percent.
+    pub progress: i32,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    pub jobs: Option<Vec<BulkJobItem>>,
+}

@@ -11,11 +11,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use serde_json::Value;
 
-use crate::body::ScreenshotBody;
+use crate::body::JsonBody;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::result::ResultResponse;
-use crate::schema::{AsyncJobCreated, Base64Result, Job, JobStatus};
+use crate::schema::{AsyncJobCreated, Base64Result, BulkJob, BulkRequest, Job, JobStatus, ScreenshotRequest};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -23,6 +23,8 @@ enum ApiTags {
     Screenshots,
     /// Follow jobs and download their results.
     Jobs,
+    /// Many URLs as one job.
+    Bulk,
 }
 
 /// An API key in `X-API-Key`.
@@ -58,6 +60,26 @@ enum Created {
 }
 
 #[derive(ApiResponse)]
+enum BulkCreated {
+    /// Accepted: follow it at GET /v1/screenshots/bulk/{bulkId}.
+    #[oai(status = 202)]
+    Accepted(Json<BulkJob>),
+}
+
+#[derive(ApiResponse)]
+enum BulkFound {
+    #[oai(status = 200)]
+    Bulk(Json<BulkJob>),
+}
+
+#[derive(ApiResponse)]
+enum BulkListed {
+    /// Newest first, without their jobs.
+    #[oai(status = 200)]
+    Bulks(Json<Vec<BulkJob>>),
+}
+
+#[derive(ApiResponse)]
 enum Found {
     #[oai(status = 200)]
     Job(Json<Job>),
@@ -81,6 +103,8 @@ pub struct State {
 pub struct ScreenshotsApi(pub Arc<State>);
 
 const MAX_PAGE: i64 = 100;
+/// URLs in one bulk request (DESIGN §5).
+const MAX_BULK_URLS: i32 = 100;
 
 #[OpenApi]
 impl ScreenshotsApi {
@@ -98,11 +122,11 @@ impl ScreenshotsApi {
         &self,
         auth: Auth,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: ScreenshotBody,
+        body: JsonBody<ScreenshotRequest>,
     ) -> ApiResult<Created> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
-        let ScreenshotBody(mut body) = body;
+        let JsonBody(mut body, _) = body;
         let Some(fields) = body.as_object_mut() else {
             return Err(ApiError::bad_request(&rid, "INVALID_REQUEST", "the body must be a JSON object", None));
         };
@@ -206,6 +230,70 @@ impl ScreenshotsApi {
         self.result(&auth, &job_id.0, None).await
     }
 
+    /// Create a bulk job
+    ///
+    /// Up to 100 URLs, each with options that override `defaults`; all or nothing.
+    #[oai(path = "/v1/screenshots/bulk", method = "post", operation_id = "createBulkJob", tag = "ApiTags::Bulk")]
+    async fn create_bulk(&self, auth: Auth, body: JsonBody<BulkRequest>) -> ApiResult<BulkCreated> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let JsonBody(body, _) = body;
+        let (requests, webhook_url, webhook_secret) = flatten_bulk(&rid, body)?;
+        // Validated here too, for the API's error codes; the extension validates again.
+        pgshot_job::parse_bulk(&requests, "urls", MAX_BULK_URLS as usize, self.0.policy)
+            .map_err(|e| ApiError::invalid(&rid, &e))?;
+        if let Some(url) = &webhook_url {
+            pgshot_job::check_url("webhookUrl", url, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
+        }
+        let bulk = self
+            .0
+            .db
+            .enqueue_bulk(&rid, &owner, &requests, MAX_BULK_URLS, webhook_url.as_deref(), webhook_secret.as_deref())
+            .await?;
+        let created = bulk["totalJobs"].as_u64().unwrap_or(0);
+        self.0.jobs_created.fetch_add(created, Ordering::Relaxed);
+        Ok(BulkCreated::Accepted(Json(to_typed(&rid, bulk)?)))
+    }
+
+    /// List your bulk jobs
+    #[oai(path = "/v1/screenshots/bulk", method = "get", operation_id = "listBulkJobs", tag = "ApiTags::Bulk")]
+    async fn list_bulk(
+        &self,
+        auth: Auth,
+        /// Bulk jobs to return, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<BulkListed> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let rows = self.0.db.bulks(&rid, &owner, limit.0.unwrap_or(20).clamp(1, MAX_PAGE)).await?;
+        let bulks = rows.into_iter().map(|v| to_typed(&rid, v)).collect::<Result<_, _>>()?;
+        Ok(BulkListed::Bulks(Json(bulks)))
+    }
+
+    /// Get a bulk job with its jobs
+    #[oai(path = "/v1/screenshots/bulk/:bulkId", method = "get", operation_id = "getBulkJob", tag = "ApiTags::Bulk")]
+    async fn get_bulk(&self, auth: Auth, #[oai(name = "bulkId")] bulk_id: Path<String>) -> ApiResult<BulkFound> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let bulk = self.0.db.bulk(&rid, &owner, &bulk_id.0).await?;
+        Ok(BulkFound::Bulk(Json(to_typed(&rid, bulk)?)))
+    }
+
+    /// Cancel a bulk job's unfinished jobs
+    #[oai(
+        path = "/v1/screenshots/bulk/:bulkId/cancel",
+        method = "post",
+        operation_id = "cancelBulkJob",
+        tag = "ApiTags::Bulk"
+    )]
+    async fn cancel_bulk(&self, auth: Auth, #[oai(name = "bulkId")] bulk_id: Path<String>) -> ApiResult<BulkFound> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let bulk = self.0.db.cancel_bulk(&rid, &owner, &bulk_id.0).await?;
+        Ok(BulkFound::Bulk(Json(to_typed(&rid, bulk)?)))
+    }
+
     /// Download one output of a multi-output job
     #[oai(
         path = "/v1/screenshots/jobs/:jobId/result/:outputId",
@@ -270,10 +358,67 @@ fn status_name(status: JobStatus) -> &'static str {
     }
 }
 
-/// The extension's job JSON as the typed response; a mismatch is our bug, not the client's.
-fn to_job(rid: &str, value: Value) -> ApiResult<Job> {
+/// The extension's JSON as the typed response; a mismatch is our bug, not the client's.
+fn to_typed<T: serde::de::DeserializeOwned>(rid: &str, value: Value) -> ApiResult<T> {
     serde_json::from_value(value).map_err(|e| {
-        tracing::error!(request_id = rid, error = %e, "job JSON does not match the API schema");
+        tracing::error!(request_id = rid, error = %e, "the extension's JSON does not match the API schema");
         ApiError::internal(rid)
     })
+}
+
+fn to_job(rid: &str, value: Value) -> ApiResult<Job> {
+    to_typed(rid, value)
+}
+
+/// The allscreenshots bulk shape (`urls: [{url, options}]`, `defaults`) as the flat
+/// `[{url, ...options}]` items that the extension validates, and the bulk's own webhook.
+fn flatten_bulk(rid: &str, body: Value) -> ApiResult<(Value, Option<String>, Option<String>)> {
+    let invalid =
+        |field: &str, message: String| ApiError::bad_request(rid, "INVALID_OPTION", message, Some(self::field(field)));
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::bad_request(rid, "INVALID_REQUEST", "the body must be a JSON object", None));
+    };
+    let text = |v: Option<Value>, name: &str| match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(name, format!("{name} must be a string"))),
+    };
+    let webhook_url = text(body.remove("webhookUrl"), "webhookUrl")?;
+    let webhook_secret = text(body.remove("webhookSecret"), "webhookSecret")?;
+    let defaults = match body.remove("defaults") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(d)) => d,
+        Some(_) => return Err(invalid("defaults", "defaults must be a JSON object".into())),
+    };
+    let urls = body.remove("urls").unwrap_or(Value::Null);
+    if let Some(unknown) = body.keys().next() {
+        return Err(invalid(unknown, format!("{unknown} is not a known field")));
+    }
+    let Value::Array(items) = urls else {
+        // The extension names what is wrong with it (missing, not an array).
+        return Ok((urls, webhook_url, webhook_secret));
+    };
+    let mut flat = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut item) = item else {
+            return Err(invalid(&format!("urls[{i}]"), format!("urls[{i}] must be an object with a url")));
+        };
+        let mut merged = defaults.clone();
+        match item.remove("options") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(options)) => merged.extend(options),
+            Some(_) => {
+                return Err(invalid(&format!("urls[{i}].options"), format!("urls[{i}].options must be a JSON object")));
+            }
+        }
+        if let Some(url) = item.remove("url") {
+            merged.insert("url".into(), url);
+        }
+        if let Some(unknown) = item.keys().next() {
+            let field = format!("urls[{i}].{unknown}");
+            return Err(invalid(&field, format!("{field} is not a known field")));
+        }
+        flat.push(Value::Object(merged));
+    }
+    Ok((Value::Array(flat), webhook_url, webhook_secret))
 }

@@ -74,25 +74,31 @@ impl JobRequest {
     }
 }
 
-/// Validates a bulk request: a JSON array of objects, each a `url` with its options beside it.
-/// An error names the item, as in `requests[3].viewport.width`.
-pub fn parse_bulk(requests: &Value, policy: NetworkPolicy) -> Result<Vec<JobRequest>, InvalidOption> {
+/// Validates a bulk request: a JSON array (named `field`) of at most `max` objects, each a `url`
+/// with its options beside it. An error names the item, as in `requests[3].viewport.width`.
+pub fn parse_bulk(
+    requests: &Value,
+    field: &str,
+    max: usize,
+    policy: NetworkPolicy,
+) -> Result<Vec<JobRequest>, InvalidOption> {
     let items = requests.as_array().ok_or_else(|| {
-        InvalidOption::new("requests", "requests must be a JSON array")
+        InvalidOption::new(field, format!("{field} must be a JSON array"))
             .with_hint("for example [{\"url\": \"https://example.com\", \"fullPage\": true}]")
     })?;
     if items.is_empty() {
-        return Err(InvalidOption::new("requests", "requests must not be empty"));
+        return Err(InvalidOption::new(field, format!("{field} must not be empty")));
     }
-    if items.len() > MAX_BULK {
-        return Err(InvalidOption::new("requests", format!("requests must have at most {MAX_BULK} entries"))
+    if items.len() > max {
+        return Err(InvalidOption::new(field, format!("{field} must have at most {max} entries"))
+            .with_code("BULK_TOO_LARGE")
             .with_detail(format!("got {}", items.len())));
     }
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let prefix = format!("requests[{i}]");
+            let prefix = format!("{field}[{i}]");
             let mut opts = ScreenshotOptions::from_json(item).map_err(|e| e.under(&prefix))?;
             let url = opts.url.take().ok_or_else(|| InvalidOption::new("url", "url is required").under(&prefix))?;
             JobRequest::from_options(&url, opts, policy).map_err(|e| e.under(&prefix))
@@ -266,18 +272,30 @@ mod tests {
 
     #[test]
     fn bulk_errors_name_the_item() {
-        let e = parse_bulk(&json!([{"url": "https://a.example"}, {"url": "https://b.example", "quality": 0}]), DENY)
-            .unwrap_err();
+        let e = parse_bulk(
+            &json!([{"url": "https://a.example"}, {"url": "https://b.example", "quality": 0}]),
+            "requests",
+            MAX_BULK,
+            DENY,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "requests[1].quality");
         assert_eq!(e.message, "requests[1].quality must be between 1 and 100");
-        let e = parse_bulk(&json!([{"fullPage": true}]), DENY).unwrap_err();
+        let e = parse_bulk(&json!([{"fullPage": true}]), "requests", MAX_BULK, DENY).unwrap_err();
         assert_eq!(e.message, "requests[0].url is required");
-        let e = parse_bulk(&json!([{"url": "https://a.example", "bogus": 1}]), DENY).unwrap_err();
+        let e = parse_bulk(&json!([{"url": "https://a.example", "bogus": 1}]), "requests", MAX_BULK, DENY).unwrap_err();
         assert_eq!(e.field, "requests[0].bogus");
-        assert_eq!(parse_bulk(&json!([]), DENY).unwrap_err().message, "requests must not be empty");
-        let ok =
-            parse_bulk(&json!([{"url": "https://a.example"}, {"url": "https://b.example", "fullPage": true}]), DENY)
-                .unwrap();
+        assert_eq!(
+            parse_bulk(&json!([]), "requests", MAX_BULK, DENY).unwrap_err().message,
+            "requests must not be empty"
+        );
+        let ok = parse_bulk(
+            &json!([{"url": "https://a.example"}, {"url": "https://b.example", "fullPage": true}]),
+            "requests",
+            MAX_BULK,
+            DENY,
+        )
+        .unwrap();
         assert_eq!(ok.len(), 2);
         assert_eq!(ok[1].options_json(), json!({"fullPage": true}));
     }

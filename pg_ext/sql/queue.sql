@@ -34,16 +34,16 @@ CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
 -- Rust) in one statement and returns their ids in order. A request with an idempotency key that
 -- is already taken returns the existing job if the request is the same, and raises 23505 if not.
 CREATE FUNCTION pgshot.insert_jobs(
-    p_owner text, p_ids text[], p_urls text[], p_options jsonb[], p_priorities integer[], p_run_ats timestamptz[],
+    p_owner text, p_bulk_id text, p_ids text[], p_urls text[], p_options jsonb[], p_priorities integer[], p_run_ats timestamptz[],
     p_max_attempts integer[], p_keys text[], p_webhook_urls text[], p_webhook_secrets text[]
 ) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     clash record;
     result text[];
 BEGIN
-    INSERT INTO pgshot.jobs (owner, id, url, options, priority, run_at, max_attempts, idempotency_key,
+    INSERT INTO pgshot.jobs (owner, bulk_id, id, url, options, priority, run_at, max_attempts, idempotency_key,
                              webhook_url, webhook_secret)
-    SELECT p_owner, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
+    SELECT p_owner, p_bulk_id, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
            r.webhook_url, r.webhook_secret
     FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
                 p_webhook_urls, p_webhook_secrets)
@@ -547,5 +547,67 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'API key "%" does not exist', key_id USING ERRCODE = 'no_data_found';
     END IF;
+END
+$$;
+
+-- A bulk request as the API returns it: counts, progress and a status derived from its jobs
+-- (QUEUED until one starts, PROCESSING until all are finished, then COMPLETED, or FAILED or
+-- CANCELLED when none completed). With jobs, each job's summary.
+CREATE FUNCTION pgshot.bulk_json(b pgshot.bulks, with_jobs boolean) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'id', b.id,
+        'status', CASE
+            WHEN c.finished < c.total THEN CASE WHEN c.queued = c.total THEN 'QUEUED' ELSE 'PROCESSING' END
+            WHEN c.completed > 0 THEN 'COMPLETED'
+            WHEN c.failed > 0 THEN 'FAILED'
+            ELSE 'CANCELLED' END,
+        'totalJobs', c.total,
+        'completedJobs', c.completed,
+        'failedJobs', c.failed,
+        'progress', CASE WHEN c.total = 0 THEN 100 ELSE (100 * c.finished / c.total) END,
+        'createdAt', pgshot.timestamp_json(b.created_at),
+        'completedAt', CASE WHEN c.finished = c.total THEN pgshot.timestamp_json(c.last_completed) END,
+        'jobs', CASE WHEN with_jobs THEN c.jobs END))
+    FROM (
+        SELECT count(*)::int AS total,
+               (count(*) FILTER (WHERE status = 'COMPLETED'))::int AS completed,
+               (count(*) FILTER (WHERE status = 'FAILED'))::int AS failed,
+               (count(*) FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED')))::int AS finished,
+               (count(*) FILTER (WHERE status = 'QUEUED'))::int AS queued,
+               max(completed_at) AS last_completed,
+               coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'id', j.id, 'url', j.url, 'status', j.status,
+                   'resultUrl', CASE WHEN j.status = 'COMPLETED' THEN pgshot.result_url(j.id) END,
+                   'format', j.metadata->>'format',
+                   'width', j.metadata->'width',
+                   'height', j.metadata->'height',
+                   'fileSize', j.metadata->'size',
+                   'renderTimeMs', j.metadata->'renderTimeMs',
+                   'errorCode', j.error_code,
+                   'errorMessage', j.error_message,
+                   'createdAt', pgshot.timestamp_json(j.created_at),
+                   'completedAt', pgshot.timestamp_json(j.completed_at)))
+                   ORDER BY j.created_at, j.id), '[]') AS jobs
+        FROM pgshot.jobs j
+        WHERE j.bulk_id = b.id
+    ) c
+$$;
+
+-- Cancels every unfinished job of a bulk request (processing ones stop at their next
+-- heartbeat) and returns the bulk summary.
+CREATE FUNCTION pgshot.bulk_cancel(p_bulk_id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    b pgshot.bulks;
+BEGIN
+    SELECT * INTO b FROM pgshot.bulks WHERE id = p_bulk_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'bulk job "%" does not exist', p_bulk_id USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM screenshot_cancel(j.id)
+    FROM pgshot.jobs j
+    WHERE j.bulk_id = p_bulk_id AND j.status IN ('QUEUED', 'PROCESSING') AND NOT j.cancel_requested;
+    RETURN pgshot.bulk_json(b, false);
 END
 $$;

@@ -31,10 +31,25 @@ CREATE TABLE pgshot.api_keys (
 
 COMMENT ON TABLE pgshot.api_keys IS 'pgshot-api keys, stored hashed; jobs.owner names the key that created a job';
 
+-- A bulk request (POST /v1/screenshots/bulk): its jobs point at it with jobs.bulk_id; its status
+-- and counts are derived from them, never stored twice.
+CREATE TABLE pgshot.bulks (
+    id             text PRIMARY KEY,
+    owner          text REFERENCES pgshot.api_keys (id),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    webhook_url    text,
+    webhook_secret text,
+    CONSTRAINT bulks_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
+    CONSTRAINT bulks_secret_needs_webhook CHECK (webhook_secret IS NULL OR webhook_url IS NOT NULL)
+);
+
+COMMENT ON TABLE pgshot.bulks IS 'bulk requests; their jobs carry jobs.bulk_id';
+
 CREATE TABLE pgshot.jobs (
     id               text PRIMARY KEY,
     -- The API key that created the job; NULL for jobs enqueued from SQL.
     owner            text REFERENCES pgshot.api_keys (id),
+    bulk_id          text REFERENCES pgshot.bulks (id),
     status           text NOT NULL DEFAULT 'QUEUED',
     url              text NOT NULL,
     -- Canonical render options (pgshot-job's ScreenshotOptions), without the columns below.
@@ -93,6 +108,8 @@ CREATE INDEX jobs_result_expiry ON pgshot.jobs (expires_at) WHERE status = 'COMP
 -- Idempotency keys are per owner: two API keys may use the same key for different jobs.
 CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs ((coalesce(owner, '')), idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+CREATE INDEX jobs_bulk ON pgshot.jobs (bulk_id, created_at) WHERE bulk_id IS NOT NULL;
+CREATE INDEX bulks_owner_recent ON pgshot.bulks (owner, created_at DESC, id DESC);
 -- An API key's jobs, newest first (GET /v1/screenshots/jobs).
 CREATE INDEX jobs_owner_recent ON pgshot.jobs (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
 
@@ -122,10 +139,11 @@ ALTER TABLE pgshot.outputs ALTER COLUMN bytes SET STORAGE EXTERNAL;
 
 -- pg_dump leaves out extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('pgshot.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.bulks', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
 
 -- A trusted extension's objects belong to the bootstrap superuser: let the database owner who
 -- created it use and administer the queue.
 GRANT USAGE ON SCHEMA pgshot TO @extowner@;
-GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.api_keys, pgshot.jobs, pgshot.outputs TO @extowner@;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs TO @extowner@;

@@ -3,7 +3,7 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use pgshot_job::{new_job_id, parse_bulk, InvalidOption, JobRequest, NetworkPolicy};
+use pgshot_job::{new_job_id, parse_bulk, InvalidOption, JobRequest, NetworkPolicy, MAX_BULK};
 
 use crate::settings::ALLOW_PRIVATE_NETWORKS;
 
@@ -16,7 +16,7 @@ fn screenshot_enqueue(url: Option<&str>, options: default!(Option<JsonB>, "'{}'"
     };
     let options = options.map_or_else(|| serde_json::json!({}), |o| o.0);
     let request = JobRequest::parse(url, &options, policy()).unwrap_or_else(|e| raise(e));
-    insert(None, vec![request]).pop().expect("one request gives one id")
+    insert(None, None, vec![request]).pop().expect("one request gives one id")
 }
 
 /// Enqueues many screenshots in one statement (one NOTIFY), from a JSON array of objects that each
@@ -27,8 +27,8 @@ fn screenshot_enqueue_bulk(requests: Option<JsonB>) -> SetOfIterator<'static, St
     let Some(JsonB(requests)) = requests else {
         raise(InvalidOption::new("requests", "requests must not be null"));
     };
-    let requests = parse_bulk(&requests, policy()).unwrap_or_else(|e| raise(e));
-    SetOfIterator::new(insert(None, requests))
+    let requests = parse_bulk(&requests, "requests", MAX_BULK, policy()).unwrap_or_else(|e| raise(e));
+    SetOfIterator::new(insert(None, None, requests))
 }
 
 #[pg_schema]
@@ -40,7 +40,35 @@ mod pgshot {
     #[pg_extern(volatile, parallel_unsafe)]
     fn enqueue_owned(owner: &str, url: &str, options: JsonB) -> String {
         let request = JobRequest::parse(url, &options.0, policy()).unwrap_or_else(|e| raise(e));
-        insert(Some(owner), vec![request]).pop().expect("one request gives one id")
+        insert(Some(owner), None, vec![request]).pop().expect("one request gives one id")
+    }
+
+    /// A bulk request for pgshot-api: at most `max` jobs under one new bulk id, which it returns.
+    /// The webhook is the bulk's own (one BULK_COMPLETED delivery), not each job's.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn enqueue_bulk_owned(
+        owner: &str,
+        requests: JsonB,
+        max: i32,
+        webhook_url: Option<&str>,
+        webhook_secret: Option<&str>,
+    ) -> String {
+        let max = usize::try_from(max).unwrap_or(0);
+        let requests = parse_bulk(&requests.0, "urls", max, policy()).unwrap_or_else(|e| raise(e));
+        if let Some(url) = webhook_url {
+            pgshot_job::check_url("webhookUrl", url, policy()).unwrap_or_else(|e| raise(e));
+        }
+        if webhook_secret.is_some_and(|s| s.is_empty() || s.chars().count() > 255) {
+            raise(InvalidOption::new("webhookSecret", "webhookSecret must be 1 to 255 characters"));
+        }
+        let bulk_id = new_job_id();
+        Spi::run_with_args(
+            "INSERT INTO pgshot.bulks (id, owner, webhook_url, webhook_secret) VALUES ($1, $2, $3, $4)",
+            &[bulk_id.clone().into(), owner.into(), webhook_url.into(), webhook_secret.into()],
+        )
+        .unwrap_or_else(|e| pgrx::error!("cannot record the bulk request: {e}"));
+        insert(Some(owner), Some(&bulk_id), requests);
+        bulk_id
     }
 }
 
@@ -49,7 +77,7 @@ fn policy() -> NetworkPolicy {
 }
 
 /// Inserts through `pgshot.insert_jobs`, which owns the INSERT and the idempotency-key rules.
-fn insert(owner: Option<&str>, requests: Vec<JobRequest>) -> Vec<String> {
+fn insert(owner: Option<&str>, bulk_id: Option<&str>, requests: Vec<JobRequest>) -> Vec<String> {
     let n = requests.len();
     let mut ids = Vec::with_capacity(n);
     let mut urls = Vec::with_capacity(n);
@@ -72,9 +100,10 @@ fn insert(owner: Option<&str>, requests: Vec<JobRequest>) -> Vec<String> {
         webhook_secrets.push(r.webhook_secret);
     }
     Spi::get_one_with_args::<Vec<String>>(
-        "SELECT pgshot.insert_jobs($1, $2, $3, $4, $5, $6::timestamptz[], $7, $8, $9, $10)",
+        "SELECT pgshot.insert_jobs($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11)",
         &[
             owner.into(),
+            bulk_id.into(),
             ids.into(),
             urls.into(),
             options.into(),

@@ -314,3 +314,47 @@ fn serves_its_committed_spec_health_readiness_and_metrics() {
     assert!(metrics.contains("pgshot_jobs{status=\"QUEUED\"} 1"), "{metrics}");
     assert!(metrics.contains("pgshot_http_responses_total{class=\"2xx\"}"), "{metrics}");
 }
+
+#[test]
+fn bulk_requests_are_validated_whole_and_scoped_to_their_key() {
+    let s = setup();
+    let url = "http://127.0.0.1:9/bulk";
+    let urls: Vec<Value> = (0..101).map(|i| json!({"url": format!("{url}/{i}")})).collect();
+    let (st, body, _) = call(authed(&s, "POST", "/v1/screenshots/bulk"), Some(json!({"urls": urls})));
+    assert_error(st, &body, 422, "BULK_TOO_LARGE");
+    let (st, body, _) = call(
+        authed(&s, "POST", "/v1/screenshots/bulk"),
+        Some(json!({"urls": [{"url": url}, {"url": url, "options": {"viewport": {"width": 5000}}}]})),
+    );
+    assert_error(st, &body, 400, "INVALID_OPTION");
+    assert_eq!(body["error"]["details"]["field"], "urls[1].viewport.width", "{body}");
+    let (st, body, _) =
+        call(authed(&s, "POST", "/v1/screenshots/bulk"), Some(json!({"urls": [{"url": url, "colour": 1}]})));
+    assert_error(st, &body, 400, "INVALID_OPTION");
+    assert_eq!(body["error"]["details"]["field"], "urls[0].colour");
+    let (st, body, _) = call(authed(&s, "POST", "/v1/screenshots/bulk"), Some(json!({"urls": []})));
+    assert_error(st, &body, 400, "INVALID_OPTION");
+    let mut s = s;
+    let db = &mut s.db;
+    let jobs: i64 = db.query_one("SELECT count(*) FROM pgshot.jobs", &[]).unwrap().get(0);
+    assert_eq!(jobs, 0, "a refused bulk request enqueues nothing");
+
+    let (st, bulk, _) = call(
+        ureq::post(&s.api.url("/v1/screenshots/bulk")).set("X-API-Key", &s.key),
+        Some(json!({"urls": [{"url": url}, {"url": format!("{url}/2")}], "defaults": {"fullPage": true}})),
+    );
+    assert_eq!(st, 202, "{bulk}");
+    assert_eq!((bulk["totalJobs"].as_i64(), bulk["progress"].as_i64()), (Some(2), Some(0)));
+    let id = bulk["id"].as_str().unwrap();
+    let options: Value = db
+        .query_one("SELECT options FROM pgshot.jobs WHERE bulk_id = $1 ORDER BY created_at LIMIT 1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(options, json!({"fullPage": true}), "defaults reach every job");
+    let other = create_key(&s.url, "other");
+    let (st, body, _) =
+        call(ureq::get(&s.api.url(&format!("/v1/screenshots/bulk/{id}"))).set("X-API-Key", &other), None);
+    assert_error(st, &body, 404, "NOT_FOUND");
+    let (st, cancelled, _) = call(authed(&s, "POST", &format!("/v1/screenshots/bulk/{id}/cancel")), None);
+    assert_eq!((st, cancelled["status"].as_str()), (200, Some("CANCELLED")), "{cancelled}");
+}
