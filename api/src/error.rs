@@ -46,8 +46,12 @@ pub enum ApiError {
     /// The request body is larger than the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// A bulk request over 100 URLs, or (sync capture) a render that failed: `code` is the job's errorCode.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many sync captures are waiting: retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
     /// The database is unreachable or busy: retry after the given number of seconds.
@@ -80,6 +84,29 @@ impl ApiError {
 
     pub fn not_found(rid: &str, message: impl Into<String>) -> ApiError {
         ApiError::NotFound(body(rid, "NOT_FOUND", message, None))
+    }
+
+    pub fn too_many_waiting(rid: &str) -> ApiError {
+        let message = "too many sync captures are waiting; retry shortly or use /v1/screenshots/async";
+        ApiError::TooManyRequests(body(rid, "TOO_MANY_REQUESTS", message, None), 1)
+    }
+
+    /// A sync capture whose job failed: the job's own error code and message.
+    pub fn render_failed(rid: &str, job: &Value) -> ApiError {
+        let code = job["errorCode"].as_str().unwrap_or("RENDER_FAILED");
+        let message = job["errorMessage"].as_str().unwrap_or("the render failed");
+        ApiError::Unprocessable(body(rid, code, message, Some(serde_json::json!({"jobId": job["id"]}))))
+    }
+
+    /// A sync capture that no worker finished in time; the job goes on and can be polled.
+    pub fn not_finished(rid: &str, job_id: &str, status_url: &str) -> ApiError {
+        let message = "no worker finished the job in time; it stays queued: poll details.statusUrl";
+        let details = serde_json::json!({"jobId": job_id, "statusUrl": status_url});
+        ApiError::Unavailable(body(rid, "NOT_FINISHED", message, Some(details)), 5)
+    }
+
+    pub fn conflict(rid: &str, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Conflict(body(rid, code, message, None))
     }
 
     pub fn internal(rid: &str) -> ApiError {

@@ -12,6 +12,7 @@ use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Response, Route, S
 use poem_openapi::OpenApiService;
 
 mod body;
+mod completion;
 mod db;
 mod error;
 mod result;
@@ -67,6 +68,12 @@ struct ServeArgs {
     /// Public base URL for statusUrl and resultUrl; defaults to http://<listen>.
     #[arg(long, env = "PGSHOT_PUBLIC_URL", global = true)]
     public_url: Option<String>,
+    /// Sync captures that may wait at once; more get 429.
+    #[arg(long, env = "PGSHOT_MAX_SYNC_WAITING", default_value_t = 64, global = true)]
+    max_sync_waiting: usize,
+    /// Besides a page's timeout and delay, seconds a sync capture waits for a worker to finish it.
+    #[arg(long, env = "PGSHOT_SYNC_WAIT_SECONDS", default_value_t = 60, global = true)]
+    sync_wait_seconds: u64,
     /// Accept jobs whose URL or webhook is a loopback or private address.
     #[arg(long, env = "PGSHOT_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     allow_private_networks: bool,
@@ -104,6 +111,9 @@ fn state(args: &ServeArgs, database_url: &str) -> Result<Arc<State>, String> {
     let public_url = public_url(args);
     Ok(Arc::new(State {
         db: Db::new(database_url, &public_url, 16)?,
+        completions: Arc::new(completion::Completions::default()),
+        sync_slots: tokio::sync::Semaphore::new(args.max_sync_waiting),
+        sync_allowance: std::time::Duration::from_secs(args.sync_wait_seconds),
         public_url,
         policy: NetworkPolicy { allow_private_networks: args.allow_private_networks },
         jobs_created: AtomicU64::new(0),
@@ -124,6 +134,8 @@ pub fn spec() -> String {
         listen: "127.0.0.1:8080".into(),
         public_url: None,
         allow_private_networks: false,
+        max_sync_waiting: 64,
+        sync_wait_seconds: 60,
     };
     let state = state(&args, "host=localhost").expect("a pool can be built without connecting");
     openapi_service(state).spec()
@@ -133,6 +145,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let database_url = args.database_url.clone().ok_or("DATABASE_URL is required")?;
     let state = state(&args, &database_url)?;
     state.db.ready().await.map_err(|e| format!("database not ready: {e}"))?;
+    tokio::spawn(state.completions.clone().listen(database_url.clone()));
     let api = openapi_service(state.clone());
     let spec_json = api.spec();
     let docs = api.swagger_ui();

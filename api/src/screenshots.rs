@@ -4,14 +4,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
-use pgshot_job::{new_job_id, JobRequest, NetworkPolicy};
+use std::time::{Duration, Instant};
+
+use pgshot_job::{new_job_id, JobRequest, NetworkPolicy, ResponseType};
 use poem_openapi::auth::{ApiKey, Bearer};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use crate::body::JsonBody;
+use crate::completion::Completions;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::result::ResultResponse;
@@ -94,6 +98,11 @@ enum Listed {
 
 pub struct State {
     pub db: Db,
+    pub completions: Arc<Completions>,
+    /// Sync captures waiting at once; more are refused with 429 instead of piling up.
+    pub sync_slots: Semaphore,
+    /// Besides the page's timeout and delay, how long a sync capture waits for a worker.
+    pub sync_allowance: Duration,
     /// Base of `statusUrl` (and, through the extension, of `resultUrl`).
     pub public_url: String,
     pub policy: NetworkPolicy,
@@ -103,6 +112,8 @@ pub struct State {
 pub struct ScreenshotsApi(pub Arc<State>);
 
 const MAX_PAGE: i64 = 100;
+/// The longest any sync capture waits.
+const SYNC_LIMIT: Duration = Duration::from_secs(180);
 /// URLs in one bulk request (DESIGN §5).
 const MAX_BULK_URLS: i32 = 100;
 
@@ -126,17 +137,8 @@ impl ScreenshotsApi {
     ) -> ApiResult<Created> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
-        let JsonBody(mut body, _) = body;
-        let Some(fields) = body.as_object_mut() else {
-            return Err(ApiError::bad_request(&rid, "INVALID_REQUEST", "the body must be a JSON object", None));
-        };
-        let url = match fields.remove("url") {
-            Some(Value::String(url)) => url,
-            Some(_) => {
-                return Err(ApiError::bad_request(&rid, "INVALID_URL", "url must be a string", Some(field("url"))));
-            }
-            None => return Err(ApiError::bad_request(&rid, "INVALID_URL", "url is required", Some(field("url")))),
-        };
+        let (url, mut body) = split_url(&rid, body.0)?;
+        let fields = body.as_object_mut().expect("split_url checked it is an object");
         if let Some(key) = idempotency_key.0 {
             match fields.get("idempotencyKey") {
                 Some(Value::String(k)) if *k != key => {
@@ -162,6 +164,51 @@ impl ScreenshotsApi {
             created_at: job["createdAt"].as_str().unwrap_or_default().to_string(),
             id,
         })))
+    }
+
+    /// Capture a screenshot and wait for it
+    ///
+    /// Enqueued like an async job and answered when a worker has rendered it: the bytes by
+    /// default, base64 JSON for responseType BASE64, the finished job for URL. A failed render
+    /// answers 422 with the job's errorCode; too many waiting captures 429; a job no worker
+    /// finished in time 503 (it stays queued: poll `details.statusUrl`).
+    #[oai(path = "/v1/screenshots", method = "post", operation_id = "captureScreenshot", tag = "ApiTags::Screenshots")]
+    async fn capture(&self, auth: Auth, body: JsonBody<ScreenshotRequest>) -> ApiResult<ResultResponse> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let Ok(_slot) = self.0.sync_slots.try_acquire() else {
+            return Err(ApiError::too_many_waiting(&rid));
+        };
+        let (url, body) = split_url(&rid, body.0)?;
+        let request = JobRequest::parse(&url, &body, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
+        let page = Duration::from_millis(request.options.timeout.unwrap_or(30_000) as u64);
+        let delay = Duration::from_millis(request.options.delay.unwrap_or(0) as u64);
+        let deadline = Instant::now() + (page + delay + self.0.sync_allowance).min(SYNC_LIMIT);
+        let created = self.0.db.enqueue(&rid, &owner, &url, &body).await?;
+        let id = created["id"].as_str().unwrap_or_default().to_string();
+        let waiter = self.0.completions.wait_for(&id);
+        loop {
+            let job = self.0.db.job(&rid, &owner, &id).await?;
+            match job["status"].as_str() {
+                Some("COMPLETED") if request.options.response_type == Some(ResponseType::Url) => {
+                    return Ok(ResultResponse::Job(to_job(&rid, job)?));
+                }
+                Some("COMPLETED") => return self.result_of(&rid, &owner, &id, None).await,
+                Some("FAILED") => return Err(ApiError::render_failed(&rid, &job)),
+                Some("CANCELLED") => return Err(ApiError::conflict(&rid, "CANCELLED", "the job was cancelled")),
+                _ => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let status_url = format!("{}/v1/screenshots/jobs/{id}", self.0.public_url);
+                return Err(ApiError::not_finished(&rid, &id, &status_url));
+            }
+            // Woken by the job's notification; the timer covers a notification that was lost.
+            tokio::select! {
+                _ = waiter.notify.notified() => {}
+                _ = tokio::time::sleep(left.min(Duration::from_secs(1))) => {}
+            }
+        }
     }
 
     /// List your jobs
@@ -319,7 +366,12 @@ impl ScreenshotsApi {
     async fn result(&self, auth: &Auth, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {
         let rid = new_job_id();
         let owner = self.owner(&rid, auth).await?;
-        let r = self.0.db.result(&rid, &owner, job_id, output).await?;
+        self.result_of(&rid, &owner, job_id, output).await
+    }
+
+    async fn result_of(&self, rid: &str, owner: &str, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {
+        let rid = rid.to_string();
+        let r = self.0.db.result(&rid, owner, job_id, output).await?;
         if r.response_type.as_deref() != Some("BASE64") {
             return Ok(ResultResponse::Bytes { content_type: r.content_type, bytes: r.bytes });
         }
@@ -337,6 +389,18 @@ impl ScreenshotsApi {
             data: base64::engine::general_purpose::STANDARD.encode(&r.bytes),
             content_type: r.content_type,
         }))
+    }
+}
+
+/// The request's `url`, and the rest of it (the options).
+fn split_url(rid: &str, mut body: Value) -> ApiResult<(String, Value)> {
+    let Some(fields) = body.as_object_mut() else {
+        return Err(ApiError::bad_request(rid, "INVALID_REQUEST", "the body must be a JSON object", None));
+    };
+    match fields.remove("url") {
+        Some(Value::String(url)) => Ok((url, body)),
+        Some(_) => Err(ApiError::bad_request(rid, "INVALID_URL", "url must be a string", Some(field("url")))),
+        None => Err(ApiError::bad_request(rid, "INVALID_URL", "url is required", Some(field("url")))),
     }
 }
 

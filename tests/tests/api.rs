@@ -358,3 +358,75 @@ fn bulk_requests_are_validated_whole_and_scoped_to_their_key() {
     let (st, cancelled, _) = call(authed(&s, "POST", &format!("/v1/screenshots/bulk/{id}/cancel")), None);
     assert_eq!((st, cancelled["status"].as_str()), (200, Some("CANCELLED")), "{cancelled}");
 }
+
+#[test]
+fn sync_captures_wait_for_the_worker_and_answer_per_response_type() {
+    let site = Site::start();
+    let s = setup();
+    let worker = WorkerProcess::start(&s.url, "sync-worker", &[("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())]);
+    let resp = authed(&s, "POST", "/v1/screenshots")
+        .send_json(json!({"url": site.url("/plain"), "viewport": {"width": 400, "height": 300}}))
+        .unwrap_or_else(|e| panic!("{e}\n{}", worker.log()));
+    assert_eq!(resp.content_type(), "image/png");
+    let mut png = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut png).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    let (st, body, _) = call(
+        authed(&s, "POST", "/v1/screenshots"),
+        Some(json!({"url": site.url("/plain"), "responseType": "BASE64", "format": "jpeg"})),
+    );
+    assert_eq!((st, body["contentType"].as_str()), (200, Some("image/jpeg")), "{body}");
+    let (st, job, _) =
+        call(authed(&s, "POST", "/v1/screenshots"), Some(json!({"url": site.url("/plain"), "responseType": "url"})));
+    assert_eq!((st, job["status"].as_str()), (200, Some("COMPLETED")), "{job}");
+    assert!(job["resultUrl"].as_str().unwrap().starts_with(&s.api.base));
+
+    let (st, body, _) = call(
+        authed(&s, "POST", "/v1/screenshots"),
+        Some(json!({"url": format!("http://127.0.0.1:{}/", pgshot_tests::site::closed_port()), "maxAttempts": 1})),
+    );
+    assert_error(st, &body, 422, "URL_UNREACHABLE");
+    assert!(body["error"]["details"]["jobId"].is_string(), "{body}");
+}
+
+#[test]
+fn sync_captures_without_a_worker_are_bounded_and_limited() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    cl.connect("postgres")
+        .batch_execute(&format!("ALTER DATABASE {name} SET pgshot.allow_private_networks = on"))
+        .unwrap();
+    let url = cl.url(&name);
+    let key = create_key(&url, "lonely");
+    let api = ApiProcess::start(
+        &url,
+        &[
+            ("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into()),
+            ("PGSHOT_MAX_SYNC_WAITING", "1".into()),
+            ("PGSHOT_SYNC_WAIT_SECONDS", "1".into()),
+        ],
+    );
+    let post = |key: String, base: String| {
+        std::thread::spawn(move || {
+            call(
+                ureq::post(&format!("{base}/v1/screenshots")).set("X-API-Key", &key),
+                Some(json!({"url": "http://127.0.0.1:9/", "timeout": 2000})),
+            )
+        })
+    };
+    let first = post(key.clone(), api.base.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let (st, body, retry) = call(
+        ureq::post(&api.url("/v1/screenshots")).set("X-API-Key", &key),
+        Some(json!({"url": "http://127.0.0.1:9/"})),
+    );
+    assert_error(st, &body, 429, "TOO_MANY_REQUESTS");
+    assert_eq!(retry.as_deref(), Some("1"));
+    let (st, body, retry) = first.join().unwrap();
+    assert_error(st, &body, 503, "NOT_FINISHED");
+    assert!(retry.is_some(), "503 carries Retry-After");
+    let status_url = body["error"]["details"]["statusUrl"].as_str().unwrap();
+    let (st, job, _) = call(ureq::get(status_url).set("X-API-Key", &key), None);
+    assert_eq!((st, job["status"].as_str()), (200, Some("QUEUED")), "the job goes on: {job}");
+}
