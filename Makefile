@@ -8,5 +8,4 @@ run:
 
 # Set up, then run every test: unit tests and integration tests against a real Postgres cluster.
 test:
-	scripts/setup.sh
-	cargo test --workspace --exclude pgshot
+	scripts/test.sh
