@@ -31,6 +31,10 @@ else
   psql_url -c "DO \$\$ BEGIN EXECUTE format('ALTER DATABASE %I RESET pgshot.allow_private_networks', current_database()); END \$\$"
 fi
 
+# Webhook bodies are written by the workers' sessions: give them the API's public URL too.
+public_url=${PGSHOT_PUBLIC_URL:-http://${PGSHOT_LISTEN:-127.0.0.1:8080}}
+psql_url -c "DO \$\$ BEGIN EXECUTE format('ALTER DATABASE %I SET pgshot.public_url = %L', current_database(), '$public_url'); END \$\$"
+
 children=()
 stop() {
   trap - INT TERM EXIT

@@ -277,6 +277,20 @@ pub struct Job {
     /// width, height, format, size, renderTimeMs, title, finalUrl, httpStatus.
     pub metadata: Option<Value>,
     pub outputs: Option<BTreeMap<String, OutputInfo>>,
+    /// The job's webhook delivery, when it has a webhookUrl and has finished.
+    pub webhook: Option<WebhookInfo>,
+}
+
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookInfo {
+    /// PENDING, DELIVERING, DELIVERED or FAILED.
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
 }
 
 /// A result as JSON, for jobs whose responseType is BASE64.

@@ -13,7 +13,9 @@ mod options;
 mod request;
 mod status;
 
-pub use backoff::{random_unit, retry_delay_ms};
+pub use backoff::{
+    parse_webhook_schedule, random_unit, retry_delay_ms, webhook_retry_delay_ms, DEFAULT_WEBHOOK_SCHEDULE,
+};
 pub use destination::{check_url, is_public_ip, non_public_reason, Destination, NetworkPolicy};
 pub use device::{Device, DEVICES};
 pub use error_code::ErrorCode;

@@ -110,7 +110,18 @@ LANGUAGE sql STABLE AS $$
         'completedAt', pgshot.timestamp_json(j.completed_at),
         'expiresAt', pgshot.timestamp_json(j.expires_at),
         'metadata', j.metadata,
-        'outputs', CASE WHEN j.options ? 'outputs' THEN o.outputs END))
+        'outputs', CASE WHEN j.options ? 'outputs' THEN o.outputs END,
+        'webhook', (
+            SELECT jsonb_build_object(
+                'status', d.status,
+                'attempts', d.attempt,
+                'lastStatusCode', d.last_status_code,
+                'lastError', d.last_error,
+                'deliveredAt', CASE WHEN d.status = 'DELIVERED' THEN pgshot.timestamp_json(d.finished_at) END)
+            FROM pgshot.webhook_deliveries d
+            WHERE d.job_id = j.id
+            ORDER BY d.created_at DESC
+            LIMIT 1)))
     FROM (
         SELECT min(output_id) FILTER (WHERE position = 1) AS first_id,
                jsonb_object_agg(output_id, jsonb_build_object(
@@ -611,3 +622,157 @@ BEGIN
     RETURN pgshot.bulk_json(b, false);
 END
 $$;
+
+-- Webhooks (DESIGN §6). The outbox row is written by a trigger in the transaction that makes
+-- the job COMPLETED or FAILED, and the body is fixed then: every attempt sends the same bytes,
+-- under the same webhook-id, so receivers can de-duplicate.
+
+CREATE FUNCTION pgshot.webhook_body(j pgshot.jobs) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'event', CASE j.status WHEN 'COMPLETED' THEN 'JOB_COMPLETED' ELSE 'JOB_FAILED' END,
+        'timestamp', pgshot.timestamp_json(now()),
+        'jobId', j.id,
+        'status', j.status,
+        'data', (pgshot.job_json(j) - 'webhook') || jsonb_strip_nulls(jsonb_build_object(
+            'jobId', j.id,
+            'format', j.metadata->>'format',
+            'width', j.metadata->'width',
+            'height', j.metadata->'height',
+            'fileSize', j.metadata->'size',
+            'renderTimeMs', j.metadata->'renderTimeMs')))::text
+$$;
+
+CREATE FUNCTION pgshot.enqueue_webhooks() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    b pgshot.bulks;
+    written boolean := false;
+BEGIN
+    IF NEW.webhook_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED') THEN
+        INSERT INTO pgshot.webhook_deliveries (id, event, job_id, url, secret, body, next_attempt_at)
+        VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''),
+                CASE NEW.status WHEN 'COMPLETED' THEN 'JOB_COMPLETED' ELSE 'JOB_FAILED' END,
+                NEW.id, NEW.webhook_url, NEW.webhook_secret, pgshot.webhook_body(NEW),
+                now() + coalesce(pgshot.webhook_retry_delay(0), interval '0'));
+        written := true;
+    END IF;
+    IF NEW.bulk_id IS NOT NULL THEN
+        -- The lock serialises the last jobs of a bulk finishing at once: whichever commits last
+        -- sees all of them finished, and writes the one BULK_COMPLETED delivery.
+        SELECT * INTO b FROM pgshot.bulks WHERE id = NEW.bulk_id FOR UPDATE;
+        IF b.webhook_url IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pgshot.jobs
+            WHERE bulk_id = b.id AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')
+        ) THEN
+            INSERT INTO pgshot.webhook_deliveries (id, event, bulk_id, url, secret, body, next_attempt_at)
+            SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), 'BULK_COMPLETED', b.id,
+                   b.webhook_url, b.webhook_secret,
+                   jsonb_build_object('event', 'BULK_COMPLETED',
+                                      'timestamp', pgshot.timestamp_json(now()),
+                                      'bulkId', b.id,
+                                      'status', bulk.doc->>'status',
+                                      'data', bulk.doc)::text,
+                   now() + coalesce(pgshot.webhook_retry_delay(0), interval '0')
+            FROM (SELECT pgshot.bulk_json(b, true) AS doc) bulk
+            ON CONFLICT DO NOTHING;
+            written := written OR FOUND;
+        END IF;
+    END IF;
+    IF written THEN
+        PERFORM pg_notify('pgshot_webhooks', 'pending');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_enqueue_webhooks AFTER UPDATE OF status ON pgshot.jobs
+    FOR EACH ROW
+    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION pgshot.enqueue_webhooks();
+
+-- Claims due deliveries (and ones whose worker's lease expired) for worker_id, with a lease.
+CREATE FUNCTION screenshot_webhook_claim(worker_id text, max_deliveries integer DEFAULT 10,
+                                         lease interval DEFAULT '60 seconds')
+RETURNS TABLE (id text, url text, secret text, body text, attempt integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    IF coalesce(trim(screenshot_webhook_claim.worker_id), '') = '' THEN
+        RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_deliveries IS NULL OR max_deliveries NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_deliveries must be between 1 and 1000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_deliveries);
+    END IF;
+    PERFORM pgshot.check_lease(lease);
+    RETURN QUERY
+    WITH picked AS (
+        SELECT d.id
+        FROM pgshot.webhook_deliveries d
+        WHERE (d.status = 'PENDING' AND d.next_attempt_at <= now())
+           OR (d.status = 'DELIVERING' AND d.lease_expires_at < now())
+        ORDER BY d.next_attempt_at
+        LIMIT screenshot_webhook_claim.max_deliveries
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE pgshot.webhook_deliveries d
+    SET status = 'DELIVERING',
+        attempt = d.attempt + 1,
+        worker_id = screenshot_webhook_claim.worker_id,
+        lease_expires_at = now() + screenshot_webhook_claim.lease
+    FROM picked
+    WHERE d.id = picked.id
+    RETURNING d.id, d.url, d.secret, d.body, d.attempt;
+END
+$$;
+COMMENT ON FUNCTION screenshot_webhook_claim(text, integer, interval) IS
+    'for workers: claim due webhook deliveries with a lease';
+
+-- Records one attempt: 2xx delivers, 410 gives up, anything else (3xx included: redirects are
+-- not followed) retries on pgshot.webhook_retry_schedule until it runs out. Returns the new status.
+CREATE FUNCTION screenshot_webhook_record(delivery_id text, worker_id text, attempt integer,
+                                          status_code integer, error text, duration_ms integer)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    d pgshot.webhook_deliveries;
+    delay interval;
+    next_status text;
+BEGIN
+    IF status_code IS NULL AND error IS NULL THEN
+        RAISE EXCEPTION 'status_code or error is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO d FROM pgshot.webhook_deliveries WHERE id = delivery_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook delivery "%" does not exist', delivery_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF d.status <> 'DELIVERING' OR d.worker_id IS DISTINCT FROM screenshot_webhook_record.worker_id
+       OR d.attempt <> screenshot_webhook_record.attempt THEN
+        RAISE EXCEPTION 'webhook delivery "%" is not held by worker "%" at attempt %', delivery_id,
+                        screenshot_webhook_record.worker_id, screenshot_webhook_record.attempt
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('the delivery is %s, attempt %s', d.status, d.attempt);
+    END IF;
+    INSERT INTO pgshot.webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
+    VALUES (d.id, d.attempt, status_code, left(error, 2000), greatest(coalesce(duration_ms, 0), 0));
+    IF status_code BETWEEN 200 AND 299 THEN
+        next_status := 'DELIVERED';
+    ELSIF status_code = 410 THEN
+        next_status := 'FAILED';
+    ELSE
+        delay := pgshot.webhook_retry_delay(d.attempt);
+        next_status := CASE WHEN delay IS NULL THEN 'FAILED' ELSE 'PENDING' END;
+    END IF;
+    UPDATE pgshot.webhook_deliveries
+    SET status = next_status,
+        lease_expires_at = NULL,
+        next_attempt_at = CASE WHEN next_status = 'PENDING' THEN now() + delay ELSE next_attempt_at END,
+        finished_at = CASE WHEN next_status = 'PENDING' THEN NULL ELSE now() END,
+        last_status_code = status_code,
+        last_error = left(error, 2000)
+    WHERE id = d.id;
+    RETURN next_status;
+END
+$$;
+COMMENT ON FUNCTION screenshot_webhook_record(text, text, integer, integer, text, integer) IS
+    'for workers: record a webhook attempt; returns DELIVERED, PENDING (retry) or FAILED';

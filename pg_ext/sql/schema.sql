@@ -137,13 +137,66 @@ COMMENT ON TABLE pgshot.outputs IS 'result bytes of completed jobs, one row per 
 -- Images and PDFs are already compressed: store them out of line without another try at it.
 ALTER TABLE pgshot.outputs ALTER COLUMN bytes SET STORAGE EXTERNAL;
 
+-- Webhook outbox: a delivery is written in the transaction that makes its job COMPLETED or
+-- FAILED (or finishes a bulk request), so a finished job never loses its webhook, and workers
+-- deliver it at least once, with the same id on every attempt.
+CREATE TABLE pgshot.webhook_deliveries (
+    id               text PRIMARY KEY,
+    event            text NOT NULL,
+    job_id           text REFERENCES pgshot.jobs (id) ON DELETE CASCADE,
+    bulk_id          text REFERENCES pgshot.bulks (id) ON DELETE CASCADE,
+    url              text NOT NULL,
+    secret           text,
+    -- Exactly the bytes sent (and signed) on every attempt.
+    body             text NOT NULL,
+    status           text NOT NULL DEFAULT 'PENDING',
+    attempt          integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    worker_id        text,
+    lease_expires_at timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz,
+    last_status_code integer,
+    last_error       text,
+    CONSTRAINT webhook_deliveries_event_known CHECK (event IN ('JOB_COMPLETED', 'JOB_FAILED', 'BULK_COMPLETED')),
+    CONSTRAINT webhook_deliveries_status_known CHECK (status IN ('PENDING', 'DELIVERING', 'DELIVERED', 'FAILED')),
+    CONSTRAINT webhook_deliveries_delivering_iff_leased
+        CHECK ((status = 'DELIVERING') = (lease_expires_at IS NOT NULL)),
+    CONSTRAINT webhook_deliveries_finished_iff_final
+        CHECK ((status IN ('DELIVERED', 'FAILED')) = (finished_at IS NOT NULL)),
+    CONSTRAINT webhook_deliveries_one_subject CHECK ((job_id IS NULL) <> (bulk_id IS NULL))
+);
+
+CREATE INDEX webhook_deliveries_due ON pgshot.webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';
+CREATE INDEX webhook_deliveries_leased ON pgshot.webhook_deliveries (lease_expires_at) WHERE status = 'DELIVERING';
+CREATE INDEX webhook_deliveries_job ON pgshot.webhook_deliveries (job_id, created_at) WHERE job_id IS NOT NULL;
+CREATE UNIQUE INDEX webhook_deliveries_one_per_bulk ON pgshot.webhook_deliveries (bulk_id) WHERE bulk_id IS NOT NULL;
+
+CREATE TABLE pgshot.webhook_attempts (
+    delivery_id text NOT NULL REFERENCES pgshot.webhook_deliveries (id) ON DELETE CASCADE,
+    attempt     integer NOT NULL,
+    at          timestamptz NOT NULL DEFAULT now(),
+    status_code integer,
+    error       text,
+    duration_ms integer NOT NULL,
+    PRIMARY KEY (delivery_id, attempt),
+    CONSTRAINT webhook_attempts_outcome CHECK (status_code IS NOT NULL OR error IS NOT NULL)
+);
+
+COMMENT ON TABLE pgshot.webhook_deliveries IS 'webhook outbox: one row per delivery, retried until delivered or given up';
+COMMENT ON TABLE pgshot.webhook_attempts IS 'every webhook attempt: status code or error, and duration';
+
 -- pg_dump leaves out extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('pgshot.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.bulks', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_attempts', '');
 
 -- A trusted extension's objects belong to the bootstrap superuser: let the database owner who
 -- created it use and administer the queue.
 GRANT USAGE ON SCHEMA pgshot TO @extowner@;
-GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs TO @extowner@;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs, pgshot.webhook_deliveries, pgshot.webhook_attempts
+    TO @extowner@;

@@ -11,6 +11,8 @@ pub static ALLOW_PRIVATE_NETWORKS: GucSetting<bool> = GucSetting::<bool>::new(fa
 static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
+static WEBHOOK_RETRY_SCHEDULE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"0,5,300,1800,7200,18000,36000,36000"));
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -51,6 +53,14 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_string_guc(
+        c"pgshot.webhook_retry_schedule",
+        c"Delays, in seconds, before each webhook attempt: one entry per attempt.",
+        c"The first entry is the delay before the first attempt; each is spread by 10 percent.",
+        &WEBHOOK_RETRY_SCHEDULE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     unsafe {
         // Refuse misspelt pgshot.* settings instead of silently keeping them as placeholders.
         pgrx::pg_sys::MarkGUCPrefixReserved(c"pgshot".as_ptr());
@@ -65,6 +75,25 @@ mod pgshot {
     #[pg_extern(stable, parallel_safe)]
     fn result_retention() -> Interval {
         Interval::from_micros(i64::from(RESULT_RETENTION_S.get()) * 1_000_000)
+    }
+
+    /// The delay before the next webhook attempt after attempt `attempt` failed, or NULL when
+    /// `pgshot.webhook_retry_schedule` has no more attempts.
+    #[pg_extern(volatile, parallel_safe)]
+    fn webhook_retry_delay(attempt: i32) -> Option<Interval> {
+        let raw = WEBHOOK_RETRY_SCHEDULE.get();
+        let raw = raw.as_ref().map(|s| s.to_string_lossy().into_owned());
+        let schedule = raw.as_deref().unwrap_or(pgshot_job::DEFAULT_WEBHOOK_SCHEDULE);
+        let delays = pgshot_job::parse_webhook_schedule(schedule).unwrap_or_else(|e| {
+            pgrx::ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("invalid value for pgshot.webhook_retry_schedule: {e}"),
+                "use comma-separated seconds, such as 0,5,300"
+            );
+        });
+        let ms = pgshot_job::webhook_retry_delay_ms(&delays, attempt, pgshot_job::random_unit())?;
+        Some(Interval::from_micros(i64::try_from(ms).unwrap_or(i64::MAX / 1000) * 1000))
     }
 
     /// The backoff before attempt `attempt + 1`, after attempt `attempt` failed.

@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 pub mod api_process;
+pub mod receiver;
 pub mod site;
 pub mod worker_process;
 

@@ -136,7 +136,7 @@ mod reply {
     pub const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 8;
 }
 
-enum Target {
+pub enum Target {
     Ip(IpAddr),
     Name(String),
 }
@@ -243,22 +243,27 @@ async fn resolve(target: &Target, port: u16, rules: &Rules) -> Result<Vec<Socket
     if addrs.is_empty() {
         return Err(Denied::Unresolved);
     }
-    if !rules.allow_private_networks {
-        // Any non-public answer refuses the name: connecting to "the public one" would leave the
-        // choice to whoever controls the DNS.
-        let refused = |a: &SocketAddr| {
-            non_public_reason(a.ip()).filter(|_| !rules.allowed.iter().any(|allowed| allowed.matches(a)))
-        };
-        if let Some((bad, reason)) = addrs.iter().find_map(|a| refused(a).map(|r| (a, r))) {
-            let destination = match target {
-                Target::Name(name) if name.parse::<IpAddr>().is_err() => format!("{name}:{port} ({})", bad.ip()),
-                _ => bad.to_string(),
-            };
-            let reason = reason.to_string();
-            return Err(Denied::Refused(Refusal::NonPublic { destination, reason }));
-        }
+    if let Some(refusal) = refused(target, port, &addrs, rules) {
+        return Err(Denied::Refused(refusal));
     }
     Ok(addrs)
+}
+
+/// Why the policy refuses to connect to `target` at these resolved addresses, if it does. Any
+/// non-public answer refuses the name: connecting to "the public one" would leave the choice to
+/// whoever controls the DNS. Shared with webhook delivery, which applies the same policy.
+pub fn refused(target: &Target, port: u16, addrs: &[SocketAddr], rules: &Rules) -> Option<Refusal> {
+    if rules.allow_private_networks {
+        return None;
+    }
+    let (bad, reason) = addrs.iter().find_map(|a| {
+        non_public_reason(a.ip()).filter(|_| !rules.allowed.iter().any(|allowed| allowed.matches(a))).map(|r| (a, r))
+    })?;
+    let destination = match target {
+        Target::Name(name) if name.parse::<IpAddr>().is_err() => format!("{name}:{port} ({})", bad.ip()),
+        _ => bad.to_string(),
+    };
+    Some(Refusal::NonPublic { destination, reason: reason.to_string() })
 }
 
 async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, u8> {

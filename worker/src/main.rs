@@ -9,10 +9,12 @@ use tokio::sync::{watch, Notify};
 mod blocklist;
 mod browser;
 mod config;
+mod deliver;
 mod egress;
 mod jobs;
 mod queue;
 mod render;
+mod signing;
 
 use config::Config;
 use queue::Queue;
@@ -47,7 +49,17 @@ async fn run(config: Config) -> Result<(), String> {
     );
 
     let wake = Arc::new(Notify::new());
-    let listener = tokio::spawn(queue::listen(config.database_url.clone(), wake.clone()));
+    let webhooks_wake = Arc::new(Notify::new());
+    let listener = tokio::spawn(queue::listen(
+        config.database_url.clone(),
+        vec![(queue::JOBS_CHANNEL, wake.clone()), (queue::WEBHOOKS_CHANNEL, webhooks_wake.clone())],
+    ));
+    let rules = egress::Rules {
+        allow_private_networks: config.allow_private_networks,
+        block_ads: false,
+        allowed: config.allow_destinations.clone().into(),
+    };
+    let deliverer = Arc::new(deliver::Deliverer::new(queue.clone(), rules)?);
     let maintenance =
         tokio::spawn(jobs::maintain(queue.clone(), Duration::from_secs(config.maintenance_interval_seconds.max(1))));
 
@@ -58,8 +70,11 @@ async fn run(config: Config) -> Result<(), String> {
         let _ = stop_tx.send(true);
     });
 
+    let delivering = tokio::spawn(deliverer.run(webhooks_wake, config.poll_interval(), stop_rx.clone()));
     let worker = jobs::Worker::new(&config, queue, wake);
     worker.run(config.poll_interval(), Duration::from_secs(config.shutdown_grace_seconds), stop_rx).await;
+    // Deliveries in flight finish within their own timeout.
+    let _ = tokio::time::timeout(Duration::from_secs(20), delivering).await;
     listener.abort();
     maintenance.abort();
     tracing::info!("pgshot-worker stopped");

@@ -13,7 +13,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 /// Channel the extension notifies when jobs become runnable.
-const JOBS_CHANNEL: &str = "pgshot_jobs";
+pub const JOBS_CHANNEL: &str = "pgshot_jobs";
+/// Channel the extension notifies when webhook deliveries are written.
+pub const WEBHOOKS_CHANNEL: &str = "pgshot_webhooks";
 /// Key of the advisory lock that makes one worker at a time run rescue and purge.
 const MAINTENANCE_LOCK: &str = "pgshot.maintenance";
 
@@ -80,6 +82,16 @@ pub struct ClaimedJob {
     pub id: String,
     pub url: String,
     pub options: Value,
+    pub attempt: i32,
+}
+
+/// A webhook delivery this worker holds at `attempt`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub url: String,
+    pub secret: Option<String>,
+    pub body: String,
     pub attempt: i32,
 }
 
@@ -178,6 +190,38 @@ impl Queue {
         Ok(())
     }
 
+    pub async fn webhook_claim(&self, max: i32) -> Result<Vec<Delivery>, QueueError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, url, secret, body, attempt FROM screenshot_webhook_claim($1, $2, make_interval(secs => $3))",
+                &[&&*self.worker_id, &max, &self.lease_seconds.max(30.0)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Delivery { id: r.get(0), url: r.get(1), secret: r.get(2), body: r.get(3), attempt: r.get(4) })
+            .collect())
+    }
+
+    /// Records one webhook attempt; returns the delivery's new status.
+    pub async fn webhook_record(
+        &self,
+        d: &Delivery,
+        status_code: Option<i32>,
+        error: Option<&str>,
+        duration_ms: i32,
+    ) -> Result<String, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT screenshot_webhook_record($1, $2, $3, $4, $5, $6)",
+                &[&d.id, &&*self.worker_id, &d.attempt, &status_code, &error, &duration_ms],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Rescues expired leases and purges expired results, if no other worker is doing it now.
     /// Returns (rescued, purged), or `None` when another worker holds the maintenance lock.
     pub async fn maintain(&self) -> Result<Option<(i32, i32)>, QueueError> {
@@ -195,31 +239,33 @@ impl Queue {
     }
 }
 
-/// Keeps one dedicated connection LISTENing (pool connections drop notifications) and wakes
-/// `wake` on every notification and after every (re)connection, since notifications sent while
-/// disconnected are lost: the worker sweeps for work then.
-pub async fn listen(database_url: String, wake: Arc<Notify>) {
+/// Keeps one dedicated connection LISTENing (pool connections drop notifications) on each
+/// channel, and wakes its `Notify` on every notification and after every (re)connection, since
+/// notifications sent while disconnected are lost: the worker sweeps for work then.
+pub async fn listen(database_url: String, channels: Vec<(&'static str, Arc<Notify>)>) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match listen_once(&database_url, &wake).await {
+        match listen_once(&database_url, &channels).await {
             Ok(()) => tracing::warn!("notification connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "notification connection failed; reconnecting"),
         }
-        wake.notify_one();
+        for (_, wake) in &channels {
+            wake.notify_one();
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
-async fn listen_once(database_url: &str, wake: &Notify) -> Result<(), DbError> {
+async fn listen_once(database_url: &str, channels: &[(&'static str, Arc<Notify>)]) -> Result<(), DbError> {
     let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    let _ = tx.send(());
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(n.channel().to_string());
                 }
                 Ok(_) => {}
                 Err(e) => return Err(e),
@@ -227,11 +273,14 @@ async fn listen_once(database_url: &str, wake: &Notify) -> Result<(), DbError> {
         }
         Ok(())
     });
-    client.batch_execute(&format!("LISTEN {JOBS_CHANNEL}")).await?;
-    tracing::debug!("listening for {JOBS_CHANNEL}");
-    wake.notify_one();
-    while rx.recv().await.is_some() {
+    for (channel, wake) in channels {
+        client.batch_execute(&format!("LISTEN {channel}")).await?;
         wake.notify_one();
+    }
+    while let Some(channel) = rx.recv().await {
+        if let Some((_, wake)) = channels.iter().find(|(c, _)| *c == channel) {
+            wake.notify_one();
+        }
     }
     match driver.await {
         Ok(result) => result,
