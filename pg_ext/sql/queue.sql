@@ -41,9 +41,9 @@ DECLARE
     clash record;
     result text[];
 BEGIN
-    INSERT INTO pgshot.jobs (owner, bulk_id, id, url, options, priority, run_at, max_attempts, idempotency_key,
-                             webhook_url, webhook_secret)
-    SELECT p_owner, p_bulk_id, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
+    INSERT INTO pgshot.jobs (owner, bulk_id, bulk_position, id, url, options, priority, run_at, max_attempts,
+                             idempotency_key, webhook_url, webhook_secret)
+    SELECT p_owner, p_bulk_id, CASE WHEN p_bulk_id IS NOT NULL THEN r.ord END, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
            r.webhook_url, r.webhook_secret
     FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
                 p_webhook_urls, p_webhook_secrets)
@@ -599,7 +599,7 @@ LANGUAGE sql STABLE AS $$
                    'errorMessage', j.error_message,
                    'createdAt', pgshot.timestamp_json(j.created_at),
                    'completedAt', pgshot.timestamp_json(j.completed_at)))
-                   ORDER BY j.created_at, j.id), '[]') AS jobs
+                   ORDER BY j.bulk_position), '[]') AS jobs
         FROM pgshot.jobs j
         WHERE j.bulk_id = b.id
     ) c

@@ -50,6 +50,8 @@ CREATE TABLE pgshot.jobs (
     -- The API key that created the job; NULL for jobs enqueued from SQL.
     owner            text REFERENCES pgshot.api_keys (id),
     bulk_id          text REFERENCES pgshot.bulks (id),
+    -- The job's place in its bulk request (jobs of one request share created_at).
+    bulk_position    integer,
     status           text NOT NULL DEFAULT 'QUEUED',
     url              text NOT NULL,
     -- Canonical render options (pgshot-job's ScreenshotOptions), without the columns below.
@@ -76,6 +78,7 @@ CREATE TABLE pgshot.jobs (
     errors           jsonb NOT NULL DEFAULT '[]',
 
     CONSTRAINT jobs_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
+    CONSTRAINT jobs_bulk_position_iff_bulk CHECK ((bulk_id IS NULL) = (bulk_position IS NULL)),
     CONSTRAINT jobs_status_known
         CHECK (status IN ('QUEUED', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')),
     CONSTRAINT jobs_terminal_iff_completed_at
@@ -108,7 +111,7 @@ CREATE INDEX jobs_result_expiry ON pgshot.jobs (expires_at) WHERE status = 'COMP
 -- Idempotency keys are per owner: two API keys may use the same key for different jobs.
 CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs ((coalesce(owner, '')), idempotency_key)
     WHERE idempotency_key IS NOT NULL;
-CREATE INDEX jobs_bulk ON pgshot.jobs (bulk_id, created_at) WHERE bulk_id IS NOT NULL;
+CREATE INDEX jobs_bulk ON pgshot.jobs (bulk_id, bulk_position) WHERE bulk_id IS NOT NULL;
 CREATE INDEX bulks_owner_recent ON pgshot.bulks (owner, created_at DESC, id DESC);
 -- An API key's jobs, newest first (GET /v1/screenshots/jobs).
 CREATE INDEX jobs_owner_recent ON pgshot.jobs (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
