@@ -160,6 +160,18 @@ impl Cluster {
         name
     }
 
+    /// A fresh database whose jobs may point at 127.0.0.1 (the tests' pages and receivers; the
+    /// worker applies its own policy), with `settings` (`name = value`) for its sessions.
+    /// Returns a connection and the connection string.
+    pub fn fresh_local_db(&self, settings: &[&str]) -> (Client, String) {
+        let name = self.fresh_db();
+        let mut admin = self.connect("postgres");
+        for setting in ["pgshot.allow_private_networks = on"].iter().chain(settings) {
+            admin.batch_execute(&format!("ALTER DATABASE {name} SET {setting}")).expect("a database setting");
+        }
+        (self.connect(&name), self.url(&name))
+    }
+
     fn stop(&self) {
         let _ =
             as_postgres(&pg_bin("pg_ctl")).args(["-D", self.dir.to_str().unwrap(), "-m", "immediate", "stop"]).output();

@@ -16,15 +16,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let cl = cluster();
-    let name = cl.fresh_db();
-    cl.connect("postgres")
-        .batch_execute(&format!("ALTER DATABASE {name} SET pgshot.allow_private_networks = on"))
-        .unwrap();
-    let url = cl.url(&name);
+    let (db, url) = cluster().fresh_local_db(&[]);
     let key = create_key(&url, "tests");
     let api = ApiProcess::start(&url, &[("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())]);
-    Setup { db: cl.connect(&name), url, api, key }
+    Setup { db, url, api, key }
 }
 
 /// (status, JSON body) of a call; any status is returned, none panics.
@@ -392,12 +387,7 @@ fn sync_captures_wait_for_the_worker_and_answer_per_response_type() {
 
 #[test]
 fn sync_captures_without_a_worker_are_bounded_and_limited() {
-    let cl = cluster();
-    let name = cl.fresh_db();
-    cl.connect("postgres")
-        .batch_execute(&format!("ALTER DATABASE {name} SET pgshot.allow_private_networks = on"))
-        .unwrap();
-    let url = cl.url(&name);
+    let (_db, url) = cluster().fresh_local_db(&[]);
     let key = create_key(&url, "lonely");
     let api = ApiProcess::start(
         &url,

@@ -12,12 +12,7 @@ use pgshot_tests::worker_process::WorkerProcess;
 #[test]
 fn the_generated_client_creates_polls_downloads_and_reads_errors() {
     let site = Site::start();
-    let cl = cluster();
-    let name = cl.fresh_db();
-    cl.connect("postgres")
-        .batch_execute(&format!("ALTER DATABASE {name} SET pgshot.allow_private_networks = on"))
-        .unwrap();
-    let db_url = cl.url(&name);
+    let (_db, db_url) = cluster().fresh_local_db(&[]);
     let key = create_key(&db_url, "generated");
     let private = [("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".to_string())];
     let api = ApiProcess::start(&db_url, &private);

@@ -13,18 +13,10 @@ struct Db {
     url: String,
 }
 
-/// A fresh database whose jobs may point at 127.0.0.1 (the worker applies its own policy) and
-/// whose retries come back at once.
+/// A fresh database whose jobs may point at 127.0.0.1 and whose retries come back at once.
 fn db() -> Db {
-    let cl = cluster();
-    let name = cl.fresh_db();
-    cl.connect("postgres")
-        .batch_execute(&format!(
-            "ALTER DATABASE {name} SET pgshot.allow_private_networks = on; \
-             ALTER DATABASE {name} SET pgshot.retry_backoff = 0"
-        ))
-        .unwrap();
-    Db { client: cl.connect(&name), url: cl.url(&name) }
+    let (client, url) = cluster().fresh_local_db(&["pgshot.retry_backoff = 0"]);
+    Db { client, url }
 }
 
 fn private() -> Vec<(&'static str, String)> {

@@ -18,16 +18,9 @@ struct Db {
 
 /// A database whose jobs may point at 127.0.0.1 and whose webhooks retry after a second.
 fn db() -> Db {
-    let cl = cluster();
-    let name = cl.fresh_db();
-    cl.connect("postgres")
-        .batch_execute(&format!(
-            "ALTER DATABASE {name} SET pgshot.allow_private_networks = on; \
-             ALTER DATABASE {name} SET pgshot.retry_backoff = 0; \
-             ALTER DATABASE {name} SET pgshot.webhook_retry_schedule = '0,1,1,1,1,1'"
-        ))
-        .unwrap();
-    Db { client: cl.connect(&name), url: cl.url(&name) }
+    let (client, url) =
+        cluster().fresh_local_db(&["pgshot.retry_backoff = 0", "pgshot.webhook_retry_schedule = '0,1,1,1,1,1'"]);
+    Db { client, url }
 }
 
 fn private() -> Vec<(&'static str, String)> {
