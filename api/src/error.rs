@@ -138,6 +138,8 @@ impl ApiError {
         });
         match code.code() {
             "22023" => ApiError::bad_request(rid, "INVALID_REQUEST", message, details),
+            // Other data exceptions come from values the client sent (a NUL byte in an id, say).
+            c if c.starts_with("22") => ApiError::bad_request(rid, "INVALID_REQUEST", message, None),
             "P0002" => ApiError::not_found(rid, message),
             "55000" => ApiError::Conflict(body(rid, "INVALID_STATE", message, details)),
             "23505" => ApiError::Conflict(body(rid, "IDEMPOTENCY_CONFLICT", message, details)),
@@ -175,6 +177,16 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// 405 for a method an endpoint does not have: outside the spec, so not an ApiError variant.
+    pub fn method_not_allowed() -> poem::Response {
+        let body =
+            body(&pgshot_job::new_job_id(), "METHOD_NOT_ALLOWED", "this endpoint does not take that method", None);
+        poem::Response::builder()
+            .status(poem::http::StatusCode::METHOD_NOT_ALLOWED)
+            .content_type("application/json")
+            .body(poem_openapi::types::ToJSON::to_json_string(&body.0))
+    }
+
     /// Errors raised before a handler runs: a missing key, a bad path or query parameter, a body
     /// that is not JSON. They carry no request id of ours, so they get a fresh one.
     pub fn from_poem(err: poem::Error) -> ApiError {

@@ -150,6 +150,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let spec_json = api.spec();
     let docs = api.swagger_ui();
     let counters = Arc::new(Counters::default());
+    let routes = Arc::new(Routes::from_spec(&spec_json));
     let app = Route::new()
         .nest("/", api)
         .nest("/docs", docs)
@@ -163,6 +164,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             if err.is_from_response() {
                 // Already one of our ApiError responses, returned by a handler.
                 err.into_response()
+            } else if err.status() == StatusCode::METHOD_NOT_ALLOWED {
+                ApiError::method_not_allowed()
             } else {
                 ApiError::from_poem(err).into_response()
             }
@@ -171,8 +174,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .data(counters.clone())
         .around(move |ep, req| {
             let counters = counters.clone();
+            let routes = routes.clone();
             async move {
-                let resp = ep.get_response(req).await;
+                let path = req.uri().path().to_string();
+                let mut resp = ep.get_response(req).await;
+                if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allow) = routes.allow(&path) {
+                        resp.headers_mut().insert(poem::http::header::ALLOW, allow);
+                    }
+                }
                 counters.count(resp.status());
                 Ok(resp)
             }
@@ -204,6 +214,36 @@ async fn readyz(state: Data<&Arc<State>>) -> Response {
     match state.db.ready().await {
         Ok(()) => "ready".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
+    }
+}
+
+/// The spec's paths and their methods, for the `Allow` header of a 405 (RFC 9110).
+struct Routes(Vec<(Vec<String>, String)>);
+
+impl Routes {
+    fn from_spec(spec: &str) -> Routes {
+        let spec: serde_json::Value = serde_json::from_str(spec).expect("the generated spec is JSON");
+        let paths = spec["paths"].as_object().cloned().unwrap_or_default();
+        Routes(
+            paths
+                .iter()
+                .map(|(path, methods)| {
+                    let segments = path.split('/').map(str::to_string).collect();
+                    let methods: Vec<String> =
+                        methods.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()).collect();
+                    (segments, methods.join(", "))
+                })
+                .collect(),
+        )
+    }
+
+    fn allow(&self, path: &str) -> Option<poem::http::HeaderValue> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let (_, methods) = self.0.iter().find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+        })?;
+        poem::http::HeaderValue::from_str(methods).ok()
     }
 }
 

@@ -78,8 +78,10 @@ pub struct CookieSpec {
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct HeaderSpec {
+    #[oai(validator(max_length = 256, pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
     pub name: String,
     /// No CR or LF.
+    #[oai(validator(max_length = 8192, pattern = r"^[^\r\n\x00]*$"))]
     pub value: String,
     /// Send the header only to this origin (for example https://api.example.com).
     pub origin: Option<String>,
@@ -172,11 +174,10 @@ pub struct OutputRequestSpec {
 #[oai(rename_all = "camelCase")]
 pub struct ScreenshotRequest {
     /// http or https only; private and loopback addresses are refused unless the deployment allows them.
-    #[oai(validator(max_length = 8192))]
+    #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
     pub url: String,
     pub viewport: Option<ViewportSpec>,
-    /// Desktop HD, Desktop, Laptop, iPhone 14, iPhone 14 Pro Max, iPad or iPad Pro.
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     pub format: Option<FormatSpec>,
     #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
     pub quality: Option<i64>,
@@ -185,7 +186,7 @@ pub struct ScreenshotRequest {
     pub max_height: Option<i64>,
     #[oai(validator(minimum(value = "0"), maximum(value = "30000")))]
     pub delay: Option<i64>,
-    #[oai(validator(max_length = 500))]
+    #[oai(validator(min_length = 1, max_length = 500, pattern = r"\S"))]
     pub wait_for: Option<String>,
     pub wait_until: Option<WaitUntilSpec>,
     #[oai(validator(minimum(value = "1000"), maximum(value = "60000")))]
@@ -195,7 +196,7 @@ pub struct ScreenshotRequest {
     pub custom_css: Option<String>,
     #[oai(validator(max_items = 50))]
     pub hide_selectors: Option<Vec<String>>,
-    #[oai(validator(max_length = 500))]
+    #[oai(validator(min_length = 1, max_length = 500, pattern = r"\S"))]
     pub selector: Option<String>,
     pub block_ads: Option<bool>,
     pub block_cookie_banners: Option<bool>,
@@ -207,18 +208,36 @@ pub struct ScreenshotRequest {
     #[oai(validator(min_items = 1, max_items = 10))]
     pub outputs: Option<Vec<OutputRequestSpec>>,
     pub response_type: Option<ResponseTypeSpec>,
+    #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
     pub webhook_url: Option<String>,
-    #[oai(validator(max_length = 255))]
+    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
     pub webhook_secret: Option<String>,
     /// Lower runs first.
     #[oai(validator(minimum(value = "-100"), maximum(value = "100")))]
     pub priority: Option<i64>,
     /// RFC 3339: not rendered before this time.
+    #[oai(validator(pattern = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"))]
     pub run_at: Option<String>,
     #[oai(validator(minimum(value = "1"), maximum(value = "25")))]
     pub max_attempts: Option<i64>,
-    #[oai(validator(max_length = 255))]
+    #[oai(validator(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"))]
     pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+pub enum DeviceSpec {
+    #[oai(rename = "Desktop HD")]
+    DesktopHd,
+    Desktop,
+    Laptop,
+    #[oai(rename = "iPhone 14")]
+    IPhone14,
+    #[oai(rename = "iPhone 14 Pro Max")]
+    IPhone14ProMax,
+    #[oai(rename = "iPad")]
+    IPad,
+    #[oai(rename = "iPad Pro")]
+    IPadPro,
 }
 
 #[derive(Debug, Clone, Copy, Enum, Deserialize, PartialEq, Eq)]
@@ -314,6 +333,7 @@ pub struct Base64Result {
 /// One URL of a bulk request, with options that override the request's `defaults`.
 #[derive(Debug, Clone, Object)]
 pub struct BulkItem {
+    #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
     pub url: String,
     /// The same options as an async request (without `url`).
     pub options: Option<Value>,
@@ -328,8 +348,9 @@ pub struct BulkRequest {
     /// Options applied to every URL unless its own options say otherwise.
     pub defaults: Option<Value>,
     /// Receives one BULK_COMPLETED delivery when every job has finished.
+    #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
     pub webhook_url: Option<String>,
-    #[oai(validator(max_length = 255))]
+    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
     pub webhook_secret: Option<String>,
 }
 

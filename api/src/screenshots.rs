@@ -230,7 +230,9 @@ impl ScreenshotsApi {
         let owner = self.owner(&rid, &auth).await?;
         let limit = limit.0.unwrap_or(20).clamp(1, MAX_PAGE);
         let status = status.0.map(|s| status_name(s));
-        let rows = self.0.db.list(&rid, &owner, status, cursor.0.as_deref(), limit + 1).await?;
+        // An empty cursor is the first page, as an absent one.
+        let cursor = cursor.0.as_deref().filter(|c| !c.is_empty());
+        let rows = self.0.db.list(&rid, &owner, status, cursor, limit + 1).await?;
         let more = rows.len() as i64 > limit;
         let jobs: Vec<Job> =
             rows.into_iter().take(limit as usize).map(|v| to_job(&rid, v)).collect::<Result<_, _>>()?;

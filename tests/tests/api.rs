@@ -189,6 +189,16 @@ fn every_client_mistake_gets_its_status_and_error_body_and_never_a_500() {
     assert_error(st, &body, 400, "INVALID_REQUEST");
     let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?cursor=nosuchjob0000000"), None);
     assert_error(st, &body, 400, "INVALID_CURSOR");
+    // Found by schemathesis: a NUL byte is not text Postgres can take, and it is the client's.
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?cursor=%00x"), None);
+    assert_error(st, &body, 400, "INVALID_REQUEST");
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs/a%00b"), None);
+    assert_error(st, &body, 400, "INVALID_REQUEST");
+    let (_, first_page, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?cursor="), None);
+    assert!(first_page.is_array(), "an empty cursor is the first page");
+    let resp = ureq::request("TRACE", &s.api.url("/v1/screenshots/jobs")).set("X-API-Key", &s.key).call();
+    let Err(ureq::Error::Status(405, resp)) = resp else { panic!("TRACE should be 405") };
+    assert_eq!(resp.header("Allow"), Some("GET"));
 
     // Cancel: a queued job cancels, a finished one is a conflict.
     let id = post(Some(&s.key), json!({"url": url})).1["id"].as_str().unwrap().to_string();
