@@ -105,9 +105,15 @@ impl Cluster {
             "--locale=C.UTF-8",
             "--no-sync",
         ]));
+        // Tests trade durability for speed; the benchmarks ask for a durable cluster.
+        let durability = if std::env::var_os("PGSHOT_CLUSTER_DURABLE").is_some() {
+            ""
+        } else {
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+        };
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-             max_connections = 100\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
+             max_connections = 100\n{durability}",
             dir.display()
         );
         std::fs::OpenOptions::new()

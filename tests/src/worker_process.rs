@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Builds pgshot's service binaries once per test process (cargo is free again once tests run)
-/// and returns the path of `name`.
+/// and returns the path of `name`. `PGSHOT_BINARIES` names a directory of binaries built already
+/// (the benchmarks use release ones).
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let target = BUILT.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("PGSHOT_BINARIES") {
+            return PathBuf::from(dir);
+        }
         assert!(
             std::path::Path::new(CHROMIUM).exists(),
             "{CHROMIUM} is missing: install Debian's chromium package (make test does)"
