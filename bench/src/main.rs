@@ -59,7 +59,11 @@ fn queue_alone(report: &mut Report, scale: usize) {
     for i in 0..n {
         c.query_one("SELECT screenshot_enqueue($1)", &[&format!("https://example.com/{i}")]).unwrap();
     }
-    report.add(s, &format!("enqueue, single statements ({n} jobs)"), format!("{:.0} jobs/s", n as f64 / t.elapsed().as_secs_f64()));
+    report.add(
+        s,
+        &format!("enqueue, single statements ({n} jobs)"),
+        format!("{:.0} jobs/s", n as f64 / t.elapsed().as_secs_f64()),
+    );
 
     // Enqueue, batched.
     let (mut c, _) = fresh();
@@ -70,14 +74,19 @@ fn queue_alone(report: &mut Report, scale: usize) {
         c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap();
     }
     let jobs = batches * 1000;
-    report.add(s, &format!("enqueue, bulk of 1000 ({jobs} jobs)"), format!("{:.0} jobs/s", jobs as f64 / t.elapsed().as_secs_f64()));
+    report.add(
+        s,
+        &format!("enqueue, bulk of 1000 ({jobs} jobs)"),
+        format!("{:.0} jobs/s", jobs as f64 / t.elapsed().as_secs_f64()),
+    );
 
     // Claim + complete with 1, 2, 4, 8 workers.
     for workers in [1, 2, 4, 8] {
         let (mut c, url) = fresh();
         let total = 20_000 / scale;
         for b in 0..total / 1000 {
-            let requests: Vec<Value> = (0..1000).map(|i| json!({"url": format!("https://example.com/{b}/{i}")})).collect();
+            let requests: Vec<Value> =
+                (0..1000).map(|i| json!({"url": format!("https://example.com/{b}/{i}")})).collect();
             c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap();
         }
         let barrier = Arc::new(Barrier::new(workers + 1));
@@ -115,7 +124,11 @@ fn queue_alone(report: &mut Report, scale: usize) {
             th.join().unwrap();
         }
         let rate = total as f64 / t.elapsed().as_secs_f64();
-        report.add(s, &format!("claim+complete, {workers} worker(s), {total} jobs, claims of 10"), format!("{rate:.0} jobs/s"));
+        report.add(
+            s,
+            &format!("claim+complete, {workers} worker(s), {total} jobs, claims of 10"),
+            format!("{rate:.0} jobs/s"),
+        );
         if workers == 8 {
             c.batch_execute("SELECT pg_stat_force_next_flush()").ok();
             std::thread::sleep(Duration::from_millis(600));
@@ -156,7 +169,9 @@ fn queue_alone(report: &mut Report, scale: usize) {
             while latencies.len() < n {
                 // A wake-up, then claim everything that is there.
                 let mut it = l.notifications();
-                let _ = postgres::fallible_iterator::FallibleIterator::next(&mut it.timeout_iter(Duration::from_millis(200)));
+                let _ = postgres::fallible_iterator::FallibleIterator::next(
+                    &mut it.timeout_iter(Duration::from_millis(200)),
+                );
                 drop(it);
                 for row in c.query(&claim, &[]).unwrap() {
                     latencies.push(row.get::<_, f64>(0));
@@ -206,8 +221,20 @@ fn rendering(report: &mut Report, scale: usize) {
         let out = std::env::temp_dir().join(format!("pgshot-bench-{i}.png"));
         let t = Instant::now();
         let status = Command::new("/usr/bin/chromium")
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-            .args(["--disable-sync", "--no-first-run", "--disable-quic", "--hide-scrollbars", "--window-size=1920,1080"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ])
+            .args([
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                "--hide-scrollbars",
+                "--window-size=1920,1080",
+            ])
             .arg(format!("--user-data-dir={}", std::env::temp_dir().join(format!("pgshot-bench-cli-{i}")).display()))
             .arg(format!("--screenshot={}", out.display()))
             .arg(&page)
@@ -225,7 +252,9 @@ fn rendering(report: &mut Report, scale: usize) {
 
     // pgshot end to end: one job at a time (latency), then a batch per concurrency (throughput).
     let (mut c, url) = fresh();
-    let env = |conc: u32| vec![("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".to_string()), ("PGSHOT_WORKER_CONCURRENCY", conc.to_string())];
+    let env = |conc: u32| {
+        vec![("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".to_string()), ("PGSHOT_WORKER_CONCURRENCY", conc.to_string())]
+    };
     let worker = WorkerProcess::start(&url, "bench-seq", &env(1));
     let warm = enqueue_and_wait(&mut c, &page);
     assert!(warm.is_some(), "{}", worker.log());
@@ -317,7 +346,9 @@ fn enqueue_and_wait(c: &mut Client, url: &str) -> Option<f64> {
 
 async fn bare_loop(url: &str, n: usize) -> Vec<f64> {
     use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
-    use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, CaptureScreenshotParams, NavigateParams};
+    use chromiumoxide::cdp::browser_protocol::page::{
+        CaptureScreenshotFormat, CaptureScreenshotParams, NavigateParams,
+    };
     use futures::StreamExt;
 
     let dir = std::env::temp_dir().join(format!("pgshot-bench-bare-{}", std::process::id()));
@@ -326,7 +357,14 @@ async fn bare_loop(url: &str, n: usize) -> Vec<f64> {
         .user_data_dir(&dir)
         .viewport(None)
         .no_sandbox()
-        .args(["--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        .args([
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+        ])
         .build()
         .unwrap();
     let (mut browser, mut handler) = chromiumoxide::Browser::launch(config).await.unwrap();
@@ -338,7 +376,10 @@ async fn bare_loop(url: &str, n: usize) -> Vec<f64> {
         let t = Instant::now();
         page.execute(NavigateParams::new(format!("{url}?bare={i}"))).await.unwrap();
         page.wait_for_navigation().await.unwrap();
-        let shot = page.execute(CaptureScreenshotParams::builder().format(CaptureScreenshotFormat::Png).build()).await.unwrap();
+        let shot = page
+            .execute(CaptureScreenshotParams::builder().format(CaptureScreenshotFormat::Png).build())
+            .await
+            .unwrap();
         assert!(!AsRef::<str>::as_ref(&shot.result.data).is_empty());
         if i > 0 {
             times.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -367,7 +408,11 @@ fn rss_kb(pids: &[u32]) -> u64 {
 
 fn write_markdown(report: &Report, quick: bool) {
     let text = |cmd: &str, args: &[&str]| {
-        Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = text("sh", &["-c", "free -g | awk '/Mem:/ {print $2}'"]);

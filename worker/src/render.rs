@@ -35,7 +35,7 @@ use pgshot_job::{
 use serde_json::{json, Value};
 
 use crate::blocklist::blocklists;
-use crate::browser::Chrome;
+use crate::browser::{Chrome, TAB_VIEWPORT};
 use crate::egress::{Allowed, Egress, Refusal, Rules};
 use crate::queue::OutputRow;
 
@@ -224,9 +224,12 @@ struct Job<'a> {
 impl Job<'_> {
     async fn run(&self) -> Result<Rendered, RenderError> {
         let screen = Screen::of(self.opts);
+        let t0 = Instant::now();
         self.prepare(&screen).await?;
         let header_task = self.scope_headers().await?;
+        let t1 = Instant::now();
         let loaded = self.load().await;
+        let t2 = Instant::now();
         if let Some(task) = header_task {
             task.abort();
         }
@@ -255,6 +258,13 @@ impl Job<'_> {
             }
             outputs.push(row);
         }
+        // Where a render's time goes (RUST_LOG=pgshot_worker=debug), for profiling.
+        tracing::debug!(
+            prepare_ms = (t1 - t0).as_millis() as u64,
+            load_ms = (t2 - t1).as_millis() as u64,
+            outputs_ms = t2.elapsed().as_millis() as u64,
+            "render phases"
+        );
         let size: usize = outputs.iter().map(|o| o.bytes.len()).sum();
         let (width, height, format) = primary.unwrap_or((screen.width, screen.height, "HTML".into()));
         let format = if self.opts.outputs.is_some() { "MULTI".to_string() } else { format };
@@ -277,8 +287,13 @@ impl Job<'_> {
 
     /// Emulation, cookies, headers and the scripts that must run before the page's own.
     async fn prepare(&self, screen: &Screen) -> Result<(), RenderError> {
-        let metrics = SetDeviceMetricsOverrideParams::new(screen.width, screen.height, screen.scale, screen.mobile);
-        self.exec("set viewport", metrics).await?;
+        // Tabs are opened with the default viewport and a light colour scheme (browser::TAB_VIEWPORT).
+        if (screen.width, screen.height, screen.scale, screen.mobile)
+            != (TAB_VIEWPORT.0, TAB_VIEWPORT.1, TAB_VIEWPORT.2, false)
+        {
+            let metrics = SetDeviceMetricsOverrideParams::new(screen.width, screen.height, screen.scale, screen.mobile);
+            self.exec("set viewport", metrics).await?;
+        }
         if screen.touch {
             self.exec(
                 "enable touch",
@@ -289,12 +304,13 @@ impl Job<'_> {
         if let Some(ua) = screen.user_agent {
             self.exec("set user agent", SetUserAgentOverrideParams::new(ua)).await?;
         }
-        let scheme = if self.opts.dark_mode == Some(true) { "dark" } else { "light" };
-        self.exec(
-            "set color scheme",
-            SetEmulatedMediaParams::builder().feature(MediaFeature::new("prefers-color-scheme", scheme)).build(),
-        )
-        .await?;
+        if self.opts.dark_mode == Some(true) {
+            self.exec(
+                "set color scheme",
+                SetEmulatedMediaParams::builder().feature(MediaFeature::new("prefers-color-scheme", "dark")).build(),
+            )
+            .await?;
+        }
 
         let session = self.opts.session.clone().unwrap_or_default();
         if let Some(cookies) = session.cookies.filter(|c| !c.is_empty()) {
