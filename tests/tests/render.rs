@@ -535,3 +535,42 @@ fn actions_headers_and_css_shape_the_page_before_capture() {
     let text = String::from_utf8(bytes(c, &styled, Some("text"))).unwrap();
     assert!(!text.contains("Hello pgshot") && text.contains("the docs"), "hideSelectors hid the heading: {text}");
 }
+
+#[test]
+fn a_hung_chromium_is_replaced_and_leaves_no_process_behind() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let id = enqueue(c, &site.url("/slow?ms=1500"), json!({"timeout": 4000, "maxAttempts": 3}));
+    let mut worker = WorkerProcess::start(&db.url, "frozen", &private());
+    wait_for_status(c, &id, "PROCESSING", &worker);
+    std::thread::sleep(Duration::from_millis(300));
+    let frozen = descendants(worker.pid());
+    assert!(!frozen.is_empty(), "Chromium runs under the worker");
+    for pid in &frozen {
+        // A hung browser: alive, connected, and answering nothing.
+        let _ = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+    }
+    let job = finished(c, &id, Duration::from_secs(120), &worker);
+    assert_eq!(job["status"], "COMPLETED", "a new browser finished the job: {job}\n{}", worker.log());
+    let errors: Value = c.query_one("SELECT errors FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0);
+    let codes: Vec<&str> = errors.as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap()).collect();
+    assert!(codes.iter().all(|c| ["TIMEOUT", "BROWSER_CRASHED"].contains(c)) && !codes.is_empty(), "{codes:?}");
+    let pid = worker.pid();
+    assert!(worker.terminate(Duration::from_secs(30)));
+    // Killed helpers are orphans, reaped by init in its own time: exited (a zombie) counts as gone.
+    let running = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next() != Some('Z')))
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left: Vec<u32> = frozen.iter().copied().filter(running).collect();
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        left.retain(running);
+    }
+    assert!(left.is_empty(), "the frozen Chromium's processes were killed: {left:?}\n{}", worker.log());
+    assert!(descendants(pid).is_empty());
+}

@@ -218,7 +218,13 @@ impl Chrome {
     /// Closes Chromium and reaps it (and so its children), killing it if it does not close.
     pub async fn close(&self) {
         self.spares.lock().unwrap().clear();
-        let Some(mut browser) = self.browser.lock().await.take() else { return };
+        // Held until the browser is gone, so that a second close (shutdown racing a retired
+        // browser's own close) waits for the first instead of returning while it is half done.
+        let mut guard = self.browser.lock().await;
+        let Some(mut browser) = guard.take() else { return };
+        // Chromium's helpers (zygote, renderers, GPU) are its children, not ours: a hung or stopped
+        // browser would leave them behind, so they are noted now and killed after it.
+        let helpers = browser.get_mut_child().and_then(|c| c.as_mut_inner().id()).map(descendants).unwrap_or_default();
         let closed = tokio::time::timeout(CLOSE_TIMEOUT, browser.close()).await;
         let exited = match closed {
             Ok(Ok(_)) => tokio::time::timeout(CLOSE_TIMEOUT, browser.wait()).await.is_ok(),
@@ -228,10 +234,42 @@ impl Chrome {
             let _ = browser.kill().await;
             let _ = browser.wait().await;
         }
+        for pid in helpers {
+            // SIGKILL reaches stopped processes too; one that already exited is simply not found.
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+        }
         self.handler.abort();
         let _ = std::fs::remove_dir_all(&self.user_data_dir);
+        drop(guard);
         tracing::info!("chromium closed");
     }
+}
+
+/// Every process whose parent chain leads to `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // The command name is in parentheses and may hold spaces: the parent follows the last ')'.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents.iter().filter(|(p, pp)| *pp == parent && !found.contains(p)).map(|(p, _)| *p).collect::<Vec<_>>(),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 fn is_root() -> bool {
@@ -247,6 +285,8 @@ pub struct Browsers {
     recycle_after: u32,
     spare_tabs: usize,
     current: Mutex<Option<Arc<Chrome>>>,
+    /// Browsers replaced while jobs may still use them: closed when those finish, or at shutdown.
+    retired: Mutex<Vec<std::sync::Weak<Chrome>>>,
     generation: AtomicU32,
 }
 
@@ -258,6 +298,7 @@ impl Browsers {
             recycle_after: recycle_after.max(1),
             spare_tabs,
             current: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
             generation: AtomicU32::new(0),
         }
     }
@@ -280,6 +321,10 @@ impl Browsers {
             }
             let old = current.take().expect("checked above");
             // Jobs still rendering in the old browser hold their own Arc; it closes after them.
+            let mut retired = self.retired.lock().await;
+            retired.retain(|w| w.strong_count() > 0);
+            retired.push(Arc::downgrade(&old));
+            drop(retired);
             tokio::spawn(async move { close_when_unused(old).await });
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst);
@@ -291,7 +336,9 @@ impl Browsers {
     }
 
     pub async fn shutdown(&self) {
-        if let Some(chrome) = self.current.lock().await.take() {
+        let retired: Vec<Arc<Chrome>> =
+            std::mem::take(&mut *self.retired.lock().await).iter().filter_map(std::sync::Weak::upgrade).collect();
+        for chrome in self.current.lock().await.take().into_iter().chain(retired) {
             chrome.close().await;
         }
     }
