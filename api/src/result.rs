@@ -16,7 +16,7 @@ pub enum ResultResponse {
     },
     Base64(Base64Result),
     /// Sync captures with responseType URL: the finished job, with its resultUrl.
-    Job(Job),
+    Job(Box<Job>),
 }
 
 /// Content types an output can have: each listed so that clients know to expect bytes.

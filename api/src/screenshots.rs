@@ -191,7 +191,7 @@ impl ScreenshotsApi {
             let job = self.0.db.job(&rid, &owner, &id).await?;
             match job["status"].as_str() {
                 Some("COMPLETED") if request.options.response_type == Some(ResponseType::Url) => {
-                    return Ok(ResultResponse::Job(to_job(&rid, job)?));
+                    return Ok(ResultResponse::Job(Box::new(to_job(&rid, job)?)));
                 }
                 Some("COMPLETED") => return self.result_of(&rid, &owner, &id, None).await,
                 Some("FAILED") => return Err(ApiError::render_failed(&rid, &job)),
@@ -229,7 +229,7 @@ impl ScreenshotsApi {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let limit = limit.0.unwrap_or(20).clamp(1, MAX_PAGE);
-        let status = status.0.map(|s| status_name(s));
+        let status = status.0.map(status_name);
         // An empty cursor is the first page, as an absent one.
         let cursor = cursor.0.as_deref().filter(|c| !c.is_empty());
         let rows = self.0.db.list(&rid, &owner, status, cursor, limit + 1).await?;

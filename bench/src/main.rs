@@ -40,7 +40,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     let mut report = Report { rows: Vec::new() };
-    println!("{:<10} {:<58} {}", "section", "measure", "value");
+    println!("{:<10} {:<58} value", "section", "measure");
     queue_alone(&mut report, scale);
     rendering(&mut report, scale);
     write_markdown(&report, quick);
@@ -288,7 +288,7 @@ fn rendering(report: &mut Report, scale: usize) {
                 .unwrap()
                 .get(0);
             peak_chromium_kb = peak_chromium_kb.max(rss_kb(&pgshot_tests::worker_process::descendants(worker.pid())));
-            if done >= jobs + 1 {
+            if done > jobs {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));

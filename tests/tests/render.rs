@@ -562,7 +562,7 @@ fn a_hung_chromium_is_replaced_and_leaves_no_process_behind() {
     let running = |p: &u32| {
         std::fs::read_to_string(format!("/proc/{p}/stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next() != Some('Z')))
+            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
             .unwrap_or(false)
     };
     let deadline = Instant::now() + Duration::from_secs(5);
