@@ -5,11 +5,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
 
 const CHANNEL: &str = "pgshot_job_done";
 
@@ -46,44 +43,15 @@ impl Completions {
 
     /// Keeps the LISTEN connection up for as long as the API runs.
     pub async fn listen(self: Arc<Self>, database_url: String) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            if let Err(e) = self.listen_once(&database_url).await {
-                tracing::warn!(error = %e, "completion listener failed; reconnecting");
-            }
-            // Anything missed while disconnected: let every waiter look at its job again.
-            for notify in self.waiting.lock().unwrap().values() {
-                notify.notify_one();
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    }
-
-    async fn listen_once(&self, database_url: &str) -> Result<(), tokio_postgres::Error> {
-        let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let driver = tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) => {
-                        let _ = tx.send(n.payload().to_string());
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
-        });
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        while let Some(payload) = rx.recv().await {
-            if let Ok(done) = serde_json::from_str::<serde_json::Value>(&payload) {
+        let finished = |_: &str, payload: &str| {
+            if let Ok(done) = serde_json::from_str::<serde_json::Value>(payload) {
                 if let Some(id) = done["id"].as_str() {
                     self.finished(id);
                 }
             }
-        }
-        driver.await.unwrap_or(Ok(()))
+        };
+        // Anything missed while disconnected: let every waiter look at its job again.
+        let sweep = || self.waiting.lock().unwrap().values().for_each(|notify| notify.notify_one());
+        pgshot_listen::listen_forever(database_url, vec![CHANNEL], finished, sweep).await;
     }
 }

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use futures::StreamExt;
 use postgres_types::ToSql;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::NoTls;
 
 /// Channel the extension notifies when jobs become runnable.
 pub const JOBS_CHANNEL: &str = "pgshot_jobs";
@@ -239,51 +238,15 @@ impl Queue {
     }
 }
 
-/// Keeps one dedicated connection LISTENing (pool connections drop notifications) on each
-/// channel, and wakes its `Notify` on every notification and after every (re)connection, since
-/// notifications sent while disconnected are lost: the worker sweeps for work then.
+/// Wakes each channel's `Notify` on its notifications, and all of them after every
+/// (re)connection, when the worker sweeps for work it may have missed.
 pub async fn listen(database_url: String, channels: Vec<(&'static str, Arc<Notify>)>) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match listen_once(&database_url, &channels).await {
-            Ok(()) => tracing::warn!("notification connection closed; reconnecting"),
-            Err(e) => tracing::warn!(error = %e, "notification connection failed; reconnecting"),
+    let names = channels.iter().map(|(c, _)| *c).collect();
+    let wake = |channel: &str, _: &str| {
+        if let Some((_, notify)) = channels.iter().find(|(c, _)| *c == channel) {
+            notify.notify_one();
         }
-        for (_, wake) in &channels {
-            wake.notify_one();
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn listen_once(database_url: &str, channels: &[(&'static str, Arc<Notify>)]) -> Result<(), DbError> {
-    let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let _ = tx.send(n.channel().to_string());
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    });
-    for (channel, wake) in channels {
-        client.batch_execute(&format!("LISTEN {channel}")).await?;
-        wake.notify_one();
-    }
-    while let Some(channel) = rx.recv().await {
-        if let Some((_, wake)) = channels.iter().find(|(c, _)| *c == channel) {
-            wake.notify_one();
-        }
-    }
-    match driver.await {
-        Ok(result) => result,
-        Err(_) => Ok(()),
-    }
+    };
+    let sweep = || channels.iter().for_each(|(_, notify)| notify.notify_one());
+    pgshot_listen::listen_forever(database_url, names, wake, sweep).await;
 }
