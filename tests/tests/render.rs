@@ -574,3 +574,23 @@ fn a_hung_chromium_is_replaced_and_leaves_no_process_behind() {
     assert!(left.is_empty(), "the frozen Chromium's processes were killed: {left:?}\n{}", worker.log());
     assert!(descendants(pid).is_empty());
 }
+
+#[test]
+fn an_output_over_the_size_limit_fails_with_its_own_code_and_is_not_retried() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let id = enqueue(c, &site.url("/plain"), json!({"maxAttempts": 3}));
+    let mut env = private();
+    env.push(("PGSHOT_MAX_OUTPUT_BYTES", "1000".into()));
+    let worker = WorkerProcess::start(&db.url, "tight", &env);
+    let job = finished(c, &id, Duration::from_secs(60), &worker);
+    assert_eq!(
+        (job["status"].as_str(), job["errorCode"].as_str()),
+        (Some("FAILED"), Some("OUTPUT_TOO_LARGE")),
+        "{job}"
+    );
+    assert!(job["errorMessage"].as_str().unwrap().contains("limit of 1000"), "{job}");
+    let attempts: i32 = c.query_one("SELECT attempt FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(attempts, 1, "the same page would be as large again");
+}
