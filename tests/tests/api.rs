@@ -326,6 +326,7 @@ fn bulk_requests_are_validated_whole_and_scoped_to_their_key() {
     let url = "http://127.0.0.1:9/bulk";
     let urls: Vec<Value> = (0..101).map(|i| json!({"url": format!("{url}/{i}")})).collect();
     let (st, body, _) = call(authed(&s, "POST", "/v1/screenshots/bulk"), Some(json!({"urls": urls})));
+    assert_eq!(st, 422, "{body}\nkey {:?}\n{}", s.key, s.api.log());
     assert_error(st, &body, 422, "BULK_TOO_LARGE");
     let (st, body, _) = call(
         authed(&s, "POST", "/v1/screenshots/bulk"),

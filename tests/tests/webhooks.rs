@@ -199,7 +199,9 @@ fn a_delivery_survives_a_killed_worker_and_a_receiver_that_was_down() {
         let job: Value = c.query_one("SELECT screenshot_job($1)", &[&id]).unwrap().get(0);
         if job["webhook"]["attempts"].as_i64().unwrap_or(0) >= 2 {
             assert_eq!(job["status"], "COMPLETED");
-            assert_eq!(job["webhook"]["status"], "PENDING", "{job}");
+            // Between attempts, or in one (claimed): not delivered, not given up.
+            let status = job["webhook"]["status"].as_str().unwrap();
+            assert!(status == "PENDING" || status == "DELIVERING", "{job}");
             break;
         }
         assert!(Instant::now() < deadline, "{job}\n{}", first.log());
