@@ -1,6 +1,7 @@
 //! `pgshot-api` run as a real process on a free port of 127.0.0.1.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::worker_process::binary;
@@ -13,6 +14,20 @@ pub struct ApiProcess {
 
 impl ApiProcess {
     pub fn start(database_url: &str, env: &[(&str, String)]) -> ApiProcess {
+        // A free port is found by binding and releasing it: two APIs starting at once could pick
+        // the same one, and a test would then talk to the other test's API. Starts are serialised
+        // in this process, and an API that exits (its port taken after all) is started again.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..5 {
+            if let Some(api) = ApiProcess::try_start(database_url, env) {
+                return api;
+            }
+        }
+        panic!("pgshot-api did not start on any of five ports");
+    }
+
+    fn try_start(database_url: &str, env: &[(&str, String)]) -> Option<ApiProcess> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::env::temp_dir().join(format!("pgshot-api-{}-{port}.log", std::process::id()));
         let mut cmd = Command::new(binary("pgshot-api"));
@@ -27,13 +42,23 @@ impl ApiProcess {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start pgshot-api");
-        let api = ApiProcess { child, base: format!("http://127.0.0.1:{port}"), log };
+        let mut api = ApiProcess { child, base: format!("http://127.0.0.1:{port}"), log };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while ureq::get(&format!("{}/healthz", api.base)).call().is_err() {
+        loop {
+            if let Ok(Some(_)) = api.child.try_wait() {
+                return None;
+            }
+            if ureq::get(&format!("{}/healthz", api.base)).call().is_ok() {
+                // Still ours: a process that lost the port would have exited by now.
+                std::thread::sleep(Duration::from_millis(100));
+                if let Ok(None) = api.child.try_wait() {
+                    return Some(api);
+                }
+                return None;
+            }
             assert!(Instant::now() < deadline, "pgshot-api did not come up:\n{}", api.log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        api
     }
 
     pub fn url(&self, path: &str) -> String {
