@@ -293,7 +293,10 @@ fn retries_back_off_and_end_failed_after_max_attempts() {
     assert_eq!(claim(&mut c, "w", 1, "30 seconds"), [(id.clone(), 1)]);
     assert_eq!(fail(&mut c, &id, "w", 1, "TIMEOUT", true).unwrap(), "QUEUED");
     let wait: f64 = c
-        .query_one("SELECT extract(epoch FROM run_at - now())::float8 FROM pgshot.jobs WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT extract(epoch FROM run_at - (errors->0->>'at')::timestamptz)::float8 FROM pgshot.jobs WHERE id = $1",
+            &[&id],
+        )
         .unwrap()
         .get(0);
     assert!((1.6..=2.4).contains(&wait), "first retry waits 2 s ± 20 %, got {wait}");
