@@ -183,6 +183,22 @@ BEGIN
 END
 $$;
 
+-- The arguments every claim takes: a worker name, how many to claim (named `max_name` in errors)
+-- and a lease.
+CREATE FUNCTION pgshot.check_claim(worker_id text, max_name text, max_value integer, lease interval)
+RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF coalesce(trim(worker_id), '') = '' THEN
+        RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_value IS NULL OR max_value NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION '% must be between 1 and 1000', max_name
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_value);
+    END IF;
+    PERFORM pgshot.check_lease(lease);
+END
+$$;
+
 -- Claims up to max_jobs runnable jobs for worker_id, highest priority (lowest number) first,
 -- giving each a lease. Jobs locked by another claimer are skipped, never waited for.
 CREATE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
@@ -191,14 +207,7 @@ RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts i
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
-    IF coalesce(trim(screenshot_claim.worker_id), '') = '' THEN
-        RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF max_jobs IS NULL OR max_jobs NOT BETWEEN 1 AND 1000 THEN
-        RAISE EXCEPTION 'max_jobs must be between 1 and 1000'
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_jobs);
-    END IF;
-    PERFORM pgshot.check_lease(lease);
+    PERFORM pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
     RETURN QUERY
     WITH picked AS (
         SELECT j.id
@@ -698,14 +707,7 @@ RETURNS TABLE (id text, url text, secret text, body text, attempt integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
-    IF coalesce(trim(screenshot_webhook_claim.worker_id), '') = '' THEN
-        RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF max_deliveries IS NULL OR max_deliveries NOT BETWEEN 1 AND 1000 THEN
-        RAISE EXCEPTION 'max_deliveries must be between 1 and 1000'
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_deliveries);
-    END IF;
-    PERFORM pgshot.check_lease(lease);
+    PERFORM pgshot.check_claim(screenshot_webhook_claim.worker_id, 'max_deliveries', max_deliveries, lease);
     RETURN QUERY
     WITH picked AS (
         SELECT d.id
