@@ -180,42 +180,31 @@ impl Db {
         })
     }
 
-    /// A page of the owner's jobs, newest first, after the job `cursor`.
+    /// A page of the owner's jobs, newest first, after the position `cursor`, with the cursor
+    /// of each job's own position.
     pub async fn list(
         &self,
         rid: &str,
         owner: &str,
         status: Option<&str>,
-        cursor: Option<&str>,
+        cursor: Option<&Cursor>,
         limit: i64,
-    ) -> ApiResult<Vec<Value>> {
+    ) -> ApiResult<Vec<(Value, Cursor)>> {
         let c = self.client(rid).await?;
-        if let Some(cursor) = cursor {
-            let known = c
-                .query_opt("SELECT 1 FROM pgshot.jobs WHERE id = $1 AND owner = $2", &[&cursor, &owner])
-                .await
-                .map_err(|e| ApiError::from_db(rid, &e))?;
-            if known.is_none() {
-                return Err(ApiError::bad_request(
-                    rid,
-                    "INVALID_CURSOR",
-                    "cursor does not name one of your jobs",
-                    None,
-                ));
-            }
-        }
+        let (micros, id) = cursor.map(|c| (c.micros, c.id.as_str())).unzip();
         let rows = c
             .query(
-                "SELECT pgshot.job_json(j) FROM pgshot.jobs j \
+                "SELECT pgshot.job_json(j), (extract(epoch FROM j.created_at) * 1000000)::bigint, j.id \
+                 FROM pgshot.jobs j \
                  WHERE j.owner = $1 AND ($2::text IS NULL OR j.status = $2) \
-                   AND ($3::text IS NULL OR (j.created_at, j.id) < \
-                        (SELECT c.created_at, c.id FROM pgshot.jobs c WHERE c.id = $3 AND c.owner = $1)) \
-                 ORDER BY j.created_at DESC, j.id DESC LIMIT $4",
-                &[&owner, &status, &cursor, &limit],
+                   AND ($3::bigint IS NULL OR (j.created_at, j.id) < \
+                        (timestamptz 'epoch' + $3::bigint * interval '1 microsecond', $4::text)) \
+                 ORDER BY j.created_at DESC, j.id DESC LIMIT $5",
+                &[&owner, &status, &micros, &id, &limit],
             )
             .await
             .map_err(|e| ApiError::from_db(rid, &e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| (r.get(0), Cursor { micros: r.get(1), id: r.get(2) })).collect())
     }
 
     /// Reachable, with the extension installed.
@@ -286,4 +275,55 @@ fn bulk_not_found(rid: &str, id: &str) -> ApiError {
 
 fn db_text(e: tokio_postgres::Error) -> String {
     e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// A position in a job list: the creation time in microseconds since the epoch, and the job id
+/// that breaks ties. Any well-formed cursor is a valid position, whether or not its job still
+/// exists (expired and purged jobs do not break paging).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub micros: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn parse(raw: &str) -> Option<Cursor> {
+        let (micros, id) = raw.split_once('-')?;
+        let valid_micros = !micros.is_empty() && micros.len() <= 16 && micros.bytes().all(|b| b.is_ascii_digit());
+        let valid_id = id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+        if !(valid_micros && valid_id) {
+            return None;
+        }
+        Some(Cursor { micros: micros.parse().ok()?, id: id.to_string() })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.micros, self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn a_cursor_round_trips_and_refuses_what_is_not_one() {
+        let c = Cursor { micros: 1_764_500_000_123_456, id: "abcdefgh01234567".into() };
+        assert_eq!(Cursor::parse(&c.to_string()), Some(c));
+        for bad in [
+            "",
+            "-",
+            "12-",
+            "-abcdefgh01234567",
+            "x1-abcdefgh01234567",
+            "1-ABCDEFGH01234567",
+            "1-short",
+            "12345678901234567-abcdefgh01234567",
+            "1-abcdefgh01234567-",
+        ] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        }
+    }
 }

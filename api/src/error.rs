@@ -105,6 +105,11 @@ impl ApiError {
         ApiError::Unavailable(body(rid, "NOT_FINISHED", message, Some(details)), 5)
     }
 
+    pub fn invalid_cursor(rid: &str) -> ApiError {
+        let message = "cursor is not an X-Next-Cursor of this endpoint";
+        ApiError::bad_request(rid, "INVALID_CURSOR", message, Some(serde_json::json!({"field": "cursor"})))
+    }
+
     pub fn conflict(rid: &str, code: &str, message: impl Into<String>) -> ApiError {
         ApiError::Conflict(body(rid, code, message, None))
     }
@@ -202,6 +207,9 @@ impl ApiError {
             || err.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
         {
             return ApiError::not_found(&rid, "no such endpoint");
+        }
+        if err.downcast_ref::<poem_openapi::error::ParseParamError>().is_some_and(|e| e.name == "cursor") {
+            return ApiError::invalid_cursor(&rid);
         }
         let code = if err.is::<poem_openapi::error::ParseRequestPayloadError>()
             || err.is::<poem_openapi::error::ContentTypeError>()

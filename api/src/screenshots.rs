@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::body::JsonBody;
 use crate::completion::Completions;
-use crate::db::Db;
+use crate::db::{Cursor, Db};
 use crate::error::{ApiError, ApiResult};
 use crate::result::ResultResponse;
 use crate::schema::{AsyncJobCreated, Base64Result, BulkJob, BulkRequest, Job, JobStatus, ScreenshotRequest};
@@ -221,6 +221,7 @@ impl ScreenshotsApi {
         /// Only jobs in this status.
         status: Query<Option<JobStatus>>,
         /// The `X-Next-Cursor` of the previous page.
+        #[oai(validator(pattern = r"^([0-9]{1,16}-[0-9a-z]{16})?$"))]
         cursor: Query<Option<String>>,
         /// Jobs per page, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -231,12 +232,15 @@ impl ScreenshotsApi {
         let limit = limit.0.unwrap_or(20).clamp(1, MAX_PAGE);
         let status = status.0.map(status_name);
         // An empty cursor is the first page, as an absent one.
-        let cursor = cursor.0.as_deref().filter(|c| !c.is_empty());
-        let rows = self.0.db.list(&rid, &owner, status, cursor, limit + 1).await?;
+        let cursor = match cursor.0.as_deref().filter(|c| !c.is_empty()) {
+            None => None,
+            Some(raw) => Some(Cursor::parse(raw).ok_or_else(|| ApiError::invalid_cursor(&rid))?),
+        };
+        let mut rows = self.0.db.list(&rid, &owner, status, cursor.as_ref(), limit + 1).await?;
         let more = rows.len() as i64 > limit;
-        let jobs: Vec<Job> =
-            rows.into_iter().take(limit as usize).map(|v| to_job(&rid, v)).collect::<Result<_, _>>()?;
-        let next_cursor = more.then(|| jobs.last().map(|j| j.id.clone())).flatten();
+        rows.truncate(limit as usize);
+        let next_cursor = more.then(|| rows.last().map(|(_, c)| c.to_string())).flatten();
+        let jobs: Vec<Job> = rows.into_iter().map(|(v, _)| to_job(&rid, v)).collect::<Result<_, _>>()?;
         Ok(Listed::Jobs(Json(jobs), next_cursor))
     }
 
