@@ -240,3 +240,35 @@ pub fn db_message<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> (St
         }
     }
 }
+
+/// Destinations that must never be rendered or called with private networks refused (issue 7's
+/// list): each is refused at enqueue, as a page URL and as a webhook URL. Names that resolve to a
+/// private address are judged after resolution by the worker, and tested there.
+pub const SSRF_CORPUS: &[&str] = &[
+    "http://127.0.0.1/",
+    "http://127.8.9.10:8080/x",
+    "http://10.0.0.1/",
+    "http://172.16.5.4/",
+    "http://192.168.1.1/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://169.254.1.1/",
+    "http://100.64.0.1/",
+    "http://0.0.0.0/",
+    "http://0/",
+    "http://[::1]/",
+    "http://[fd00::1]/",
+    "http://[fe80::1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://2130706433/",
+    "http://0177.0.0.1/",
+    "http://0x7f000001/",
+    "http://0x7f.1/",
+    "http://localhost/",
+    "http://metadata.localhost/",
+    "file:///etc/passwd",
+    "view-source:http://127.0.0.1/",
+    "chrome://settings",
+    "javascript:alert(document.domain)",
+    "data:text/html,<script>fetch('http://127.0.0.1/')</script>",
+];

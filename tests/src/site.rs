@@ -3,22 +3,33 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Site {
     port: u16,
+    connections: Arc<AtomicUsize>,
 }
 
 impl Site {
     pub fn start() -> Site {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test site");
         let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || serve(stream, port));
             }
         });
-        Site { port }
+        Site { port, connections }
+    }
+
+    /// How many connections reached the site: none, for a destination that must stay unreached.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn port(&self) -> u16 {
@@ -178,6 +189,31 @@ fn serve(mut stream: TcpStream, port: u16) {
         "/redirect" => {
             let to = param("to").unwrap_or_else(|| format!("http://127.0.0.1:{port}/plain"));
             ("302 Found", html, String::new(), format!("Location: {to}\r\n"))
+        }
+        // A chain of `n` redirects on this site that ends on 127.0.0.1:`port`.
+        "/hop" => {
+            let n: u32 = param("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let to = param("port").unwrap_or_default();
+            let next = if n == 0 {
+                format!("http://127.0.0.1:{to}/red-page")
+            } else {
+                format!("http://127.0.0.1:{port}/hop?n={}&port={to}", n - 1)
+            };
+            ("302 Found", html, String::new(), format!("Location: {next}\r\n"))
+        }
+        "/red-page" => ("200 OK", html, page("Red", "<style>html,body{background:#ff0000 !important}</style>", ""), String::new()),
+        "/frame-from" => {
+            let from = param("port").unwrap_or_default();
+            (
+                "200 OK",
+                html,
+                page(
+                    "Frame from elsewhere",
+                    "",
+                    &format!("<iframe src=\"http://127.0.0.1:{from}/red-page\" width=\"200\" height=\"200\" style=\"display:block;border:0\"></iframe>"),
+                ),
+                String::new(),
+            )
         }
         "/image-from" => {
             let from = param("port").unwrap_or_default();

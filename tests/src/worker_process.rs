@@ -42,9 +42,25 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a worker on `database_url` with quick polling and maintenance, and `env` on top.
     pub fn start(database_url: &str, id: &str, env: &[(&str, String)]) -> WorkerProcess {
+        WorkerProcess::spawn(Command::new(binary("pgshot-worker")), database_url, id, env)
+    }
+
+    /// Like [`WorkerProcess::start`], in a private mount namespace where `/etc/hosts` holds
+    /// `hosts`: a public-looking name then resolves where the test says, for the worker alone.
+    pub fn start_with_hosts(database_url: &str, id: &str, env: &[(&str, String)], hosts: &str) -> WorkerProcess {
+        let file = std::env::temp_dir().join(format!("pgshot-hosts-{}-{id}", std::process::id()));
+        std::fs::write(&file, format!("127.0.0.1 localhost\n{hosts}\n")).expect("write the hosts file");
+        let mut cmd = Command::new("unshare");
+        // unshare and sh exec in turn, so the worker keeps this process's pid and takes its signals.
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$1\""])
+            .arg(&file)
+            .arg(binary("pgshot-worker"));
+        WorkerProcess::spawn(cmd, database_url, id, env)
+    }
+
+    fn spawn(mut cmd: Command, database_url: &str, id: &str, env: &[(&str, String)]) -> WorkerProcess {
         let log = std::env::temp_dir().join(format!("pgshot-worker-{}-{id}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("create the worker log");
-        let mut cmd = Command::new(binary("pgshot-worker"));
         cmd.env("DATABASE_URL", database_url)
             .env("PGSHOT_WORKER_ID", id)
             .env("PGSHOT_POLL_INTERVAL_MS", "200")

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use pgshot_tests::api_process::{create_key, keys_command, ApiProcess};
 use pgshot_tests::site::Site;
 use pgshot_tests::worker_process::WorkerProcess;
-use pgshot_tests::{cluster, Client};
+use pgshot_tests::{cluster, Client, SSRF_CORPUS};
 use serde_json::{json, Value};
 
 struct Setup {
@@ -191,7 +191,10 @@ fn every_client_mistake_gets_its_status_and_error_body_and_never_a_500() {
     assert_error(st, &body, 400, "INVALID_CURSOR");
     // Found by schemathesis: a NUL byte is not text Postgres can take, and it is the client's.
     let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?cursor=%00x"), None);
-    assert_error(st, &body, 400, "INVALID_REQUEST");
+    assert_error(st, &body, 400, "INVALID_CURSOR");
+    // A cursor is a position: a well-formed one that names no job still pages (found by schemathesis).
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?cursor=1-aaaaaaaaaaaaaaaa"), None);
+    assert_eq!((st, body), (200, json!([])), "nothing was created before 1970");
     let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/jobs/a%00b"), None);
     assert_error(st, &body, 400, "INVALID_REQUEST");
     let (_, first_page, _) = call(authed(&s, "GET", "/v1/screenshots/jobs?cursor="), None);
@@ -430,4 +433,38 @@ fn sync_captures_without_a_worker_are_bounded_and_limited() {
     let status_url = body["error"]["details"]["statusUrl"].as_str().unwrap();
     let (st, job, _) = call(ureq::get(status_url).set("X-API-Key", &key), None);
     assert_eq!((st, job["status"].as_str()), (200, Some("QUEUED")), "the job goes on: {job}");
+}
+
+#[test]
+fn every_ssrf_spelling_is_refused_over_rest_for_pages_webhooks_and_bulks() {
+    // The API's default policy and a database without private networks.
+    let name = cluster().fresh_db();
+    let url = cluster().url(&name);
+    let mut db = cluster().connect(&name);
+    let key = create_key(&url, "ssrf");
+    let api = ApiProcess::start(&url, &[]);
+    let post = |path: &str, body: Value| call(ureq::post(&api.url(path)).set("X-API-Key", &key), Some(body));
+    for target in SSRF_CORPUS {
+        let is_web = target.starts_with("http");
+        let code = if is_web { "BLOCKED_URL" } else { "INVALID_URL" };
+        let (st, body, _) = post("/v1/screenshots/async", json!({"url": target}));
+        assert_error(st, &body, 400, code);
+        assert_eq!(body["error"]["details"]["field"], "url", "{target}: {body}");
+        let (st, body, _) = post("/v1/screenshots/async", json!({"url": "https://example.com", "webhookUrl": target}));
+        assert_error(st, &body, 400, code);
+        assert_eq!(body["error"]["details"]["field"], "webhookUrl", "{target}: {body}");
+        let (st, body, _) = post("/v1/screenshots", json!({"url": target}));
+        assert_error(st, &body, 400, code);
+        let (st, body, _) =
+            post("/v1/screenshots/bulk", json!({"urls": [{"url": "https://example.com"}, {"url": target}]}));
+        assert_error(st, &body, 400, code);
+        assert_eq!(body["error"]["details"]["field"], "urls[1].url", "{target}: {body}");
+        let (st, body, _) =
+            post("/v1/screenshots/bulk", json!({"urls": [{"url": "https://example.com"}], "webhookUrl": target}));
+        assert_error(st, &body, 400, code);
+    }
+    let jobs: i64 = db.query_one("SELECT count(*) FROM pgshot.jobs", &[]).unwrap().get(0);
+    let bulks: i64 = db.query_one("SELECT count(*) FROM pgshot.bulks", &[]).unwrap().get(0);
+    assert_eq!((jobs, bulks), (0, 0), "nothing half-written");
+    assert!(!api.log().contains("ERROR"), "a refused URL was logged as a server error:\n{}", api.log());
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pgshot_tests::{cluster, connect_url, db_message, sqlstate, Client};
+use pgshot_tests::{cluster, connect_url, db_message, sqlstate, Client, SSRF_CORPUS};
 use postgres::fallible_iterator::FallibleIterator;
 use serde_json::{json, Value};
 
@@ -715,4 +715,29 @@ fn api_keys_are_stored_hashed_and_own_their_jobs() {
     assert_eq!(revoked, None, "a revoked key owns nothing any more");
     assert_eq!(sqlstate(c.execute("SELECT pgshot.api_key_revoke('key_000000000000')", &[])), NO_DATA_FOUND);
     assert_eq!(sqlstate(c.query("SELECT * FROM pgshot.api_key_create('')", &[])), INVALID_PARAMETER_VALUE);
+}
+
+#[test]
+fn every_ssrf_spelling_is_refused_at_enqueue_as_a_page_and_as_a_webhook() {
+    let mut c = db();
+    for url in SSRF_CORPUS {
+        let (state, message) = db_message(c.query_one("SELECT screenshot_enqueue($1)", &[url]));
+        assert_eq!(state, INVALID_PARAMETER_VALUE, "{url}");
+        assert!(message.starts_with("url "), "{url}: the field is named: {message}");
+        let (state, message) = db_message(
+            c.query_one("SELECT screenshot_enqueue('https://example.com', $1)", &[&json!({"webhookUrl": url})]),
+        );
+        assert_eq!(state, INVALID_PARAMETER_VALUE, "{url}");
+        assert!(message.starts_with("webhookUrl "), "{url}: the field is named: {message}");
+        // One bad request in a bulk writes none of the good ones.
+        let bulk = json!([{"url": "https://example.com/ok"}, {"url": url}]);
+        let (state, message) = db_message(c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&bulk]));
+        assert_eq!(state, INVALID_PARAMETER_VALUE, "{url}");
+        assert!(message.contains("url"), "{url}: {message}");
+    }
+    assert_eq!(count_jobs(&mut c), 0, "nothing half-written");
+    // Non-public literal addresses say what they are.
+    let err = c.query_one("SELECT screenshot_enqueue('http://[::ffff:169.254.169.254]/')", &[]).unwrap_err();
+    let detail = err.as_db_error().and_then(|d| d.detail()).unwrap_or_default().to_string();
+    assert!(detail.contains("link-local"), "{detail}");
 }

@@ -594,3 +594,53 @@ fn an_output_over_the_size_limit_fails_with_its_own_code_and_is_not_retried() {
     let attempts: i32 = c.query_one("SELECT attempt FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0);
     assert_eq!(attempts, 1, "the same page would be as large again");
 }
+
+#[test]
+fn ssrf_through_redirect_chains_frames_and_names_that_resolve_to_loopback_is_refused() {
+    let site = Site::start();
+    let other = Site::start();
+    let receiver = pgshot_tests::receiver::Receiver::start();
+    let (mut c, url) = cluster().fresh_local_db(&["pgshot.retry_backoff = 0", "pgshot.webhook_retry_schedule = '0'"]);
+    let c = &mut c;
+    let chain = enqueue(c, &site.url(&format!("/hop?n=3&port={}", other.port())), json!({"maxAttempts": 1}));
+    let frame = enqueue(
+        c,
+        &site.url(&format!("/frame-from?port={}", other.port())),
+        json!({"viewport": {"width": 300, "height": 300}}),
+    );
+    let name = format!("http://pgshot-ssrf.example:{}/red-page", other.port());
+    let by_name = enqueue(c, &name, json!({"maxAttempts": 1}));
+    let hook_by_name = enqueue(
+        c,
+        &site.url("/plain"),
+        json!({"webhookUrl": format!("http://pgshot-hook.example:{}/hook", receiver.port())}),
+    );
+    // Only the site itself is trusted; the names resolve to 127.0.0.1 in the worker's hosts file.
+    let env = vec![("PGSHOT_ALLOW_DESTINATIONS", format!("127.0.0.1:{}", site.port()))];
+    let hosts = "127.0.0.1 pgshot-ssrf.example\n127.0.0.1 pgshot-hook.example";
+    let worker = WorkerProcess::start_with_hosts(&url, "ssrf-tricks", &env, hosts);
+
+    let job = finished(c, &chain, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "BLOCKED_URL", "a chain of three redirects ending on 127.0.0.1: {job}");
+    let job = finished(c, &by_name, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "BLOCKED_URL", "a public-looking name that resolves to 127.0.0.1: {job}");
+    completed(c, &frame, &worker);
+    let img = Image::decode(&bytes(c, &frame, None));
+    // The frame holds Chromium's error placeholder instead of the private page's red.
+    assert!(!is_close(img.rgb(100, 100), RED), "the private frame was not loaded: {:?}", img.rgb(100, 100));
+
+    completed(c, &hook_by_name, &worker);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let job: Value = c.query_one("SELECT screenshot_job($1)", &[&hook_by_name]).unwrap().get(0);
+        if job["webhook"]["status"] == "FAILED" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "{job}\n{}", worker.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let error = job["webhook"]["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("non-public") && error.contains("127.0.0.1"), "{job}");
+    assert!(receiver.received().is_empty(), "nothing reached the receiver behind the name");
+    assert_eq!(other.connections(), 0, "nothing reached the private site");
+}
