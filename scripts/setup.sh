@@ -32,6 +32,14 @@ if ! grep -qs "^pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; 
   cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
 fi
 
+# schemathesis fuzzes the REST API in the tests (tests/tests/fuzz.rs), from its own virtualenv.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(.pgshot/venv/bin/st --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION into .pgshot/venv"
+  python3 -m venv .pgshot/venv
+  .pgshot/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 say "building and installing the pgshot extension"
 # Installing writes into Postgres's own directories.
 install_cmd=(cargo pgrx install --pg-config "$PG_CONFIG" --package pgshot "$@")
