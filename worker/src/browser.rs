@@ -272,6 +272,35 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// Kills Chromium processes left behind by pgshot workers that no longer run. A worker killed
+/// with SIGKILL (or by the OOM killer) cannot close its browser, whose processes then live on,
+/// holding memory, until a worker on this machine starts again and finds them: their
+/// user-data-dir names the pid of the worker that started them. Returns how many were killed.
+pub fn kill_orphans() -> usize {
+    let prefix = format!("--user-data-dir={}", std::env::temp_dir().join("pgshot-chromium-").display());
+    let is_worker =
+        |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "pgshot-worker");
+    let mut killed = 0;
+    let mut dirs = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let Some(dir) = cmdline.split('\0').find_map(|arg| arg.strip_prefix(&prefix)) else { continue };
+        let owner = dir.split('-').next().unwrap_or_default();
+        if owner.is_empty() || is_worker(owner) {
+            continue;
+        }
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+        dirs.insert(format!("{}{dir}", std::env::temp_dir().join("pgshot-chromium-").display()));
+        killed += 1;
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    killed
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -57,6 +57,13 @@ impl Worker {
 
     /// Claims and runs jobs until `stop` turns true, then drains within `grace`.
     pub async fn run(self: &Arc<Self>, poll: Duration, grace: Duration, mut stop: watch::Receiver<bool>) {
+        let orphans = crate::browser::kill_orphans();
+        if orphans > 0 {
+            tracing::warn!(
+                processes = orphans,
+                "killed Chromium processes left behind by a worker that no longer runs"
+            );
+        }
         if let Err(e) = self.browsers.warm_up().await {
             tracing::warn!(error = %e, "chromium did not start; will retry with the first job");
         }
