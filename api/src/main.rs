@@ -74,6 +74,9 @@ struct ServeArgs {
     /// Besides a page's timeout and delay, seconds a sync capture waits for a worker to finish it.
     #[arg(long, env = "PGSHOT_SYNC_WAIT_SECONDS", default_value_t = 60, global = true)]
     sync_wait_seconds: u64,
+    /// The longest, in seconds, that any sync capture waits before answering 503 NOT_FINISHED.
+    #[arg(long, env = "PGSHOT_SYNC_MAX_WAIT_SECONDS", default_value_t = 180, global = true)]
+    sync_max_wait_seconds: u64,
     /// Accept jobs whose URL or webhook is a loopback or private address.
     #[arg(long, env = "PGSHOT_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     allow_private_networks: bool,
@@ -114,6 +117,7 @@ fn state(args: &ServeArgs, database_url: &str) -> Result<Arc<State>, String> {
         completions: Arc::new(completion::Completions::default()),
         sync_slots: tokio::sync::Semaphore::new(args.max_sync_waiting),
         sync_allowance: std::time::Duration::from_secs(args.sync_wait_seconds),
+        sync_limit: std::time::Duration::from_secs(args.sync_max_wait_seconds),
         public_url,
         policy: NetworkPolicy { allow_private_networks: args.allow_private_networks },
         jobs_created: AtomicU64::new(0),
@@ -136,6 +140,7 @@ pub fn spec() -> String {
         allow_private_networks: false,
         max_sync_waiting: 64,
         sync_wait_seconds: 60,
+        sync_max_wait_seconds: 180,
     };
     let state = state(&args, "host=localhost").expect("a pool can be built without connecting");
     openapi_service(state).spec()

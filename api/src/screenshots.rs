@@ -103,6 +103,9 @@ pub struct State {
     pub sync_slots: Semaphore,
     /// Besides the page's timeout and delay, how long a sync capture waits for a worker.
     pub sync_allowance: Duration,
+    /// The longest any sync capture waits, whatever its page's timeout and delay (a proxy in
+    /// front of the API may cut connections sooner).
+    pub sync_limit: Duration,
     /// Base of `statusUrl` (and, through the extension, of `resultUrl`).
     pub public_url: String,
     pub policy: NetworkPolicy,
@@ -112,8 +115,6 @@ pub struct State {
 pub struct ScreenshotsApi(pub Arc<State>);
 
 const MAX_PAGE: i64 = 100;
-/// The longest any sync capture waits.
-const SYNC_LIMIT: Duration = Duration::from_secs(180);
 /// URLs in one bulk request (DESIGN §5).
 const MAX_BULK_URLS: i32 = 100;
 
@@ -183,7 +184,7 @@ impl ScreenshotsApi {
         let request = JobRequest::parse(&url, &body, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
         let page = Duration::from_millis(request.options.timeout.unwrap_or(30_000) as u64);
         let delay = Duration::from_millis(request.options.delay.unwrap_or(0) as u64);
-        let deadline = Instant::now() + (page + delay + self.0.sync_allowance).min(SYNC_LIMIT);
+        let deadline = Instant::now() + (page + delay + self.0.sync_allowance).min(self.0.sync_limit);
         let created = self.0.db.enqueue(&rid, &owner, &url, &body).await?;
         let id = created["id"].as_str().unwrap_or_default().to_string();
         let waiter = self.0.completions.wait_for(&id);

@@ -409,14 +409,19 @@ fn sync_captures_without_a_worker_are_bounded_and_limited() {
             ("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into()),
             ("PGSHOT_MAX_SYNC_WAITING", "1".into()),
             ("PGSHOT_SYNC_WAIT_SECONDS", "1".into()),
+            ("PGSHOT_SYNC_MAX_WAIT_SECONDS", "3".into()),
         ],
     );
     let post = |key: String, base: String| {
         std::thread::spawn(move || {
-            call(
+            let started = Instant::now();
+            // A minute's page timeout, cut to the API's three-second limit.
+            let answer = call(
                 ureq::post(&format!("{base}/v1/screenshots")).set("X-API-Key", &key),
-                Some(json!({"url": "http://127.0.0.1:9/", "timeout": 2000})),
-            )
+                Some(json!({"url": "http://127.0.0.1:9/", "timeout": 60000})),
+            );
+            assert!(started.elapsed() < Duration::from_secs(30), "PGSHOT_SYNC_MAX_WAIT_SECONDS bounds the wait");
+            answer
         })
     };
     let first = post(key.clone(), api.base.clone());

@@ -24,7 +24,12 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec() {
         (cluster().connect(&name), cluster().url(&name))
     };
     let key = create_key(&url, "fuzz");
-    let api = ApiProcess::start(&url, &[("PGSHOT_SYNC_WAIT_SECONDS", "2".into())]);
+    // Sync captures are bounded to a few seconds, so that a job that cannot finish (a name whose
+    // lookup is slow on this network, say) costs the run seconds, not minutes.
+    let api = ApiProcess::start(
+        &url,
+        &[("PGSHOT_SYNC_WAIT_SECONDS", "2".into()), ("PGSHOT_SYNC_MAX_WAIT_SECONDS", "4".into())],
+    );
     let worker = WorkerProcess::start(&url, "fuzz", &[]);
 
     let report = std::env::temp_dir().join(format!("pgshot-schemathesis-{}.log", std::process::id()));
