@@ -10,9 +10,8 @@ run:
 test:
 	scripts/test.sh
 
-# Benchmarks (not part of CI): the queue alone and rendering, on release builds and a durable
-# Postgres cluster; prints a table and rewrites BENCHMARKS.md.
+# Benchmarks (not part of CI): the queue alone against pgmq and graphile-worker, rendering against
+# a bare Chromium loop and the per-page CLI, on release builds and a durable Postgres cluster;
+# prints a table, draws bench/charts/*.png and rewrites BENCHMARKS.md.
 bench:
-	scripts/setup.sh --release
-	cargo build --release -p pgshot-worker -p pgshot-bench
-	PGSHOT_BINARIES=target/release PGSHOT_CLUSTER_DURABLE=1 target/release/pgshot-bench
+	scripts/bench.sh

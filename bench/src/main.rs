@@ -1,29 +1,40 @@
-//! `make bench`: the queue alone (SQL API driven directly) and rendering (pgshot end to end
-//! against a bare chromiumoxide loop on a warm tab and the naive `chromium --screenshot` per page),
-//! all on this machine in one run. Prints a table and rewrites BENCHMARKS.md.
+//! `make bench`: the queue alone (pgshot, pgmq and graphile-worker on the same Postgres) and
+//! rendering (pgshot end to end against a bare chromiumoxide loop on a warm tab and the naive
+//! `chromium --screenshot` per page), all on this machine in one run. Prints a table, draws
+//! bench/charts/*.png and rewrites BENCHMARKS.md.
+
+mod charts;
+mod queues;
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use pgshot_tests::site::Site;
-use pgshot_tests::worker_process::WorkerProcess;
-use pgshot_tests::{cluster, connect_url, Client};
+use pgshot_tests::worker_process::{descendants, WorkerProcess};
+use pgshot_tests::{cluster, Client};
 use serde_json::{json, Value};
 
 struct Report {
     rows: Vec<(String, String, String)>,
+    verdicts: Vec<String>,
 }
 
 impl Report {
     fn add(&mut self, section: &str, what: &str, value: String) {
-        println!("{section:<10} {what:<58} {value}");
+        println!("{section:<10} {what:<66} {value}");
         self.rows.push((section.into(), what.into(), value));
+    }
+
+    fn verdict(&mut self, target: &str, met: bool, measured: String) {
+        let line = format!("- **{target}: {}** ({measured})", if met { "met" } else { "missed" });
+        println!("{line}");
+        self.verdicts.push(line);
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -31,271 +42,181 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
     v
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
-    let mut report = Report { rows: Vec::new() };
-    println!("{:<10} {:<58} value", "section", "measure");
-    queue_alone(&mut report, scale);
-    rendering(&mut report, scale);
+    let mut report = Report { rows: Vec::new(), verdicts: Vec::new() };
+    println!("{:<10} {:<66} value", "section", "measure");
+    let queues = queue_alone(&mut report, scale);
+    let latencies = rendering(&mut report, scale);
+    memory_run(&mut report, scale);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts");
+    std::fs::create_dir_all(&dir).expect("create bench/charts");
+    charts::throughput(&dir.join("throughput.png"), &queues).expect("draw the throughput chart");
+    charts::latency(&dir.join("latency.png"), &latencies).expect("draw the latency chart");
     write_markdown(&report, quick);
 }
 
-fn fresh() -> (Client, String) {
-    cluster().fresh_local_db(&[])
-}
-
-fn queue_alone(report: &mut Report, scale: usize) {
+fn queue_alone(report: &mut Report, scale: usize) -> Vec<queues::Figures> {
     let s = "queue";
-    // Enqueue, one statement per job.
-    let (mut c, _) = fresh();
-    let n = 5000 / scale;
-    let t = Instant::now();
-    for i in 0..n {
-        c.query_one("SELECT screenshot_enqueue($1)", &[&format!("https://example.com/{i}")]).unwrap();
-    }
-    report.add(
-        s,
-        &format!("enqueue, single statements ({n} jobs)"),
-        format!("{:.0} jobs/s", n as f64 / t.elapsed().as_secs_f64()),
-    );
-
-    // Enqueue, batched.
-    let (mut c, _) = fresh();
-    let batches = 20 / scale.min(10);
-    let t = Instant::now();
-    for b in 0..batches {
-        let requests: Vec<Value> = (0..1000).map(|i| json!({"url": format!("https://example.com/{b}/{i}")})).collect();
-        c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap();
-    }
-    let jobs = batches * 1000;
-    report.add(
-        s,
-        &format!("enqueue, bulk of 1000 ({jobs} jobs)"),
-        format!("{:.0} jobs/s", jobs as f64 / t.elapsed().as_secs_f64()),
-    );
-
-    // Claim + complete with 1, 2, 4, 8 workers.
-    for workers in [1, 2, 4, 8] {
-        let (mut c, url) = fresh();
-        let total = 20_000 / scale;
-        for b in 0..total / 1000 {
-            let requests: Vec<Value> =
-                (0..1000).map(|i| json!({"url": format!("https://example.com/{b}/{i}")})).collect();
-            c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap();
-        }
-        let barrier = Arc::new(Barrier::new(workers + 1));
-        let threads: Vec<_> = (0..workers)
-            .map(|w| {
-                let url = url.clone();
-                let barrier = barrier.clone();
-                std::thread::spawn(move || {
-                    let mut c = connect_url(&url);
-                    let claim = c.prepare("SELECT id, attempt FROM screenshot_claim($1, 10, '5 minutes')").unwrap();
-                    let complete = c
-                        .prepare(
-                            "SELECT screenshot_complete($1, $2, $3, '{}', \
-                             ARRAY[ROW('screenshot', 'screenshot', 'image/png', '\\x00'::bytea, '{}')::pgshot.output])",
-                        )
-                        .unwrap();
-                    let worker = format!("bench-{w}");
-                    barrier.wait();
-                    loop {
-                        let batch = c.query(&claim, &[&worker]).unwrap();
-                        if batch.is_empty() {
-                            return;
-                        }
-                        for row in batch {
-                            let (id, attempt): (String, i32) = (row.get(0), row.get(1));
-                            c.execute(&complete, &[&id, &worker, &attempt]).unwrap();
-                        }
-                    }
-                })
-            })
-            .collect();
-        barrier.wait();
-        let t = Instant::now();
-        for th in threads {
-            th.join().unwrap();
-        }
-        let rate = total as f64 / t.elapsed().as_secs_f64();
-        report.add(
-            s,
-            &format!("claim+complete, {workers} worker(s), {total} jobs, claims of 10"),
-            format!("{rate:.0} jobs/s"),
-        );
-        if workers == 8 {
-            c.batch_execute("SELECT pg_stat_force_next_flush()").ok();
-            std::thread::sleep(Duration::from_millis(600));
-            let row = c
-                .query_one(
-                    "SELECT pg_size_pretty(pg_total_relation_size('pgshot.jobs')), n_live_tup, n_dead_tup \
-                     FROM pg_stat_user_tables WHERE relid = 'pgshot.jobs'::regclass",
-                    &[],
-                )
-                .unwrap();
+    let figures = queues::measure_all(scale);
+    let pgshot = &figures[0];
+    for q in &figures {
+        let n = q.name;
+        report.add(s, &format!("{n}: enqueue, one statement per job"), format!("{:.0} jobs/s", q.enqueue_single));
+        report.add(s, &format!("{n}: enqueue, 1000 jobs per statement"), format!("{:.0} jobs/s", q.enqueue_bulk));
+        for (workers, rate) in &q.throughput {
             report.add(
                 s,
-                "pgshot.jobs after the 8-worker run (size, live, dead tuples)",
-                format!("{}, {}, {}", row.get::<_, String>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)),
+                &format!("{n}: claim+complete, {workers} worker(s), {} jobs", 20_000 / scale),
+                format!("{rate:.0} jobs/s"),
             );
         }
-    }
-
-    // Enqueue-to-claim latency through LISTEN/NOTIFY, at a low and a moderate arrival rate.
-    for rate in [20.0, 200.0] {
-        let (_c, url) = fresh();
-        let n = (if rate < 100.0 { 200 } else { 1000 }) / scale;
-        let listener_url = url.clone();
-        let ready = Arc::new(Barrier::new(2));
-        let ready2 = ready.clone();
-        let claimer = std::thread::spawn(move || {
-            let mut l = connect_url(&listener_url);
-            l.batch_execute("LISTEN pgshot_jobs").unwrap();
-            let mut c = connect_url(&listener_url);
-            let claim = c
-                .prepare(
-                    "SELECT (extract(epoch FROM (clock_timestamp() - created_at)) * 1000)::float8 \
-                     FROM screenshot_claim('latency', 100, '5 minutes')",
-                )
-                .unwrap();
-            ready2.wait();
-            let mut latencies = Vec::new();
-            while latencies.len() < n {
-                // A wake-up, then claim everything that is there.
-                let mut it = l.notifications();
-                let _ = postgres::fallible_iterator::FallibleIterator::next(
-                    &mut it.timeout_iter(Duration::from_millis(200)),
-                );
-                drop(it);
-                for row in c.query(&claim, &[]).unwrap() {
-                    latencies.push(row.get::<_, f64>(0));
-                }
-            }
-            latencies
-        });
-        ready.wait();
-        let mut c = connect_url(&url);
-        let gap = Duration::from_secs_f64(1.0 / rate);
-        let start = Instant::now();
-        for i in 0..n {
-            let due = start + gap * i as u32;
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            c.query_one("SELECT screenshot_enqueue($1)", &[&format!("https://example.com/{i}")]).unwrap();
+        for (rate, p50, p99) in &q.latency {
+            report.add(
+                s,
+                &format!("{n}: enqueue-to-claim at {rate:.0} jobs/s, p50 / p99"),
+                format!("{p50:.2} ms / {p99:.2} ms"),
+            );
         }
-        let lat = sorted(claimer.join().unwrap());
+        report.add(s, &format!("{n}: queue table after the 8-worker run"), q.table.clone());
+        if let Some(profile) = &q.profile {
+            report.add(s, &format!("{n}: time per job in claim / in complete (1 worker)"), profile.clone());
+        }
+    }
+    for q in &figures[1..] {
+        let ratios: Vec<String> = pgshot
+            .throughput
+            .iter()
+            .zip(&q.throughput)
+            .map(|((w, mine), (_, theirs))| format!("{w}: {:.2}", mine / theirs))
+            .collect();
+        report.add(s, &format!("pgshot / {} claim+complete throughput, by workers", q.name), ratios.join(", "));
         report.add(
             s,
-            &format!("enqueue-to-claim via LISTEN at {rate:.0} jobs/s ({n} jobs): p50 / p99"),
-            format!("{:.2} ms / {:.2} ms", percentile(&lat, 0.5), percentile(&lat, 0.99)),
+            &format!("pgshot / {} enqueue rate, single / bulk", q.name),
+            format!("{:.2} / {:.2}", pgshot.enqueue_single / q.enqueue_single, pgshot.enqueue_bulk / q.enqueue_bulk),
         );
     }
+    let worst_p50 = pgshot.latency.iter().map(|l| l.1).fold(0.0, f64::max);
+    report.verdict("Enqueue-to-claim p50 under 5 ms", worst_p50 < 5.0, format!("p50 at most {worst_p50:.2} ms"));
+    for q in &figures[1..] {
+        let behind: Vec<String> = pgshot
+            .throughput
+            .iter()
+            .zip(&q.throughput)
+            .filter(|((_, mine), (_, theirs))| mine < theirs)
+            .map(|((w, mine), (_, theirs))| format!("{w} workers: {:.2}x", mine / theirs))
+            .collect();
+        let measured = if behind.is_empty() {
+            "at every worker count".to_string()
+        } else {
+            format!("behind at {}", behind.join(", "))
+        };
+        report.verdict(&format!("Claim+complete throughput at least {}'s", q.name), behind.is_empty(), measured);
+    }
+    figures
 }
 
-fn rendering(report: &mut Report, scale: usize) {
+/// One page of the rendering benchmark: a name and a path on the test site.
+const PAGES: [(&str, &str); 3] = [("small", "/plain"), ("tall", "/tall"), ("images", "/gallery")];
+
+fn worker_env(concurrency: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".to_string()),
+        ("PGSHOT_WORKER_CONCURRENCY", concurrency.to_string()),
+        ("RUST_LOG", "info,pgshot_worker::render=debug,chromiumoxide=error".to_string()),
+    ]
+}
+
+/// Returns the small page's latencies (ms) per way of rendering, for the chart.
+fn rendering(report: &mut Report, scale: usize) -> Vec<(&'static str, Vec<f64>)> {
     let s = "render";
     let site = Site::start();
-    let page = site.url("/plain");
-
-    // The ceiling: a bare chromiumoxide loop on a warm browser, one reused tab.
     let n = 40 / scale.min(4);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let bare = runtime.block_on(bare_loop(&page, n));
-    report.add(
-        s,
-        &format!("bare chromiumoxide, warm tab, navigate+PNG 1920x1080 ({n} pages): p50"),
-        format!("{:.0} ms ({:.0} pages/min)", percentile(&bare, 0.5), 60_000.0 / percentile(&bare, 0.5)),
-    );
-
-    // The naive way: a new Chromium per page.
     let m = 6 / scale.min(3);
-    let mut cli = Vec::new();
-    for i in 0..m {
-        let out = std::env::temp_dir().join(format!("pgshot-bench-{i}.png"));
-        let t = Instant::now();
-        let status = Command::new("/usr/bin/chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ])
-            .args([
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--hide-scrollbars",
-                "--window-size=1920,1080",
-            ])
-            .arg(format!("--user-data-dir={}", std::env::temp_dir().join(format!("pgshot-bench-cli-{i}")).display()))
-            .arg(format!("--screenshot={}", out.display()))
-            .arg(&page)
-            .output()
-            .expect("run chromium");
-        assert!(status.status.success(), "chromium --screenshot failed");
-        cli.push(t.elapsed().as_secs_f64() * 1000.0);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut chart = Vec::new();
+    for (name, path) in PAGES {
+        let page = site.url(path);
+        // The ceiling: a bare chromiumoxide loop on a warm browser, one reused tab.
+        let bare = runtime.block_on(bare_loop(&page, n));
+        // The naive way: a new Chromium per page.
+        let cli = cli_loop(&page, m);
+        // pgshot end to end, one job at a time, on a warm worker.
+        let (mut c, url) = cluster().fresh_local_db(&[]);
+        let worker = WorkerProcess::start(&url, &format!("bench-{name}"), &worker_env(1));
+        assert!(enqueue_and_wait(&mut c, &page).is_some(), "warm-up failed:\n{}", worker.log());
+        let e2e = sorted((0..n).map(|_| enqueue_and_wait(&mut c, &page).expect("completed")).collect());
+        let phases = phase_medians(&worker.log());
+        drop(worker);
+        let (p50, bare50, cli50) = (percentile(&e2e, 0.5), percentile(&bare, 0.5), percentile(&cli, 0.5));
+        report.add(
+            s,
+            &format!("{name} page: bare chromiumoxide, warm reused tab ({n} pages), p50"),
+            format!("{bare50:.0} ms"),
+        );
+        report.add(
+            s,
+            &format!("{name} page: chromium --headless --screenshot per page ({m} pages), p50"),
+            format!("{cli50:.0} ms"),
+        );
+        report.add(
+            s,
+            &format!("{name} page: pgshot enqueue -> COMPLETED, one at a time ({n} jobs), p50 / p95"),
+            format!("{p50:.0} ms / {:.0} ms", percentile(&e2e, 0.95)),
+        );
+        report.add(
+            s,
+            &format!("{name} page: pgshot's render phases, p50 (prepare / load / outputs)"),
+            format!(
+                "{:.0} / {:.0} / {:.0} ms, the rest {:.0} ms",
+                phases[0],
+                phases[1],
+                phases[2],
+                p50 - phases.iter().sum::<f64>()
+            ),
+        );
+        report.add(s, &format!("{name} page: pgshot p50 / bare p50"), format!("{:.2}x", p50 / bare50));
+        report.add(s, &format!("{name} page: CLI p50 / pgshot p50"), format!("{:.2}x", cli50 / p50));
+        if name == "small" {
+            report.verdict(
+                "End-to-end p50 within 15 % of the warm reused tab",
+                p50 <= bare50 * 1.15,
+                format!("small page {p50:.0} ms against {bare50:.0} ms, {:.2}x", p50 / bare50),
+            );
+            report.verdict(
+                "At least 8x faster than the per-page CLI",
+                cli50 >= p50 * 8.0,
+                format!("small page {cli50:.0} ms against {p50:.0} ms, {:.2}x", cli50 / p50),
+            );
+            chart = vec![
+                ("pgshot end to end", e2e.clone()),
+                ("bare warm tab", bare.clone()),
+                ("chromium CLI", cli.clone()),
+            ];
+        }
     }
-    let cli = sorted(cli);
-    report.add(
-        s,
-        &format!("chromium --headless --screenshot per page ({m} pages): p50"),
-        format!("{:.0} ms ({:.0} pages/min)", percentile(&cli, 0.5), 60_000.0 / percentile(&cli, 0.5)),
-    );
 
-    // pgshot end to end: one job at a time (latency), then a batch per concurrency (throughput).
-    let (mut c, url) = fresh();
-    let env = |conc: u32| {
-        vec![("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".to_string()), ("PGSHOT_WORKER_CONCURRENCY", conc.to_string())]
-    };
-    let worker = WorkerProcess::start(&url, "bench-seq", &env(1));
-    let warm = enqueue_and_wait(&mut c, &page);
-    assert!(warm.is_some(), "{}", worker.log());
-    let mut e2e = Vec::new();
-    for _ in 0..n {
-        e2e.push(enqueue_and_wait(&mut c, &page).expect("completed"));
-    }
-    drop(worker);
-    let e2e = sorted(e2e);
-    let p50 = percentile(&e2e, 0.5);
-    report.add(
-        s,
-        &format!("pgshot enqueue -> COMPLETED, one at a time ({n} jobs): p50 / p95"),
-        format!("{p50:.0} ms / {:.0} ms", percentile(&e2e, 0.95)),
-    );
-    report.add(s, "pgshot p50 / bare warm-tab p50", format!("{:.2}x", p50 / percentile(&bare, 0.5)));
-    report.add(s, "naive CLI p50 / pgshot p50", format!("{:.1}x", percentile(&cli, 0.5) / p50));
-
+    // Throughput and latency under load, at concurrency 1, 2 and 4.
+    let page = site.url("/plain");
     for conc in [1u32, 2, 4] {
-        let (mut c, url) = fresh();
+        let (mut c, url) = cluster().fresh_local_db(&[]);
         let jobs = (60 / scale.min(6)) as i64;
-        let worker = WorkerProcess::start(&url, &format!("bench-c{conc}"), &env(conc));
+        let worker = WorkerProcess::start(&url, &format!("bench-c{conc}"), &worker_env(conc));
         enqueue_and_wait(&mut c, &page).expect("warm-up");
         let requests: Vec<Value> = (0..jobs).map(|i| json!({"url": format!("{page}?n={i}")})).collect();
         let t = Instant::now();
         c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap();
-        let mut peak_chromium_kb = 0;
-        loop {
-            let done: i64 = c
-                .query_one("SELECT count(*) FROM pgshot.jobs WHERE status IN ('COMPLETED', 'FAILED')", &[])
-                .unwrap()
-                .get(0);
-            peak_chromium_kb = peak_chromium_kb.max(rss_kb(&pgshot_tests::worker_process::descendants(worker.pid())));
-            if done > jobs {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_all(&mut c, jobs + 1, || {});
         let elapsed = t.elapsed().as_secs_f64();
-        let lat: Vec<f64> = c
-            .query(
+        let lat = sorted(
+            c.query(
                 "SELECT (extract(epoch FROM completed_at - created_at) * 1000)::float8 FROM pgshot.jobs \
                  WHERE status = 'COMPLETED' AND url LIKE '%?n=%'",
                 &[],
@@ -303,12 +224,12 @@ fn rendering(report: &mut Report, scale: usize) {
             .unwrap()
             .iter()
             .map(|r| r.get::<_, f64>(0))
-            .collect();
-        let lat = sorted(lat);
-        let worker_kb = status_kb(worker.pid(), "VmHWM:");
+            .collect(),
+        );
+        drop(worker);
         report.add(
             s,
-            &format!("pgshot, concurrency {conc}, {jobs} jobs at once: throughput"),
+            &format!("pgshot, concurrency {conc}, {jobs} small pages at once: throughput"),
             format!("{:.0} screenshots/min", jobs as f64 * 60.0 / elapsed),
         );
         report.add(
@@ -316,12 +237,100 @@ fn rendering(report: &mut Report, scale: usize) {
             &format!("pgshot, concurrency {conc}: enqueue -> COMPLETED p50 / p95 (queueing included)"),
             format!("{:.0} ms / {:.0} ms", percentile(&lat, 0.5), percentile(&lat, 0.95)),
         );
-        report.add(
-            s,
-            &format!("pgshot, concurrency {conc}: peak worker RSS / peak Chromium RSS (sum)"),
-            format!("{} MiB / {} MiB", worker_kb / 1024, peak_chromium_kb / 1024),
-        );
     }
+    chart
+}
+
+/// 500 jobs over the three pages at concurrency 2: throughput, and the worker's and Chromium's
+/// memory sampled all along.
+fn memory_run(report: &mut Report, scale: usize) {
+    let s = "memory";
+    let site = Site::start();
+    let jobs = 500 / scale as i64;
+    let (mut c, url) = cluster().fresh_local_db(&[]);
+    let worker = WorkerProcess::start(&url, "bench-memory", &worker_env(2));
+    enqueue_and_wait(&mut c, &site.url("/plain")).expect("warm-up");
+    let start_kb = status_kb(worker.pid(), "VmRSS:");
+    let requests: Vec<Value> =
+        (0..jobs).map(|i| json!({"url": site.url(&format!("{}?n={i}", PAGES[i as usize % 3].1))})).collect();
+    let t = Instant::now();
+    c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap();
+    let mut peak_chromium_kb = 0;
+    let mut peak_worker_kb = 0;
+    wait_all(&mut c, jobs + 1, || {
+        peak_chromium_kb = peak_chromium_kb.max(rss_kb(&descendants(worker.pid())));
+        peak_worker_kb = peak_worker_kb.max(status_kb(worker.pid(), "VmRSS:"));
+    });
+    let elapsed = t.elapsed().as_secs_f64();
+    let end_kb = status_kb(worker.pid(), "VmRSS:");
+    let failed: i64 = c.query_one("SELECT count(*) FROM pgshot.jobs WHERE status = 'FAILED'", &[]).unwrap().get(0);
+    report.add(
+        s,
+        &format!("{jobs} jobs (small, tall, images), concurrency 2: throughput, failed"),
+        format!("{:.0} screenshots/min, {failed} failed", jobs as f64 * 60.0 / elapsed),
+    );
+    report.add(
+        s,
+        "worker RSS: after warm-up / peak / at the end",
+        format!("{} / {} / {} MiB", start_kb / 1024, peak_worker_kb / 1024, end_kb / 1024),
+    );
+    report.add(s, "Chromium RSS (all its processes), peak", format!("{} MiB", peak_chromium_kb / 1024));
+}
+
+/// Polls until `n` jobs are finished, calling `sample` every 100 ms.
+fn wait_all(c: &mut Client, n: i64, mut sample: impl FnMut()) {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let done: i64 = c
+            .query_one("SELECT count(*) FROM pgshot.jobs WHERE status IN ('COMPLETED', 'FAILED')", &[])
+            .unwrap()
+            .get(0);
+        sample();
+        if done >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {done} of {n} jobs finished in an hour");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Medians of the worker's `render phases` debug lines: prepare, load and outputs, in ms.
+fn phase_medians(log: &str) -> [f64; 3] {
+    let field = |line: &str, key: &str| -> Option<f64> {
+        line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    };
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
+    for line in log.lines().filter(|l| l.contains("render phases")) {
+        for (i, key) in ["prepare_ms", "load_ms", "outputs_ms"].iter().enumerate() {
+            if let Some(v) = field(line, key) {
+                phases[i].push(v);
+            }
+        }
+    }
+    phases.map(|v| percentile(&sorted(v), 0.5))
+}
+
+fn cli_loop(page: &str, m: usize) -> Vec<f64> {
+    let mut times = Vec::new();
+    for i in 0..m {
+        let out = std::env::temp_dir().join(format!("pgshot-bench-{i}.png"));
+        let profile = std::env::temp_dir().join(format!("pgshot-bench-cli-{}-{i}", std::process::id()));
+        let t = Instant::now();
+        let status = Command::new("/usr/bin/chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            .args(["--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+            .args(["--hide-scrollbars", "--window-size=1920,1080"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--screenshot={}", out.display()))
+            .arg(page)
+            .output()
+            .expect("run chromium");
+        assert!(status.status.success(), "chromium --screenshot failed");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        let _ = std::fs::remove_dir_all(profile);
+        let _ = std::fs::remove_file(out);
+    }
+    sorted(times)
 }
 
 /// Enqueues one job and polls until it completes; its enqueue-to-completion time in ms.
@@ -406,27 +415,33 @@ fn rss_kb(pids: &[u32]) -> u64 {
     pids.iter().map(|p| status_kb(*p, "VmRSS:")).sum()
 }
 
-/// What the numbers mean against the targets of issue 6, and where the time goes.
+/// Why the missed targets are missed, from the profile rows of the table.
 const ANALYSIS: &str = "
-## Against the targets
+## Where the time goes
 
-- **Enqueue-to-claim p50 under 5 ms: met** (about 1.5-1.9 ms through LISTEN/NOTIFY, p99 under 10 ms).
-- **End-to-end p50 within 15 % of the warm-tab ceiling: missed** (about 4x). Where a job's time goes, from
-  `RUST_LOG=pgshot_worker=debug` (the worker logs `render phases`): preparing the tab is now 0 ms for
-  default requests (tabs are opened ahead with the default viewport); the page load in the job's fresh
-  browser context takes 240-330 ms, against 150 ms for navigate *and* capture in the reused tab; the
-  capture takes 130-160 ms, as in the ceiling. The difference is per-job isolation: a new context has no
-  connection, no cache and a renderer that has not loaded the site yet, and every connection goes
-  through the job's egress proxy. The queue itself (claim, heartbeat, complete with the bytes) costs
-  about 15-25 ms per job.
-- **At least 8x faster than the naive per-page CLI: missed** (about 1.7x): the CLI's 1 s is mostly
-  Chromium's start, and pgshot's 0.6 s is mostly the fresh-context load above.
-- **Claim+complete throughput against pgmq and graphile-worker: not measured yet.** pgshot's own figure
-  is above; each claim and each complete is its own transaction, with fsync on.
-- Dead tuples: each job is updated twice (claim, complete); autovacuum keeps the table near its live size.
+**Rendering.** The `render phases` rows come from the worker's own debug log
+(`RUST_LOG=pgshot_worker::render=debug`): *prepare* is the tab's set-up for the job's options (0 ms for
+default requests: tabs are opened ahead with the default viewport), *load* is the navigation in the
+job's fresh browser context through its egress proxy, *outputs* is the capture and encoding, and *the
+rest* is the queue around them (NOTIFY wake-up, claim, handing the tab over, storing the bytes in
+`complete`, the context's disposal) plus the test's 2 ms polling. The bare loop reuses one tab in one
+context: its connection, cache and renderer are warm, and nothing is isolated between pages. pgshot
+gives every job a new context (no cookies, storage, cache or connections shared between jobs) and a
+proxy that enforces the SSRF policy; that isolation is the gap on the small page, and it is kept on
+purpose. The CLI pays a whole Chromium start per page, which pgshot does not, but the fresh-context
+load keeps pgshot well short of the 8x target on a page this small; on pages that take longer to
+load or capture the ratios close up (see the tall page and the page with images).
 
-Not measured yet (issue 6 stays open for them): the same queue workloads through pgmq and
-graphile-worker, a 500-job memory run, and charts.
+**Queue.** The `time per job in claim / in complete` rows split one worker's wall time. pgshot's
+complete is one transaction that moves the job to COMPLETED with its state and attempt checked,
+inserts its output row (the bytes), writes the webhook outbox row when there is a webhook, and
+notifies `pgshot_job_done` (what sync captures and the API wait on); pgmq's archive moves one row
+between two tables; graphile-worker deletes the row. The extra work is what makes a pgshot job
+observable and its result durable in the same table, and it is the difference in throughput.
+
+**Bloat.** Each pgshot job is updated twice (claim, complete) and kept; autovacuum keeps the
+dead tuples in check during the run. pgmq archives (insert + delete) and graphile-worker deletes, so
+their queue tables end empty with dead tuples until vacuum.
 ";
 
 fn write_markdown(report: &Report, quick: bool) {
@@ -441,19 +456,28 @@ fn write_markdown(report: &Report, quick: bool) {
     let mem = text("sh", &["-c", "free -g | awk '/Mem:/ {print $2}'"]);
     let pg = text("/usr/lib/postgresql/15/bin/postgres", &["--version"]);
     let chromium = text("/usr/bin/chromium", &["--version"]);
+    let node = text("node", &["--version"]);
     let cpu = text("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]);
     let mut md = String::from("# pgshot benchmarks\n\n");
     let _ = writeln!(
         md,
-        "Produced by `make bench` ({}), all measures in one run on one machine: {cores} cores ({}), {mem} GiB, {pg}, {chromium}. \
-         Postgres is a local cluster with default durability (fsync and synchronous_commit on). \
-         The queue is driven through the SQL API directly (no renderer); rendering uses a small local page at 1920x1080.\n",
-        if quick { "`--quick`: a tenth of the work" } else { "full size" },
+        "Produced by `make bench`{}, all measures in one run on one machine: {cores} cores ({}), {mem} GiB, \
+         {pg}, {chromium}, Node.js {node} for graphile-worker 0.16.6, pgmq 1.11 (SQL-only, from the pgmq crate 0.33.7). \
+         Postgres is one local cluster with default durability (fsync and synchronous_commit on); each queue and \
+         each measure gets a fresh database in it. The queue is driven with no-op jobs (pgshot and pgmq through \
+         their SQL functions by the same client code, graphile-worker by its own runner); rendering uses pages \
+         served on 127.0.0.1 at 1920x1080, viewport captures.\n",
+        if quick { " --quick (a tenth of the work: `target/release/pgshot-bench --quick`)" } else { " (full size)" },
         cpu.trim()
     );
     md.push_str("| section | measure | value |\n|---|---|---|\n");
     for (section, what, value) in &report.rows {
         let _ = writeln!(md, "| {section} | {what} | {value} |");
+    }
+    md.push_str("\n## Charts\n\n![claim+complete throughput against workers](bench/charts/throughput.png)\n\n");
+    md.push_str("![latency distribution, small page](bench/charts/latency.png)\n\n## Against the targets\n\n");
+    for v in &report.verdicts {
+        let _ = writeln!(md, "{v}");
     }
     md.push_str(ANALYSIS);
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md"), md).expect("write BENCHMARKS.md");

@@ -99,6 +99,13 @@ fn serve(mut stream: TcpStream, port: u16) {
             ),
             String::new(),
         ),
+        // Six images from this site, for the benchmarks' page with images.
+        "/gallery" => {
+            let images: String = (0..6)
+                .map(|i| format!("<img src=\"/red.svg?i={i}\" width=\"300\" height=\"300\" style=\"margin:8px\">"))
+                .collect();
+            ("200 OK", html, page("Gallery", "", &format!("<h1>Gallery</h1>{images}")), String::new())
+        }
         "/red.svg" => ("200 OK", "image/svg+xml", RED_SVG.to_string(), String::new()),
         "/box" => (
             "200 OK",

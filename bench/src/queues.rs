@@ -1,0 +1,311 @@
+//! The queue alone, through pgshot, pgmq and graphile-worker: the same workloads on the same
+//! Postgres cluster in one run. pgshot and pgmq are driven through their SQL functions by the same
+//! client code; graphile-worker's jobs can only be claimed by its own runner, so a small Node
+//! script (bench/graphile/queue.js) runs it with a no-op task.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use pgshot_tests::{cluster, connect_url, Client};
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::{percentile, sorted};
+
+/// One queue's figures, for the table and the charts.
+pub struct Figures {
+    pub name: &'static str,
+    pub enqueue_single: f64,
+    pub enqueue_bulk: f64,
+    /// (workers, jobs per second)
+    pub throughput: Vec<(usize, f64)>,
+    /// (arrival rate, p50 ms, p99 ms)
+    pub latency: Vec<(f64, f64, f64)>,
+    /// The queue table after the 8-worker run: size, live and dead tuples.
+    pub table: String,
+    /// With one worker, the time per job spent in claim and in complete (SQL queues only).
+    pub profile: Option<String>,
+}
+
+/// How a queue is used from SQL. Every statement is prepared once per connection.
+struct SqlQueue {
+    name: &'static str,
+    /// Run once in a fresh database.
+    install: fn(&str),
+    /// One job: `$1` is its URL.
+    enqueue: &'static str,
+    /// `$1` (int) jobs in one statement.
+    enqueue_bulk: &'static str,
+    /// Up to 10 jobs for worker `$1`, each as one text token that `complete` takes back.
+    claim: Option<&'static str>,
+    /// Completes the job of token `$1`.
+    complete: &'static str,
+    /// The NOTIFY channel a new job wakes, for the latency run.
+    channel: Option<&'static str>,
+    /// The table whose size and dead tuples are reported.
+    table: &'static str,
+}
+
+const PGSHOT: SqlQueue = SqlQueue {
+    name: "pgshot",
+    install: |_| {},
+    enqueue: "SELECT screenshot_enqueue($1)",
+    enqueue_bulk: "SELECT count(*) FROM screenshot_enqueue_bulk((SELECT jsonb_agg(jsonb_build_object('url', \
+                   'https://example.com/' || g)) FROM generate_series(1, $1::int) g))",
+    claim: Some("SELECT id || ' ' || $1 || ' ' || attempt FROM screenshot_claim($1, 10, '5 minutes')"),
+    complete: "SELECT screenshot_complete(split_part($1, ' ', 1), split_part($1, ' ', 2), \
+               split_part($1, ' ', 3)::int, '{}', \
+               ARRAY[ROW('screenshot', 'screenshot', 'image/png', '\\x00'::bytea, '{}')::pgshot.output])",
+    channel: Some("pgshot_jobs"),
+    table: "pgshot.jobs",
+};
+
+/// pgmq's completed message is archived (kept, as pgshot keeps a completed job), not deleted.
+const PGMQ: SqlQueue = SqlQueue {
+    name: "pgmq",
+    install: install_pgmq,
+    enqueue: "SELECT pgmq.send('bench', jsonb_build_object('url', $1::text))",
+    enqueue_bulk: "SELECT count(*) FROM pgmq.send_batch('bench', ARRAY(SELECT jsonb_build_object('url', \
+                   'https://example.com/' || g) FROM generate_series(1, $1::int) g))",
+    claim: Some("SELECT msg_id::text FROM pgmq.read('bench', 300, 10) WHERE $1::text IS NOT NULL"),
+    complete: "SELECT pgmq.archive('bench', $1::bigint)",
+    channel: Some("pgmq.q_bench.INSERT"),
+    table: "pgmq.q_bench",
+};
+
+/// graphile-worker: enqueued through its SQL functions, run by its own runner.
+const GRAPHILE: SqlQueue = SqlQueue {
+    name: "graphile-worker",
+    install: |url| {
+        node(url, &["migrate"]);
+    },
+    enqueue: "SELECT graphile_worker.add_job('noop', json_build_object('url', $1::text))",
+    enqueue_bulk: "SELECT count(*) FROM graphile_worker.add_jobs(ARRAY(SELECT json_populate_record(\
+                   null::graphile_worker.job_spec, json_build_object('identifier', 'noop', 'payload', \
+                   json_build_object('url', 'https://example.com/' || g))) FROM generate_series(1, $1::int) g))",
+    claim: None,
+    complete: "",
+    channel: None,
+    table: "graphile_worker._private_jobs",
+};
+
+pub fn measure_all(scale: usize) -> Vec<Figures> {
+    [PGSHOT, PGMQ, GRAPHILE].iter().map(|q| measure(q, scale)).collect()
+}
+
+fn fresh(q: &SqlQueue) -> (Client, String) {
+    let (c, url) = cluster().fresh_local_db(&[]);
+    (q.install)(&url);
+    (c, url)
+}
+
+fn measure(q: &SqlQueue, scale: usize) -> Figures {
+    eprintln!("queue: {}", q.name);
+    // Enqueue, one statement per job.
+    let (mut c, _) = fresh(q);
+    let n = 5000 / scale;
+    let enqueue = c.prepare(q.enqueue).unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        c.execute(&enqueue, &[&format!("https://example.com/{i}")]).unwrap();
+    }
+    let enqueue_single = n as f64 / t.elapsed().as_secs_f64();
+
+    // Enqueue, 1000 per statement.
+    let (mut c, _) = fresh(q);
+    let batches = (20 / scale).max(2);
+    let bulk = c.prepare(q.enqueue_bulk).unwrap();
+    let t = Instant::now();
+    for _ in 0..batches {
+        c.execute(&bulk, &[&1000i32]).unwrap();
+    }
+    let enqueue_bulk = (batches * 1000) as f64 / t.elapsed().as_secs_f64();
+
+    // Claim + complete with 1, 2, 4, 8 workers, each over the same number of jobs.
+    let total = 20_000 / scale;
+    let mut throughput = Vec::new();
+    let mut table = String::new();
+    let mut profile = None;
+    for workers in [1, 2, 4, 8] {
+        let (mut c, url) = fresh(q);
+        let bulk = c.prepare(q.enqueue_bulk).unwrap();
+        for _ in 0..total / 1000 {
+            c.execute(&bulk, &[&1000i32]).unwrap();
+        }
+        c.batch_execute("VACUUM ANALYZE").unwrap();
+        let seconds = match q.claim {
+            Some(claim) => {
+                let (seconds, in_claim, in_complete) = drain_sql(&url, claim, q.complete, workers);
+                if workers == 1 {
+                    let per_job = |s: f64| s * 1000.0 / total as f64;
+                    profile = Some(format!("{:.3} ms / {:.3} ms", per_job(in_claim), per_job(in_complete)));
+                }
+                seconds
+            }
+            None => node(&url, &["drain", &workers.to_string()])["seconds"].as_f64().expect("seconds"),
+        };
+        throughput.push((workers, total as f64 / seconds));
+        if workers == 8 {
+            table = table_state(&mut c, q.table);
+        }
+    }
+
+    // Enqueue-to-claim latency through LISTEN/NOTIFY, at a low and a moderate arrival rate.
+    let mut latency = Vec::new();
+    for rate in [20.0, 200.0] {
+        let jobs = (if rate < 100.0 { 200 } else { 1000 }) / scale;
+        let (_, url) = fresh(q);
+        let (p50, p99) = match (q.claim, q.channel) {
+            (Some(claim), Some(channel)) => sql_latency(&url, q.enqueue, claim, channel, rate, jobs),
+            _ => {
+                let v = node(&url, &["latency", &rate.to_string(), &jobs.to_string()]);
+                (v["p50"].as_f64().unwrap(), v["p99"].as_f64().unwrap())
+            }
+        };
+        latency.push((rate, p50, p99));
+    }
+    Figures { name: q.name, enqueue_single, enqueue_bulk, throughput, latency, table, profile }
+}
+
+/// `workers` threads claim and complete until the queue is empty: the seconds it took, and the
+/// seconds all threads together spent in claim and in complete.
+fn drain_sql(url: &str, claim: &'static str, complete: &'static str, workers: usize) -> (f64, f64, f64) {
+    let barrier = Arc::new(Barrier::new(workers + 1));
+    let threads: Vec<_> = (0..workers)
+        .map(|w| {
+            let (url, barrier) = (url.to_string(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut c = connect_url(&url);
+                let claim = c.prepare(claim).unwrap();
+                let complete = c.prepare(complete).unwrap();
+                let worker = format!("bench-{w}");
+                let (mut in_claim, mut in_complete) = (Duration::ZERO, Duration::ZERO);
+                barrier.wait();
+                loop {
+                    let t = Instant::now();
+                    let batch = c.query(&claim, &[&worker]).unwrap();
+                    in_claim += t.elapsed();
+                    if batch.is_empty() {
+                        return (in_claim, in_complete);
+                    }
+                    let t = Instant::now();
+                    for row in batch {
+                        c.execute(&complete, &[&row.get::<_, String>(0)]).unwrap();
+                    }
+                    in_complete += t.elapsed();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t = Instant::now();
+    let (mut in_claim, mut in_complete) = (0.0, 0.0);
+    for th in threads {
+        let (a, b) = th.join().unwrap();
+        in_claim += a.as_secs_f64();
+        in_complete += b.as_secs_f64();
+    }
+    (t.elapsed().as_secs_f64(), in_claim, in_complete)
+}
+
+/// Jobs arrive at `rate` per second; a claimer woken by NOTIFY claims them. Enqueue-to-claim
+/// p50 and p99 in ms, timed by one clock in this process.
+fn sql_latency(url: &str, enqueue: &str, claim: &'static str, channel: &str, rate: f64, jobs: usize) -> (f64, f64) {
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+    let ready = Arc::new(Barrier::new(2));
+    let claimer = {
+        let (url, ready, channel) = (url.to_string(), ready.clone(), channel.to_string());
+        std::thread::spawn(move || {
+            let mut c = connect_url(&url);
+            c.batch_execute(&format!("LISTEN \"{channel}\"")).unwrap();
+            let claim = c.prepare(claim).unwrap();
+            ready.wait();
+            let mut latencies = Vec::new();
+            while latencies.len() < jobs {
+                let _ = c.notifications().timeout_iter(Duration::from_millis(200)).next();
+                let claimed = c.query(&claim, &[&"latency"]).unwrap().len();
+                let at = Instant::now();
+                for _ in 0..claimed {
+                    let sent = rx.recv().unwrap();
+                    latencies.push((at - sent).as_secs_f64() * 1000.0);
+                }
+            }
+            latencies
+        })
+    };
+    ready.wait();
+    let mut c = connect_url(url);
+    let enqueue = c.prepare(enqueue).unwrap();
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    for i in 0..jobs {
+        let due = start + gap * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let sent = Instant::now();
+        c.execute(&enqueue, &[&format!("https://example.com/{i}")]).unwrap();
+        tx.send(sent).unwrap();
+    }
+    let lat = sorted(claimer.join().unwrap());
+    (percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+fn table_state(c: &mut Client, table: &str) -> String {
+    c.batch_execute("SELECT pg_stat_force_next_flush()").ok();
+    std::thread::sleep(Duration::from_millis(600));
+    let row = c
+        .query_one(
+            "SELECT pg_size_pretty(pg_total_relation_size($1::regclass)), n_live_tup, n_dead_tup \
+             FROM pg_stat_user_tables WHERE relid = $1::regclass",
+            &[&table],
+        )
+        .unwrap();
+    format!("{}, {} live, {} dead", row.get::<_, String>(0), row.get::<_, i64>(1), row.get::<_, i64>(2))
+}
+
+/// pgmq's SQL-only install, from the SQL embedded in the `pgmq` crate, and one queue that
+/// notifies on insert (pgmq's LISTEN support) so that its latency is measured as pgshot's is.
+fn install_pgmq(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        // sqlx wants a URL; the cluster trusts local connections, so the password is never checked.
+        let (host, port, db) = parse_kv(url);
+        let sqlx_url = format!("postgres://postgres:unused@{host}:{port}/{db}");
+        let queue = pgmq::PGMQueueExt::new(sqlx_url, 1).await.expect("connect for pgmq");
+        pgmq::install::install_sql_from_embedded(&queue.connection).await.expect("install pgmq");
+        queue.connection.close().await;
+    });
+    let mut c = connect_url(url);
+    c.batch_execute("SELECT pgmq.create('bench'); SELECT pgmq.enable_notify_insert('bench')").unwrap();
+}
+
+fn parse_kv(url: &str) -> (String, String, String) {
+    let get = |key: &str| {
+        url.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap_or_default().to_string()
+    };
+    (get("host"), get("port"), get("dbname"))
+}
+
+/// Runs bench/graphile/queue.js in a libpq-style URL for `url`; its one JSON line.
+fn node(url: &str, args: &[&str]) -> serde_json::Value {
+    let (host, port, db) = parse_kv(url);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphile");
+    let out = Command::new("node")
+        .arg(dir.join("queue.js"))
+        .args(args)
+        .current_dir(&dir)
+        .env("DATABASE_URL", format!("postgres://postgres@{host}:{port}/{db}"))
+        .output()
+        .expect("run node (make bench installs it and graphile-worker)");
+    assert!(
+        out.status.success(),
+        "node queue.js {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).expect("a JSON line from queue.js");
+    serde_json::from_str(line).expect("JSON from queue.js")
+}
