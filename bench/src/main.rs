@@ -103,6 +103,12 @@ fn queue_alone(report: &mut Report, scale: usize) -> Vec<queues::Figures> {
             format!("{:.2} / {:.2}", pgshot.enqueue_single / q.enqueue_single, pgshot.enqueue_bulk / q.enqueue_bulk),
         );
     }
+    // A profile of the gap to pgmq: the same pgshot run without the NOTIFY of each completion.
+    let quiet = queues::without_done_notify(scale);
+    let rate_at = |w: usize| pgshot.throughput.iter().find(|t| t.0 == w).map_or(f64::NAN, |t| t.1);
+    let described: Vec<String> =
+        quiet.iter().map(|(w, r)| format!("{w}: {r:.0} jobs/s ({:.2}x pgshot)", r / rate_at(*w))).collect();
+    report.add(s, "profile: pgshot with the done-NOTIFY trigger disabled, by workers", described.join(", "));
     let worst_p50 = pgshot.latency.iter().map(|l| l.1).fold(0.0, f64::max);
     report.verdict("Enqueue-to-claim p50 under 5 ms", worst_p50 < 5.0, format!("p50 at most {worst_p50:.2} ms"));
     for q in &figures[1..] {

@@ -43,6 +43,8 @@ struct SqlQueue {
     complete: &'static str,
     /// The NOTIFY channel a new job wakes, for the latency run.
     channel: Option<&'static str>,
+    /// Run before the latency run only (what turns the NOTIFY on, where it is optional).
+    notify_setup: &'static str,
     /// The table whose size and dead tuples are reported.
     table: &'static str,
 }
@@ -53,11 +55,12 @@ const PGSHOT: SqlQueue = SqlQueue {
     enqueue: "SELECT screenshot_enqueue($1)",
     enqueue_bulk: "SELECT count(*) FROM screenshot_enqueue_bulk((SELECT jsonb_agg(jsonb_build_object('url', \
                    'https://example.com/' || g)) FROM generate_series(1, $1::int) g))",
-    claim: Some("SELECT id || ' ' || $1 || ' ' || attempt FROM screenshot_claim($1, 10, '5 minutes')"),
+    claim: Some("SELECT id || ' ' || $1::text || ' ' || attempt FROM screenshot_claim($1::text, 10, '5 minutes')"),
     complete: "SELECT screenshot_complete(split_part($1, ' ', 1), split_part($1, ' ', 2), \
                split_part($1, ' ', 3)::int, '{}', \
                ARRAY[ROW('screenshot', 'screenshot', 'image/png', '\\x00'::bytea, '{}')::pgshot.output])",
     channel: Some("pgshot_jobs"),
+    notify_setup: "",
     table: "pgshot.jobs",
 };
 
@@ -69,8 +72,10 @@ const PGMQ: SqlQueue = SqlQueue {
     enqueue_bulk: "SELECT count(*) FROM pgmq.send_batch('bench', ARRAY(SELECT jsonb_build_object('url', \
                    'https://example.com/' || g) FROM generate_series(1, $1::int) g))",
     claim: Some("SELECT msg_id::text FROM pgmq.read('bench', 300, 10) WHERE $1::text IS NOT NULL"),
-    complete: "SELECT pgmq.archive('bench', $1::bigint)",
+    complete: "SELECT pgmq.archive('bench', $1::text::bigint)",
     channel: Some("pgmq.q_bench.INSERT"),
+    // pgmq's NOTIFY is a per-row trigger that it leaves off by default; on, without its throttle.
+    notify_setup: "SELECT pgmq.enable_notify_insert('bench', 0)",
     table: "pgmq.q_bench",
 };
 
@@ -87,6 +92,7 @@ const GRAPHILE: SqlQueue = SqlQueue {
     claim: None,
     complete: "",
     channel: None,
+    notify_setup: "",
     table: "graphile_worker._private_jobs",
 };
 
@@ -122,12 +128,40 @@ fn measure(q: &SqlQueue, scale: usize) -> Figures {
     }
     let enqueue_bulk = (batches * 1000) as f64 / t.elapsed().as_secs_f64();
 
-    // Claim + complete with 1, 2, 4, 8 workers, each over the same number of jobs.
+    let Drained { throughput, table, profile } = claim_and_complete(q, scale, &[1, 2, 4, 8]);
+
+    // Enqueue-to-claim latency through LISTEN/NOTIFY, at a low and a moderate arrival rate.
+    let mut latency = Vec::new();
+    for rate in [20.0, 200.0] {
+        let jobs = (if rate < 100.0 { 200 } else { 1000 }) / scale;
+        let (mut c, url) = fresh(q);
+        c.batch_execute(q.notify_setup).unwrap();
+        let (p50, p99) = match (q.claim, q.channel) {
+            (Some(claim), Some(channel)) => sql_latency(&url, q.enqueue, claim, channel, rate, jobs),
+            _ => {
+                let v = node(&url, &["latency", &rate.to_string(), &jobs.to_string()]);
+                (v["p50"].as_f64().unwrap(), v["p99"].as_f64().unwrap())
+            }
+        };
+        latency.push((rate, p50, p99));
+    }
+    Figures { name: q.name, enqueue_single, enqueue_bulk, throughput, latency, table, profile }
+}
+
+struct Drained {
+    /// (workers, jobs per second)
+    throughput: Vec<(usize, f64)>,
+    /// The queue table after the last run.
+    table: String,
+    /// With one worker, the time per job in claim and in complete (SQL queues only).
+    profile: Option<String>,
+}
+
+/// Claim + complete with each number of `workers`, each over the same number of jobs.
+fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize]) -> Drained {
     let total = 20_000 / scale;
-    let mut throughput = Vec::new();
-    let mut table = String::new();
-    let mut profile = None;
-    for workers in [1, 2, 4, 8] {
+    let mut drained = Drained { throughput: Vec::new(), table: String::new(), profile: None };
+    for &workers in workers {
         let (mut c, url) = fresh(q);
         let bulk = c.prepare(q.enqueue_bulk).unwrap();
         for _ in 0..total / 1000 {
@@ -139,33 +173,29 @@ fn measure(q: &SqlQueue, scale: usize) -> Figures {
                 let (seconds, in_claim, in_complete) = drain_sql(&url, claim, q.complete, workers);
                 if workers == 1 {
                     let per_job = |s: f64| s * 1000.0 / total as f64;
-                    profile = Some(format!("{:.3} ms / {:.3} ms", per_job(in_claim), per_job(in_complete)));
+                    drained.profile = Some(format!("{:.3} ms / {:.3} ms", per_job(in_claim), per_job(in_complete)));
                 }
                 seconds
             }
             None => node(&url, &["drain", &workers.to_string()])["seconds"].as_f64().expect("seconds"),
         };
-        throughput.push((workers, total as f64 / seconds));
-        if workers == 8 {
-            table = table_state(&mut c, q.table);
-        }
+        drained.throughput.push((workers, total as f64 / seconds));
+        drained.table = table_state(&mut c, q.table);
     }
+    drained
+}
 
-    // Enqueue-to-claim latency through LISTEN/NOTIFY, at a low and a moderate arrival rate.
-    let mut latency = Vec::new();
-    for rate in [20.0, 200.0] {
-        let jobs = (if rate < 100.0 { 200 } else { 1000 }) / scale;
-        let (_, url) = fresh(q);
-        let (p50, p99) = match (q.claim, q.channel) {
-            (Some(claim), Some(channel)) => sql_latency(&url, q.enqueue, claim, channel, rate, jobs),
-            _ => {
-                let v = node(&url, &["latency", &rate.to_string(), &jobs.to_string()]);
-                (v["p50"].as_f64().unwrap(), v["p99"].as_f64().unwrap())
-            }
-        };
-        latency.push((rate, p50, p99));
-    }
-    Figures { name: q.name, enqueue_single, enqueue_bulk, throughput, latency, table, profile }
+/// A profile of pgshot's claim+complete: the same run with the trigger that notifies
+/// `pgshot_job_done` at each completion disabled (what sync captures wait on). A transaction that
+/// sends a NOTIFY holds a cluster-wide lock from its commit record to the end of the commit, so
+/// completions that notify cannot share one WAL flush. Not a configuration pgshot offers.
+pub fn without_done_notify(scale: usize) -> Vec<(usize, f64)> {
+    let q = SqlQueue {
+        name: "pgshot without the done NOTIFY",
+        install: |url| connect_url(url).batch_execute("ALTER TABLE pgshot.jobs DISABLE TRIGGER jobs_notify_done").unwrap(),
+        ..PGSHOT
+    };
+    claim_and_complete(&q, scale, &[1, 8]).throughput
 }
 
 /// `workers` threads claim and complete until the queue is empty: the seconds it took, and the
@@ -253,20 +283,20 @@ fn sql_latency(url: &str, enqueue: &str, claim: &'static str, channel: &str, rat
 }
 
 fn table_state(c: &mut Client, table: &str) -> String {
-    c.batch_execute("SELECT pg_stat_force_next_flush()").ok();
-    std::thread::sleep(Duration::from_millis(600));
+    // The workers' statistics reach the collector when their sessions end, shortly after the run.
+    std::thread::sleep(Duration::from_millis(1500));
+    let rows: i64 = c.query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap().get(0);
     let row = c
         .query_one(
-            "SELECT pg_size_pretty(pg_total_relation_size($1::regclass)), n_live_tup, n_dead_tup \
-             FROM pg_stat_user_tables WHERE relid = $1::regclass",
+            "SELECT pg_size_pretty(pg_total_relation_size($1::text::regclass)), n_dead_tup \
+             FROM pg_stat_user_tables WHERE relid = $1::text::regclass",
             &[&table],
         )
         .unwrap();
-    format!("{}, {} live, {} dead", row.get::<_, String>(0), row.get::<_, i64>(1), row.get::<_, i64>(2))
+    format!("{}, {rows} rows, {} dead tuples", row.get::<_, String>(0), row.get::<_, i64>(1))
 }
 
-/// pgmq's SQL-only install, from the SQL embedded in the `pgmq` crate, and one queue that
-/// notifies on insert (pgmq's LISTEN support) so that its latency is measured as pgshot's is.
+/// pgmq's SQL-only install, from the SQL embedded in the `pgmq` crate, and its queue.
 fn install_pgmq(url: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -278,7 +308,7 @@ fn install_pgmq(url: &str) {
         queue.connection.close().await;
     });
     let mut c = connect_url(url);
-    c.batch_execute("SELECT pgmq.create('bench'); SELECT pgmq.enable_notify_insert('bench')").unwrap();
+    c.batch_execute("SELECT pgmq.create('bench')").unwrap();
 }
 
 fn parse_kv(url: &str) -> (String, String, String) {
