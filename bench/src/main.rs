@@ -136,7 +136,7 @@ fn worker_env(concurrency: u32) -> Vec<(&'static str, String)> {
     vec![
         ("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".to_string()),
         ("PGSHOT_WORKER_CONCURRENCY", concurrency.to_string()),
-        ("RUST_LOG", "info,pgshot_worker::render=debug,chromiumoxide=error".to_string()),
+        ("RUST_LOG", "info,pgshot_worker::render=debug,pgshot_worker::jobs=debug,chromiumoxide=error".to_string()),
     ]
 }
 
@@ -179,13 +179,16 @@ fn rendering(report: &mut Report, scale: usize) -> Vec<(&'static str, Vec<f64>)>
         );
         report.add(
             s,
-            &format!("{name} page: pgshot's render phases, p50 (prepare / load / outputs)"),
+            &format!("{name} page: pgshot's phases, p50: tab / prepare / load / outputs (render total) / complete"),
             format!(
-                "{:.0} / {:.0} / {:.0} ms, the rest {:.0} ms",
+                "{:.0} / {:.0} / {:.0} / {:.0} ({:.0}) / {:.0} ms; outside the worker's job {:.0} ms",
                 phases[0],
                 phases[1],
                 phases[2],
-                p50 - phases.iter().sum::<f64>()
+                phases[3],
+                phases[4],
+                phases[5],
+                p50 - phases[4] - phases[5]
             ),
         );
         report.add(s, &format!("{name} page: pgshot p50 / bare p50"), format!("{:.2}x", p50 / bare50));
@@ -300,14 +303,16 @@ fn wait_all(c: &mut Client, n: i64, mut sample: impl FnMut()) {
     }
 }
 
-/// Medians of the worker's `render phases` debug lines: prepare, load and outputs, in ms.
-fn phase_medians(log: &str) -> [f64; 3] {
+/// Medians of the worker's `render phases` debug lines (tab, prepare, load and outputs) and of its
+/// `job phases` lines (the whole render, tab included, and the complete), in ms.
+fn phase_medians(log: &str) -> [f64; 6] {
     let field = |line: &str, key: &str| -> Option<f64> {
         line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
     };
-    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
-    for line in log.lines().filter(|l| l.contains("render phases")) {
-        for (i, key) in ["prepare_ms", "load_ms", "outputs_ms"].iter().enumerate() {
+    let mut phases = [Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let keys = ["tab_ms", "prepare_ms", "load_ms", "outputs_ms", "render_ms", "complete_ms"];
+    for line in log.lines().filter(|l| l.contains("render phases") || l.contains("job phases")) {
+        for (i, key) in keys.iter().enumerate() {
             if let Some(v) = field(line, key) {
                 phases[i].push(v);
             }
@@ -425,29 +430,34 @@ fn rss_kb(pids: &[u32]) -> u64 {
 const ANALYSIS: &str = "
 ## Where the time goes
 
-**Rendering.** The `render phases` rows come from the worker's own debug log
-(`RUST_LOG=pgshot_worker::render=debug`): *prepare* is the tab's set-up for the job's options (0 ms for
-default requests: tabs are opened ahead with the default viewport), *load* is the navigation in the
-job's fresh browser context through its egress proxy, *outputs* is the capture and encoding, and *the
-rest* is the queue around them (NOTIFY wake-up, claim, handing the tab over, storing the bytes in
-`complete`, the context's disposal) plus the test's 2 ms polling. The bare loop reuses one tab in one
-context: its connection, cache and renderer are warm, and nothing is isolated between pages. pgshot
-gives every job a new context (no cookies, storage, cache or connections shared between jobs) and a
-proxy that enforces the SSRF policy; that isolation is the gap on the small page, and it is kept on
-purpose. The CLI pays a whole Chromium start per page, which pgshot does not, but the fresh-context
-load keeps pgshot well short of the 8x target on a page this small; on pages that take longer to
-load or capture the ratios close up (see the tall page and the page with images).
+**Rendering.** The `phases` rows come from the worker's own debug log
+(`RUST_LOG=pgshot_worker::render=debug,pgshot_worker::jobs=debug`): *prepare* is the tab's set-up for
+the job's options (0 ms for default requests: tabs are opened ahead, each in its own browser context,
+with the default viewport), *load* is the navigation in the job's fresh context through its egress
+proxy, *outputs* the capture and encoding; *render total* adds taking the tab and closing the page;
+*complete* is the transaction that stores the result; *outside the worker's job* is the NOTIFY
+wake-up, the claim and this benchmark's 2 ms polling. The bare loop reuses one tab in one context:
+its connection, cache and renderer are warm, and nothing is isolated between pages. pgshot gives
+every job a new context (no cookies, storage, cache or connections shared with any other job) and
+a proxy that enforces the SSRF policy; the load in that fresh context is the larger part of the gap,
+and it is kept on purpose. The CLI pays a whole Chromium start per page, which pgshot does not,
+but pgshot's fresh-context load keeps it well short of the 8x target on pages this small. The queue
+itself (complete plus everything outside the worker's job) is a minority of each job's time.
 
-**Queue.** The `time per job in claim / in complete` rows split one worker's wall time. pgshot's
-complete is one transaction that moves the job to COMPLETED with its state and attempt checked,
-inserts its output row (the bytes), writes the webhook outbox row when there is a webhook, and
-notifies `pgshot_job_done` (what sync captures and the API wait on); pgmq's archive moves one row
-between two tables; graphile-worker deletes the row. The extra work is what makes a pgshot job
-observable and its result durable in the same table, and it is the difference in throughput.
+**Queue.** The `time per job in claim / in complete` rows split one worker's time between the two
+calls. pgshot's complete is one transaction that moves the job to COMPLETED with its state and
+attempt checked, inserts its output row (the bytes), writes the webhook outbox row when there is a
+webhook, and notifies `pgshot_job_done` (what sync captures and the API wait on); pgmq's archive
+moves one row between two tables; graphile-worker deletes the row. The `profile` row is the same
+pgshot run with the `pgshot_job_done` trigger disabled: a transaction that sends a NOTIFY takes a
+cluster-wide lock for the end of its commit, so concurrent completions cannot share a WAL flush;
+that is why pgshot stops scaling past two workers where pgmq keeps gaining from group commit.
+Notifying only when someone listens (a sync capture is waiting) would close most of that gap; it is
+not done yet.
 
-**Bloat.** Each pgshot job is updated twice (claim, complete) and kept; autovacuum keeps the
-dead tuples in check during the run. pgmq archives (insert + delete) and graphile-worker deletes, so
-their queue tables end empty with dead tuples until vacuum.
+**Bloat.** Each pgshot job is updated twice (claim, complete) and kept; pgmq archives (insert +
+delete) and graphile-worker deletes, so their queue tables end empty with as many dead tuples as
+jobs, until autovacuum runs.
 ";
 
 fn write_markdown(report: &Report, quick: bool) {

@@ -192,7 +192,9 @@ fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize]) -> Drained 
 pub fn without_done_notify(scale: usize) -> Vec<(usize, f64)> {
     let q = SqlQueue {
         name: "pgshot without the done NOTIFY",
-        install: |url| connect_url(url).batch_execute("ALTER TABLE pgshot.jobs DISABLE TRIGGER jobs_notify_done").unwrap(),
+        install: |url| {
+            connect_url(url).batch_execute("ALTER TABLE pgshot.jobs DISABLE TRIGGER jobs_notify_done").unwrap()
+        },
         ..PGSHOT
     };
     claim_and_complete(&q, scale, &[1, 8]).throughput

@@ -133,6 +133,7 @@ impl Worker {
         let delay = Duration::from_millis(opts.delay.unwrap_or(0) as u64);
         let budget = load + delay + CAPTURE_ALLOWANCE;
         let mut abandon = self.abandon.subscribe();
+        let started = tokio::time::Instant::now();
         let work = async {
             let chrome = self.browsers.get().await.map_err(|e| RenderError::new(ErrorCode::BrowserCrashed, e))?;
             let result = render(&chrome, &job.url, &opts, &self.settings).await;
@@ -150,9 +151,16 @@ impl Worker {
         };
         match outcome {
             Outcome::Rendered(Ok(rendered)) => {
+                let rendered_at = tokio::time::Instant::now();
                 let result = self
                     .retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs))
                     .await;
+                // With `render phases`, where a job's time goes in the worker (for the benchmarks).
+                tracing::debug!(
+                    render_ms = (rendered_at - started).as_millis() as u64,
+                    complete_ms = rendered_at.elapsed().as_millis() as u64,
+                    "job phases"
+                );
                 match result {
                     Ok(()) => {
                         tracing::info!(size = %rendered.metadata["size"], ms = %rendered.metadata["renderTimeMs"], "completed")

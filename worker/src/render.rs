@@ -260,6 +260,7 @@ impl Job<'_> {
         }
         // Where a render's time goes (RUST_LOG=pgshot_worker=debug), for profiling.
         tracing::debug!(
+            tab_ms = (t0 - self.started).as_millis() as u64,
             prepare_ms = (t1 - t0).as_millis() as u64,
             load_ms = (t2 - t1).as_millis() as u64,
             outputs_ms = t2.elapsed().as_millis() as u64,
