@@ -451,9 +451,10 @@ webhook, and notifies `pgshot_job_done` (what sync captures and the API wait on)
 moves one row between two tables; graphile-worker deletes the row. The `profile` row is the same
 pgshot run with the `pgshot_job_done` trigger disabled: a transaction that sends a NOTIFY takes a
 cluster-wide lock for the end of its commit, so concurrent completions cannot share a WAL flush;
-that is why pgshot stops scaling past two workers where pgmq keeps gaining from group commit.
-Notifying only when someone listens (a sync capture is waiting) would close most of that gap; it is
-not done yet.
+the profile row shows how much of pgshot's throughput that costs at one and at eight workers, next
+to pgmq, which sends no NOTIFY at completion and keeps gaining from group commit as workers are
+added. Notifying only while someone listens (a sync capture is waiting) would recover that share;
+it is not done yet. The rest of the gap is complete's own work, above.
 
 **Bloat.** Each pgshot job is updated twice (claim, complete) and kept; pgmq archives (insert +
 delete) and graphile-worker deletes, so their queue tables end empty with as many dead tuples as
