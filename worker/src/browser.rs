@@ -52,7 +52,7 @@ pub struct Chrome {
 
 impl Chrome {
     async fn launch(chromium: &std::path::Path, generation: u32, spare_target: usize) -> Result<Chrome, String> {
-        let user_data_dir = std::env::temp_dir().join(format!("pgshot-chromium-{}-{generation}", std::process::id()));
+        let user_data_dir = chromium_dir(&format!("{}-{generation}", std::process::id()));
         let _ = std::fs::remove_dir_all(&user_data_dir);
         let mut config = BrowserConfig::builder()
             .chrome_executable(chromium)
@@ -272,12 +272,18 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// A Chromium user-data-dir, `pgshot-chromium-<worker pid>-<generation>` in the temp dir: the pid
+/// in its name is how [`kill_orphans`] tells whose browser a process is.
+fn chromium_dir(suffix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pgshot-chromium-{suffix}"))
+}
+
 /// Kills Chromium processes left behind by pgshot workers that no longer run. A worker killed
 /// with SIGKILL (or by the OOM killer) cannot close its browser, whose processes then live on,
 /// holding memory, until a worker on this machine starts again and finds them: their
 /// user-data-dir names the pid of the worker that started them. Returns how many were killed.
 pub fn kill_orphans() -> usize {
-    let prefix = format!("--user-data-dir={}", std::env::temp_dir().join("pgshot-chromium-").display());
+    let prefix = format!("--user-data-dir={}", chromium_dir("").display());
     let is_worker =
         |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "pgshot-worker");
     let mut killed = 0;
@@ -292,7 +298,7 @@ pub fn kill_orphans() -> usize {
             continue;
         }
         let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
-        dirs.insert(format!("{}{dir}", std::env::temp_dir().join("pgshot-chromium-").display()));
+        dirs.insert(chromium_dir(dir));
         killed += 1;
     }
     for dir in dirs {
