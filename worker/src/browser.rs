@@ -24,6 +24,7 @@ use crate::egress::{Egress, Rules};
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const TAB_TIMEOUT: Duration = Duration::from_secs(15);
+const EXIT_POLL: Duration = Duration::from_millis(250);
 
 /// The viewport and colour scheme every tab is opened with: a job that wants these (the default
 /// request) skips setting them, which costs about 100 ms on the critical path.
@@ -40,7 +41,11 @@ pub struct Tab {
 pub struct Chrome {
     browser: Mutex<Option<Browser>>,
     handler: JoinHandle<()>,
+    /// Not to be given new jobs: it exited, or a call went unanswered.
     dead: Arc<AtomicBool>,
+    /// Set once Chromium's process or its DevTools connection is gone: renders in it cannot finish.
+    exited: tokio::sync::watch::Sender<bool>,
+    exit_watch: JoinHandle<()>,
     renders: AtomicU32,
     user_data_dir: PathBuf,
     /// Tabs opened ahead of the jobs that will use them, so that a job does not wait for its
@@ -81,24 +86,51 @@ impl Chrome {
             config = config.no_sandbox();
         }
         let config = config.build()?;
-        let (browser, mut handler) =
+        let (mut browser, mut handler) =
             Browser::launch(config).await.map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
+        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let dead = Arc::new(AtomicBool::new(false));
-        let dead_flag = dead.clone();
-        let handler = tokio::spawn(async move {
-            while let Some(event) = handler.next().await {
-                if let Err(e) = event {
-                    tracing::debug!(error = %e, "chromium handler error");
+        let exited = tokio::sync::watch::Sender::new(false);
+        let gone = {
+            let (dead, exited) = (dead.clone(), exited.clone());
+            move |why: &str| {
+                dead.store(true, Ordering::SeqCst);
+                if !exited.send_replace(true) {
+                    tracing::warn!(why, "chromium is gone");
                 }
             }
-            dead_flag.store(true, Ordering::SeqCst);
-            tracing::warn!("chromium connection closed");
+        };
+        let on_handler_end = gone.clone();
+        let handler = tokio::spawn(async move {
+            while let Some(event) = handler.next().await {
+                match event {
+                    // A broken WebSocket does not end the handler's stream, and commands already
+                    // sent would wait for their own timeouts: the connection is gone now.
+                    Err(e @ chromiumoxide::error::CdpError::Ws(_)) => on_handler_end(&format!("devtools connection: {e}")),
+                    Err(e) => tracing::debug!(error = %e, "chromium handler error"),
+                    Ok(()) => {}
+                }
+            }
+            on_handler_end("devtools connection closed");
+        });
+        // A killed Chromium may leave its socket looking open for a while; its process says at once.
+        let exit_watch = tokio::spawn(async move {
+            let Some(pid) = pid else { return };
+            loop {
+                tokio::time::sleep(EXIT_POLL).await;
+                if process_exited(pid) {
+                    gone("the chromium process exited");
+                    return;
+                }
+            }
         });
         tracing::info!(generation, "chromium started");
         Ok(Chrome {
             browser: Mutex::new(Some(browser)),
             handler,
             dead,
+            exited,
+            exit_watch,
             renders: AtomicU32::new(0),
             user_data_dir,
             spares: std::sync::Mutex::new(Vec::new()),
@@ -206,6 +238,12 @@ impl Chrome {
         self.dead.store(true, Ordering::SeqCst);
     }
 
+    /// Resolves when Chromium's process or its DevTools connection is gone, which a render
+    /// waiting on a page event would otherwise notice only at its own timeout.
+    pub async fn exited(&self) {
+        let _ = self.exited.subscribe().wait_for(|gone| *gone).await;
+    }
+
     /// Runs `f` with the browser, unless it was closed.
     pub async fn with<T>(&self, f: impl AsyncFnOnce(&Browser) -> T) -> Option<T> {
         let guard = self.browser.lock().await;
@@ -239,9 +277,18 @@ impl Chrome {
             let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
         }
         self.handler.abort();
+        self.exit_watch.abort();
         let _ = std::fs::remove_dir_all(&self.user_data_dir);
         drop(guard);
         tracing::info!("chromium closed");
+    }
+}
+
+/// Whether `pid` is gone or a zombie: Chromium is our child, and stays a zombie until reaped.
+fn process_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()), Some("Z" | "X")),
+        Err(_) => true,
     }
 }
 

@@ -136,7 +136,13 @@ impl Worker {
         let started = tokio::time::Instant::now();
         let work = async {
             let chrome = self.browsers.get().await.map_err(|e| RenderError::new(ErrorCode::BrowserCrashed, e))?;
-            let result = render(&chrome, &job.url, &opts, &self.settings).await;
+            let result = tokio::select! {
+                biased;
+                r = render(&chrome, &job.url, &opts, &self.settings) => r,
+                () = chrome.exited() => {
+                    Err(RenderError::new(ErrorCode::BrowserCrashed, "Chromium exited during the render"))
+                }
+            };
             if matches!(&result, Err(e) if e.code == ErrorCode::BrowserCrashed) {
                 chrome.mark_dead();
             }
