@@ -2,6 +2,8 @@
 //! [`crate::schema::ScreenshotRequest`]), parsed as plain JSON and validated by `pgshot-job`, so
 //! that errors name the field the same way `screenshot_enqueue` does.
 
+use poem::error::ReadBodyError;
+use poem::http::StatusCode;
 use poem::{Request, RequestBody, Result};
 use poem_openapi::error::ParseRequestPayloadError;
 use poem_openapi::impl_apirequest_for_payload;
@@ -11,9 +13,26 @@ use poem_openapi::types::Type;
 use serde_json::Value;
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
-/// Largest request body accepted; a larger one is refused with 413 before it is read whole.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+use crate::screenshots::State;
+
+/// Largest request body accepted unless `PGSHOT_MAX_BODY_BYTES` says otherwise.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A body over the limit: refused with 413 before it is read whole.
+#[derive(Debug)]
+pub struct BodyTooLarge {
+    pub limit: usize,
+}
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body is larger than {} bytes", self.limit)
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
 
 /// A JSON body described by `T` in the spec, handed to the handler as plain JSON.
 pub struct JsonBody<T>(pub Value, pub PhantomData<T>);
@@ -39,8 +58,11 @@ impl<T: Type> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> Result<Self> {
-        let _ = request;
-        let data = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await?;
+        let limit = request.data::<Arc<State>>().map_or(DEFAULT_MAX_BODY_BYTES, |s| s.max_body_bytes);
+        let data = body.take()?.into_bytes_limit(limit).await.map_err(|e| match e {
+            ReadBodyError::PayloadTooLarge => poem::Error::new(BodyTooLarge { limit }, StatusCode::PAYLOAD_TOO_LARGE),
+            e => e.into(),
+        })?;
         let value = serde_json::from_slice(&data)
             .map_err(|e| ParseRequestPayloadError { reason: format!("the body is not valid JSON: {e}") })?;
         Ok(JsonBody(value, PhantomData))

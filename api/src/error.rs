@@ -200,7 +200,10 @@ impl ApiError {
             return ApiError::unauthorized(&rid);
         }
         if err.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
-            let message = format!("the request body is larger than {} bytes", crate::body::MAX_BODY_BYTES);
+            let message = match err.downcast_ref::<crate::body::BodyTooLarge>() {
+                Some(too_large) => too_large.to_string(),
+                None => "the request body is too large".to_string(),
+            };
             return ApiError::PayloadTooLarge(body(&rid, "PAYLOAD_TOO_LARGE", message, None));
         }
         if err.status() == poem::http::StatusCode::NOT_FOUND

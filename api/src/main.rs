@@ -77,6 +77,9 @@ struct ServeArgs {
     /// The longest, in seconds, that any sync capture waits before answering 503 NOT_FINISHED.
     #[arg(long, env = "PGSHOT_SYNC_MAX_WAIT_SECONDS", default_value_t = 180, global = true)]
     sync_max_wait_seconds: u64,
+    /// Largest request body, in bytes; a larger one gets 413 PAYLOAD_TOO_LARGE.
+    #[arg(long, env = "PGSHOT_MAX_BODY_BYTES", default_value_t = body::DEFAULT_MAX_BODY_BYTES, global = true)]
+    max_body_bytes: usize,
     /// Accept jobs whose URL or webhook is a loopback or private address.
     #[arg(long, env = "PGSHOT_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     allow_private_networks: bool,
@@ -122,6 +125,7 @@ fn state(args: &ServeArgs, database_url: &str) -> Result<Arc<State>, String> {
         sync_limit: std::time::Duration::from_secs(args.sync_max_wait_seconds),
         public_url,
         policy: NetworkPolicy { allow_private_networks: args.allow_private_networks },
+        max_body_bytes: args.max_body_bytes,
         jobs_created: AtomicU64::new(0),
     }))
 }
@@ -143,6 +147,7 @@ pub fn spec() -> String {
         max_sync_waiting: 64,
         sync_wait_seconds: 60,
         sync_max_wait_seconds: 180,
+        max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
     };
     let state = state(&args, "host=localhost").expect("a pool can be built without connecting");
     openapi_service(state).spec()

@@ -109,6 +109,8 @@ pub struct State {
     /// Base of `statusUrl` (and, through the extension, of `resultUrl`).
     pub public_url: String,
     pub policy: NetworkPolicy,
+    /// Largest request body accepted (PGSHOT_MAX_BODY_BYTES).
+    pub max_body_bytes: usize,
     pub jobs_created: AtomicU64,
 }
 

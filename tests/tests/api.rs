@@ -441,6 +441,30 @@ fn sync_captures_without_a_worker_are_bounded_and_limited() {
 }
 
 #[test]
+fn the_request_body_limit_is_a_setting() {
+    let (mut db, url) = cluster().fresh_local_db(&[]);
+    let key = create_key(&url, "bodies");
+    let api = ApiProcess::start(
+        &url,
+        &[("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into()), ("PGSHOT_MAX_BODY_BYTES", "4096".into())],
+    );
+    let post = |path: &str, body: Value| call(ureq::post(&api.url(path)).set("X-API-Key", &key), Some(body));
+    let page = "http://127.0.0.1:9/";
+    let fits = json!({"url": page, "customCss": "x".repeat(3500)});
+    let (st, body, _) = post("/v1/screenshots/async", fits);
+    assert_eq!(st, 202, "{body}");
+    let over = json!({"url": page, "customCss": "x".repeat(4200)});
+    let (st, body, _) = post("/v1/screenshots/async", over);
+    assert_error(st, &body, 413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(body["error"]["message"], "the request body is larger than 4096 bytes", "{body}");
+    let bulk = json!({"urls": (0..40).map(|i| json!({"url": format!("{page}?page={i}&padding={}", "x".repeat(100))})).collect::<Vec<_>>()});
+    let (st, body, _) = post("/v1/screenshots/bulk", bulk);
+    assert_error(st, &body, 413, "PAYLOAD_TOO_LARGE");
+    let jobs: i64 = db.query_one("SELECT count(*) FROM pgshot.jobs", &[]).unwrap().get(0);
+    assert_eq!(jobs, 1, "only the body under the limit made a job");
+}
+
+#[test]
 fn every_ssrf_spelling_is_refused_over_rest_for_pages_webhooks_and_bulks() {
     // The API's default policy and a database without private networks.
     let name = cluster().fresh_db();

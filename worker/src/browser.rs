@@ -106,7 +106,9 @@ impl Chrome {
                 match event {
                     // A broken WebSocket does not end the handler's stream, and commands already
                     // sent would wait for their own timeouts: the connection is gone now.
-                    Err(e @ chromiumoxide::error::CdpError::Ws(_)) => on_handler_end(&format!("devtools connection: {e}")),
+                    Err(e @ chromiumoxide::error::CdpError::Ws(_)) => {
+                        on_handler_end(&format!("devtools connection: {e}"))
+                    }
                     Err(e) => tracing::debug!(error = %e, "chromium handler error"),
                     Ok(()) => {}
                 }
@@ -287,7 +289,9 @@ impl Chrome {
 /// Whether `pid` is gone or a zombie: Chromium is our child, and stays a zombie until reaped.
 fn process_exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()), Some("Z" | "X")),
+        Ok(stat) => {
+            matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()), Some("Z" | "X"))
+        }
         Err(_) => true,
     }
 }
