@@ -262,6 +262,8 @@ impl Chrome {
         // browser's own close) waits for the first instead of returning while it is half done.
         let mut guard = self.browser.lock().await;
         let Some(mut browser) = guard.take() else { return };
+        // A close asked for is not a crash to report.
+        self.exit_watch.abort();
         // Chromium's helpers (zygote, renderers, GPU) are its children, not ours: a hung or stopped
         // browser would leave them behind, so they are noted now and killed after it.
         let helpers = browser.get_mut_child().and_then(|c| c.as_mut_inner().id()).map(descendants).unwrap_or_default();
@@ -279,7 +281,6 @@ impl Chrome {
             let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
         }
         self.handler.abort();
-        self.exit_watch.abort();
         let _ = std::fs::remove_dir_all(&self.user_data_dir);
         drop(guard);
         tracing::info!("chromium closed");
