@@ -289,12 +289,17 @@ impl Chrome {
 
 /// Whether `pid` is gone or a zombie: Chromium is our child, and stays a zombie until reaped.
 fn process_exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()), Some("Z" | "X"))
-        }
-        Err(_) => true,
-    }
+    proc_stat(pid).is_none_or(|(state, _)| state == 'Z' || state == 'X')
+}
+
+/// A process's state letter and parent pid, from /proc/<pid>/stat.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: the fields follow the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
 }
 
 /// Every process whose parent chain leads to `pid`, from /proc.
@@ -304,12 +309,7 @@ fn descendants(pid: u32) -> Vec<u32> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            // The command name is in parentheses and may hold spaces: the parent follows the last ')'.
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-            Some((p, ppid))
-        })
+        .filter_map(|p| Some((p, proc_stat(p)?.1)))
         .collect();
     let mut found = vec![pid];
     let mut i = 0;
