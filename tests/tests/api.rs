@@ -497,3 +497,23 @@ fn every_ssrf_spelling_is_refused_over_rest_for_pages_webhooks_and_bulks() {
     assert_eq!((jobs, bulks), (0, 0), "nothing half-written");
     assert!(!api.log().contains("ERROR"), "a refused URL was logged as a server error:\n{}", api.log());
 }
+
+#[test]
+fn a_client_still_sending_an_oversized_body_receives_its_413() {
+    // The API answers once it has read 1 MiB; closing then, with the rest unread, would reset the
+    // connection under a client that is still sending (one in fifteen saw a broken pipe).
+    let s = setup();
+    let huge = json!({"url": "http://127.0.0.1:9/", "customCss": "x".repeat(2 << 20)});
+    let mut broken = Vec::new();
+    for _ in 0..100 {
+        match authed(&s, "POST", "/v1/screenshots/async").send_json(huge.clone()) {
+            Err(ureq::Error::Status(st, resp)) => {
+                let body: Value = resp.into_json().unwrap();
+                assert_error(st, &body, 413, "PAYLOAD_TOO_LARGE");
+            }
+            Err(e) => broken.push(e.to_string()),
+            Ok(resp) => panic!("an oversized body was accepted: {}", resp.status()),
+        }
+    }
+    assert!(broken.is_empty(), "{} of 100 got no answer: {:?}", broken.len(), broken.first());
+}
