@@ -292,6 +292,15 @@ fn process_exited(pid: u32) -> bool {
     proc_stat(pid).is_none_or(|(state, _)| state == 'Z' || state == 'X')
 }
 
+/// Every running process's pid, from /proc.
+fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+}
+
 /// A process's state letter and parent pid, from /proc/<pid>/stat.
 fn proc_stat(pid: u32) -> Option<(char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -304,13 +313,7 @@ fn proc_stat(pid: u32) -> Option<(char, u32)> {
 
 /// Every process whose parent chain leads to `pid`, from /proc.
 fn descendants(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter_map(|p| Some((p, proc_stat(p)?.1)))
-        .collect();
+    let parents: Vec<(u32, u32)> = pids().filter_map(|p| Some((p, proc_stat(p)?.1))).collect();
     let mut found = vec![pid];
     let mut i = 0;
     while i < found.len() {
@@ -340,8 +343,7 @@ pub fn kill_orphans() -> usize {
         |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "pgshot-worker");
     let mut killed = 0;
     let mut dirs = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+    for pid in pids() {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
         let cmdline = String::from_utf8_lossy(&cmdline);
         let Some(dir) = cmdline.split('\0').find_map(|arg| arg.strip_prefix(&prefix)) else { continue };
