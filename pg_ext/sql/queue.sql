@@ -263,7 +263,8 @@ CREATE TYPE pgshot.output AS (
 COMMENT ON TYPE pgshot.output IS 'one result handed to screenshot_complete';
 
 -- Completes a job the worker holds with its outputs (at least one) and metadata, in one
--- transaction: the job is COMPLETED exactly once, whatever happened to earlier attempts.
+-- transaction: the job is COMPLETED exactly once, whatever happened to earlier attempts, or
+-- CANCELLED when a cancel was requested while it rendered.
 CREATE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer, metadata jsonb,
                                     outputs pgshot.output[])
 RETURNS void LANGUAGE plpgsql AS $$
@@ -289,6 +290,14 @@ BEGIN
     END IF;
 
     j := pgshot.lock_attempt(job_id, worker_id, attempt);
+    -- A cancel that arrived while the page rendered wins, as it does at a heartbeat or a fail:
+    -- the job settles as CANCELLED and the outputs are not kept.
+    IF j.cancel_requested THEN
+        UPDATE pgshot.jobs
+        SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
+        WHERE id = j.id;
+        RETURN;
+    END IF;
     INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
     SELECT j.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
            coalesce(o.metadata, '{}')

@@ -390,10 +390,21 @@ fn cancel_handles_queued_processing_and_terminal_jobs() {
     c.query_one("SELECT screenshot_cancel($1)", &[&failing]).unwrap();
     assert_eq!(fail(&mut c, &failing, "w", 1, "TIMEOUT", true).unwrap(), "CANCELLED", "no retry after cancel");
 
+    // The render finishes before any heartbeat saw the cancel: the cancel wins, cleanly (no
+    // constraint error), and no output is kept.
+    let raced = enqueue(&mut c, "https://example.com/raced", json!({}));
+    claim(&mut c, "w", 1, "30 seconds");
+    c.query_one("SELECT screenshot_cancel($1)", &[&raced]).unwrap();
+    complete(&mut c, &raced, "w", 1, b"png").unwrap();
+    assert_eq!(job(&mut c, &raced)["status"], "CANCELLED");
+    let kept: i64 = c.query_one("SELECT count(*) FROM pgshot.outputs WHERE job_id = $1", &[&raced]).unwrap().get(0);
+    assert_eq!(kept, 0, "a cancelled job keeps no output");
+    assert_eq!(sqlstate(complete(&mut c, &raced, "w", 1, b"again")), WRONG_STATE);
+
     let finished = enqueue(&mut c, "https://example.com/done", json!({}));
     claim(&mut c, "w", 1, "30 seconds");
     complete(&mut c, &finished, "w", 1, b"png").unwrap();
-    for terminal in [&finished, &queued, &running] {
+    for terminal in [&finished, &queued, &running, &raced] {
         assert_eq!(sqlstate(c.query_one("SELECT screenshot_cancel($1)", &[terminal])), WRONG_STATE);
     }
     assert_eq!(sqlstate(c.query_one("SELECT screenshot_cancel('nosuchjob0000000')", &[])), NO_DATA_FOUND);
@@ -408,6 +419,7 @@ fn cancel_handles_queued_processing_and_terminal_jobs() {
             json!({"id": queued, "status": "CANCELLED"}),
             json!({"id": running, "status": "CANCELLED"}),
             json!({"id": failing, "status": "CANCELLED"}),
+            json!({"id": raced, "status": "CANCELLED"}),
             json!({"id": finished, "status": "COMPLETED"}),
         ],
         "one notification per terminal transition"
