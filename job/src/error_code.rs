@@ -16,6 +16,15 @@ pub enum ErrorCode {
     RenderFailed,
     /// Chromium died or stopped answering.
     BrowserCrashed,
+    /// The page's own renderer process crashed (out of memory, for example); the browser and the
+    /// jobs beside it are unharmed.
+    PageCrashed,
+    /// The page's renderer stopped answering (a script that never yields); its context is discarded.
+    PageUnresponsive,
+    /// The capture's pixel area (width x height x deviceScaleFactor squared) is over the limit.
+    CaptureTooLarge,
+    /// The document is too large or too deeply nested to serialise or convert (html, markdown).
+    DocumentTooLarge,
     /// The worker holding the job stopped heartbeating (set by `screenshot_rescue`).
     LeaseExpired,
     /// An output is larger than the configured limit.
@@ -25,13 +34,17 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::Timeout,
         ErrorCode::UrlUnreachable,
         ErrorCode::BlockedUrl,
         ErrorCode::SelectorNotFound,
         ErrorCode::RenderFailed,
         ErrorCode::BrowserCrashed,
+        ErrorCode::PageCrashed,
+        ErrorCode::PageUnresponsive,
+        ErrorCode::CaptureTooLarge,
+        ErrorCode::DocumentTooLarge,
         ErrorCode::LeaseExpired,
         ErrorCode::OutputTooLarge,
         ErrorCode::InternalError,
@@ -45,14 +58,20 @@ impl ErrorCode {
             ErrorCode::SelectorNotFound => "SELECTOR_NOT_FOUND",
             ErrorCode::RenderFailed => "RENDER_FAILED",
             ErrorCode::BrowserCrashed => "BROWSER_CRASHED",
+            ErrorCode::PageCrashed => "PAGE_CRASHED",
+            ErrorCode::PageUnresponsive => "PAGE_UNRESPONSIVE",
+            ErrorCode::CaptureTooLarge => "CAPTURE_TOO_LARGE",
+            ErrorCode::DocumentTooLarge => "DOCUMENT_TOO_LARGE",
             ErrorCode::LeaseExpired => "LEASE_EXPIRED",
             ErrorCode::OutputTooLarge => "OUTPUT_TOO_LARGE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }
     }
 
-    /// Failures that another attempt may cure: transient network and browser trouble. A blocked
-    /// URL, a missing selector or an oversized output fail the same way every time.
+    /// Failures that another attempt may cure: transient network and browser trouble, and a page
+    /// that crashed or stopped answering (memory pressure from its neighbours may have caused it).
+    /// A blocked URL, a missing selector or an oversized capture, document or output fail the same
+    /// way every time.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -60,6 +79,8 @@ impl ErrorCode {
                 | ErrorCode::UrlUnreachable
                 | ErrorCode::RenderFailed
                 | ErrorCode::BrowserCrashed
+                | ErrorCode::PageCrashed
+                | ErrorCode::PageUnresponsive
                 | ErrorCode::LeaseExpired
                 | ErrorCode::InternalError
         )
@@ -88,6 +109,8 @@ mod tests {
         assert!(ErrorCode::BrowserCrashed.is_retryable());
         assert!(!ErrorCode::BlockedUrl.is_retryable());
         assert!(!ErrorCode::SelectorNotFound.is_retryable());
+        assert!(ErrorCode::PageCrashed.is_retryable());
+        assert!(!ErrorCode::CaptureTooLarge.is_retryable() && !ErrorCode::DocumentTooLarge.is_retryable());
         assert_eq!(ErrorCode::parse("NOPE"), None);
     }
 }
