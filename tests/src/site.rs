@@ -235,6 +235,115 @@ fn serve(mut stream: TcpStream, port: u16) {
                 String::new(),
             )
         }
+        // A page like most saved real pages here: its content is in the HTML, and an image from a
+        // host that never answers keeps its load event from ever firing.
+        "/stalled-image" => (
+            "200 OK",
+            html,
+            page("Stalled image", "", "<h1>Content first</h1><img src=\"/hang\" width=\"10\" height=\"10\">"),
+            String::new(),
+        ),
+        // Pages that misbehave, each rendered beside normal jobs that must not notice.
+        // A script that never yields, started once the page has loaded.
+        "/hostile/loop" => (
+            "200 OK",
+            html,
+            page(
+                "Loop",
+                "",
+                "<h1>Looping</h1><script>addEventListener('load', () => setTimeout(() => { for (;;) {} }, 0));</script>",
+            ),
+            String::new(),
+        ),
+        // Eats memory until its renderer dies.
+        "/hostile/oom" => (
+            "200 OK",
+            html,
+            page(
+                "Out of memory",
+                "",
+                "<h1>Eating</h1><script>addEventListener('load', () => { const hoard = [];                  for (;;) hoard.push(new Array(8 * 1024 * 1024).fill(hoard.length + 0.5)); });</script>",
+            ),
+            String::new(),
+        ),
+        // alert, confirm and prompt while parsing, another alert after load, and a beforeunload
+        // handler that asks to stay.
+        "/hostile/dialogs" => (
+            "200 OK",
+            html,
+            page(
+                "Dialogs",
+                "<script>alert('first'); const sure = confirm('sure?'); const name = prompt('name?', 'x');                  addEventListener('beforeunload', e => { e.preventDefault(); e.returnValue = 'stay'; });                  addEventListener('load', () => setTimeout(() => alert('again'), 0));</script>",
+                "<h1>After the dialogs</h1>",
+            ),
+            String::new(),
+        ),
+        // Opens windows in a loop, at once and on a timer.
+        "/hostile/popups" => (
+            "200 OK",
+            html,
+            page(
+                "Popups",
+                "",
+                "<h1>Popups</h1><script>for (let i = 0; i < 50; i++) window.open('/plain?popup=' + i, '_blank');                  setInterval(() => window.open('/plain?popup=timer', '_blank'), 20);</script>",
+            ),
+            String::new(),
+        ),
+        // Starts downloads: a link with `download` clicked by script, and a frame whose answer is an
+        // attachment.
+        "/hostile/downloads" => (
+            "200 OK",
+            html,
+            page(
+                "Downloads",
+                "",
+                "<h1>Downloads</h1><a id=dl href=\"/hostile/attachment?via=link\" download=\"pgshot-download-link.bin\">x</a>\
+                 <iframe src=\"/hostile/attachment?via=frame\" width=10 height=10></iframe>\
+                 <script>document.getElementById('dl').click();</script>",
+            ),
+            String::new(),
+        ),
+        "/hostile/attachment" => (
+            "200 OK",
+            "application/octet-stream",
+            "pgshot download payload".to_string(),
+            "Content-Disposition: attachment; filename=\"pgshot-download-attachment.bin\"\r\n".to_string(),
+        ),
+        // A document built by script 5,000 elements deep (the HTML parser alone stops at 512).
+        "/hostile/deep" => (
+            "200 OK",
+            html,
+            page(
+                "Deep",
+                "",
+                "<script>let n = document.body; for (let i = 0; i < 5000; i++) { const d = document.createElement('div');                  n.appendChild(d); n = d; } n.textContent = 'bottom';</script>",
+            ),
+            String::new(),
+        ),
+        // The same depth out of the layout's way: Chromium keeps it, and it reaches the outputs.
+        "/hostile/deep-hidden" => (
+            "200 OK",
+            html,
+            page(
+                "Deep and hidden",
+                "",
+                "<p>visible</p><div id=root style=\"display:none\"></div><script>let n = document.getElementById('root'); \
+                 for (let i = 0; i < 5000; i++) { const d = document.createElement('div'); n.appendChild(d); n = d; } \
+                 n.textContent = 'bottom';</script>",
+            ),
+            String::new(),
+        ),
+        // 100,000 paragraphs.
+        "/hostile/wide" => (
+            "200 OK",
+            html,
+            page(
+                "Wide",
+                "",
+                "<script>const f = document.createDocumentFragment(); for (let i = 0; i < 100000; i++) {                  const p = document.createElement('p'); p.textContent = 'row ' + i; f.appendChild(p); }                  document.body.appendChild(f);</script>",
+            ),
+            String::new(),
+        ),
         _ => ("404 Not Found", "text/plain", "not found".to_string(), String::new()),
     };
     let head = format!(

@@ -644,3 +644,58 @@ fn ssrf_through_redirect_chains_frames_and_names_that_resolve_to_loopback_is_ref
     assert!(receiver.received().is_empty(), "nothing reached the receiver behind the name");
     assert_eq!(other.connections(), 0, "nothing reached the private site");
 }
+
+#[test]
+fn domcontentloaded_does_not_wait_for_a_subresource_that_never_answers() {
+    // chromiumoxide answers a Page.navigate only at the page's load event: on real pages whose
+    // third-party images never arrive, every job waited out its whole timeout ("navigate: Request
+    // timed out"). The default wait is DOMContentLoaded, and it must mean it.
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let options = json!({"timeout": 8000, "maxAttempts": 1, "outputs": [{"type": "screenshot"}, {"type": "text"}]});
+    let dcl = enqueue(c, &site.url("/stalled-image"), options.clone());
+    let mut load_options = options;
+    load_options["waitUntil"] = json!("load");
+    let load = enqueue(c, &site.url("/stalled-image"), load_options);
+    let worker = WorkerProcess::start(&db.url, "stalled", &private());
+    let job = completed(c, &dcl, &worker);
+    assert!(job["metadata"]["renderTimeMs"].as_i64().unwrap() < 8000, "{job}");
+    let text = String::from_utf8(bytes(c, &dcl, Some("text"))).unwrap();
+    assert!(text.contains("Content first"), "{text}");
+    let job = finished(c, &load, Duration::from_secs(60), &worker);
+    assert_eq!((job["status"].as_str(), job["errorCode"].as_str()), (Some("FAILED"), Some("TIMEOUT")), "{job}");
+}
+
+#[test]
+fn chromium_gets_the_switches_the_worker_means() {
+    // chromiumoxide prefixes every switch with `--`: given with its dashes, a switch reached
+    // Chromium as `----switch` and was ignored (the loopback proxy rule and the WebRTC policy of
+    // the SSRF defence among them).
+    let db = db();
+    let worker = WorkerProcess::start(&db.url, "switches", &private());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let args = loop {
+        let browser = descendants(worker.pid()).into_iter().find_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = String::from_utf8_lossy(&cmdline).split('\0').map(str::to_string).collect();
+            (args.iter().any(|a| a.starts_with("--user-data-dir=")) && !args.iter().any(|a| a.starts_with("--type=")))
+                .then_some(args)
+        });
+        if let Some(args) = browser {
+            break args;
+        }
+        assert!(Instant::now() < deadline, "no Chromium under the worker\n{}", worker.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for wanted in [
+        "--proxy-bypass-list=<-loopback>",
+        "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+        "--js-flags=--max-old-space-size=1024",
+        "--disable-gpu",
+    ] {
+        assert!(args.iter().any(|a| a == wanted), "{wanted} is missing: {args:?}");
+    }
+    assert!(!args.iter().any(|a| a.starts_with("---")), "a switch with too many dashes: {args:?}");
+    assert!(!args.iter().any(|a| a == "--disable-popup-blocking"), "the popup blocker is off: {args:?}");
+}

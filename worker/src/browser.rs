@@ -9,11 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::browser::{
+    BrowserContextId, GetVersionParams, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
+};
 use chromiumoxide::cdp::browser_protocol::emulation::{
     MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams,
 };
-use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
+use chromiumoxide::cdp::browser_protocol::inspector::{self, EventTargetCrashed};
+use chromiumoxide::cdp::browser_protocol::page::{
+    DialogType, EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
+};
+use chromiumoxide::cdp::browser_protocol::target::{
+    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, EventTargetCreated, GetTargetsParams,
+};
 use chromiumoxide::Page;
 use futures::StreamExt;
 use tokio::sync::Mutex;
@@ -25,6 +33,47 @@ const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const TAB_TIMEOUT: Duration = Duration::from_secs(15);
 const EXIT_POLL: Duration = Duration::from_millis(250);
+/// How long the browser process itself may take to answer a trivial call before it counts as hung.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Chromium's switches, without their leading `--` (chromiumoxide adds it: a switch given with its
+/// dashes reaches Chromium as `----switch`, which Chromium ignores). chromiumoxide's defaults
+/// (puppeteer's) are written out here without `disable-popup-blocking`: a page that opens windows
+/// in a loop is refused by the popup blocker.
+const CHROMIUM_ARGS: &[&str] = &[
+    "disable-background-networking",
+    "disable-background-timer-throttling",
+    "disable-backgrounding-occluded-windows",
+    "disable-breakpad",
+    "disable-client-side-phishing-detection",
+    "disable-component-extensions-with-background-pages",
+    "disable-default-apps",
+    "disable-dev-shm-usage",
+    "disable-features=TranslateUI",
+    "disable-hang-monitor",
+    "disable-ipc-flooding-protection",
+    "disable-prompt-on-repost",
+    "disable-renderer-backgrounding",
+    "disable-sync",
+    "force-color-profile=srgb",
+    "metrics-recording-only",
+    "no-first-run",
+    "enable-automation",
+    "password-store=basic",
+    "use-mock-keychain",
+    "lang=en_US",
+    "disable-gpu",
+    "disable-component-update",
+    "disable-quic",
+    "disable-domain-reliability",
+    "no-default-browser-check",
+    // Without this, loopback skips even the per-context proxies the jobs use, and with
+    // it the SSRF policy (the contexts' `proxyBypassList` alone is not enough).
+    "proxy-bypass-list=<-loopback>",
+    // WebRTC may open UDP sockets that bypass the context's proxy.
+    "force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "webrtc-ip-handling-policy=disable_non_proxied_udp",
+];
 
 /// The viewport and colour scheme every tab is opened with: a job that wants these (the default
 /// request) skips setting them, which costs about 100 ms on the critical path.
@@ -35,6 +84,22 @@ pub struct Tab {
     pub egress: Egress,
     pub context: BrowserContextId,
     pub page: Page,
+    /// Dismisses the page's dialogs and reports its renderer's crash, for as long as the page lives.
+    guard: JoinHandle<()>,
+    crashed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Tab {
+    /// Resolves when the page's renderer process crashes (the browser and other pages live on).
+    pub async fn crashed(&self) {
+        let _ = self.crashed.clone().wait_for(|c| *c).await;
+    }
+}
+
+impl Drop for Tab {
+    fn drop(&mut self) {
+        self.guard.abort();
+    }
 }
 
 /// A running Chromium and the task that drives its DevTools connection.
@@ -43,6 +108,8 @@ pub struct Chrome {
     handler: JoinHandle<()>,
     /// Not to be given new jobs: it exited, or a call went unanswered.
     dead: Arc<AtomicBool>,
+    /// Set when the worker closes the browser itself: its connection ending then is no death.
+    closing: Arc<AtomicBool>,
     /// Set once Chromium's process or its DevTools connection is gone: renders in it cannot finish.
     exited: tokio::sync::watch::Sender<bool>,
     exit_watch: JoinHandle<()>,
@@ -56,7 +123,12 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    async fn launch(chromium: &std::path::Path, generation: u32, spare_target: usize) -> Result<Chrome, String> {
+    async fn launch(
+        chromium: &std::path::Path,
+        generation: u32,
+        spare_target: usize,
+        page_heap_mb: u32,
+    ) -> Result<Chrome, String> {
         let user_data_dir = chromium_dir(&format!("{}-{generation}", std::process::id()));
         let _ = std::fs::remove_dir_all(&user_data_dir);
         let mut config = BrowserConfig::builder()
@@ -65,22 +137,16 @@ impl Chrome {
             .launch_timeout(LAUNCH_TIMEOUT)
             .request_timeout(Duration::from_secs(30))
             .viewport(None)
-            .args([
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--disable-domain-reliability",
-                "--no-default-browser-check",
-                // Without this, loopback skips even the per-context proxies the jobs use, and with
-                // it the SSRF policy (the contexts' `proxyBypassList` alone is not enough).
-                "--proxy-bypass-list=<-loopback>",
-                // WebRTC may open UDP sockets that bypass the context's proxy.
-                "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
-                "--webrtc-ip-handling-policy=disable_non_proxied_udp",
-            ]);
+            // A certificate error fails the navigation (chromiumoxide ignores them by default).
+            .respect_https_errors()
+            .disable_default_args()
+            .arg(("js-flags", format!("--max-old-space-size={page_heap_mb}").as_str()));
+        for switch in CHROMIUM_ARGS {
+            config = match switch.split_once('=') {
+                Some((key, value)) => config.arg((key, value)),
+                None => config.arg(*switch),
+            };
+        }
         // Chromium's sandbox needs user namespaces that a root process in a container lacks.
         if is_root() {
             config = config.no_sandbox();
@@ -90,12 +156,13 @@ impl Chrome {
             Browser::launch(config).await.map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
         let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let dead = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
         let exited = tokio::sync::watch::Sender::new(false);
         let gone = {
-            let (dead, exited) = (dead.clone(), exited.clone());
+            let (dead, exited, closing) = (dead.clone(), exited.clone(), closing.clone());
             move |why: &str| {
                 dead.store(true, Ordering::SeqCst);
-                if !exited.send_replace(true) {
+                if !exited.send_replace(true) && !closing.load(Ordering::SeqCst) {
                     tracing::warn!(why, "chromium is gone");
                 }
             }
@@ -131,6 +198,7 @@ impl Chrome {
             browser: Mutex::new(Some(browser)),
             handler,
             dead,
+            closing,
             exited,
             exit_watch,
             renders: AtomicU32::new(0),
@@ -141,19 +209,24 @@ impl Chrome {
         })
     }
 
-    /// A tab for one job, with the job's egress rules: a spare one if there is one.
+    /// A tab for one job, with the job's egress rules: a spare one if there is one. The spare it
+    /// leaves behind is replaced when a render ends ([`Chrome::replenish`]), not now: opening a
+    /// context and page costs CPU that the render just starting needs more.
     pub async fn take_tab(self: &Arc<Self>, rules: Rules) -> Result<Tab, String> {
         let spare = self.spares.lock().unwrap().pop();
         let tab = match spare {
             Some(tab) => tab,
-            None => self.open_tab(rules.clone()).await?,
+            None => {
+                self.replenish();
+                self.open_tab(rules.clone()).await?
+            }
         };
         tab.egress.set_rules(rules);
-        self.replenish();
         Ok(tab)
     }
 
-    /// Opens spare tabs in the background until there are as many as render slots.
+    /// Opens spare tabs in the background until there is one per render slot and one more (for
+    /// the job that arrives while the last render's tab is replaced).
     pub fn replenish(self: &Arc<Self>) {
         if self.replenishing.swap(true, Ordering::SeqCst) {
             return;
@@ -186,26 +259,41 @@ impl Chrome {
             .browser_context_id(context.clone())
             .build()
             .expect("url is set");
+        let deny = SetDownloadBehaviorParams::builder()
+            .behavior(SetDownloadBehaviorBehavior::Deny)
+            .browser_context_id(context.clone())
+            .build()
+            .expect("behavior is set");
         let opened = async {
+            // Downloads are refused in this context: a page cannot write files on the worker's disk.
+            self.timed("deny downloads", async |b| b.execute(deny).await).await?;
             let page = self.timed("open a page", async |b| b.new_page(target).await).await?;
             let (width, height, scale) = TAB_VIEWPORT;
             let preset = async {
+                let dialogs = page.event_listener::<EventJavascriptDialogOpening>().await?;
+                let crashes = page.event_listener::<EventTargetCrashed>().await?;
+                page.execute(inspector::EnableParams::default()).await?;
                 page.execute(SetDeviceMetricsOverrideParams::new(width, height, scale, false)).await?;
                 page.execute(
                     SetEmulatedMediaParams::builder()
                         .feature(MediaFeature::new("prefers-color-scheme", "light"))
                         .build(),
                 )
-                .await
+                .await?;
+                Ok::<_, chromiumoxide::error::CdpError>((dialogs, crashes))
             };
             match tokio::time::timeout(TAB_TIMEOUT, preset).await {
-                Ok(Ok(_)) => Ok(page),
-                Ok(Err(e)) => Err(format!("emulate the default viewport: {e}")),
-                Err(_) => Err("emulate the default viewport: no answer".to_string()),
+                Ok(Ok((dialogs, crashes))) => Ok((page, dialogs, crashes)),
+                Ok(Err(e)) => Err(format!("prepare the tab: {e}")),
+                Err(_) => Err("prepare the tab: no answer".to_string()),
             }
         };
         match opened.await {
-            Ok(page) => Ok(Tab { egress, context, page }),
+            Ok((page, dialogs, crashes)) => {
+                let (crash_tx, crashed) = tokio::sync::watch::channel(false);
+                let guard = tokio::spawn(guard_page(page.clone(), dialogs, crashes, crash_tx));
+                Ok(Tab { egress, context, page, guard, crashed })
+            }
             Err(e) => {
                 let id = context.clone();
                 let _ = self.timed("dispose a browser context", async |b| b.dispose_browser_context(id).await).await;
@@ -229,6 +317,52 @@ impl Chrome {
                 Err(format!("{what}: Chromium did not answer within {TAB_TIMEOUT:?}"))
             }
         }
+    }
+
+    /// Whether the browser process itself still answers: a page that stopped answering is the
+    /// page's problem, not the browser's, unless the browser is silent too.
+    pub async fn answers(&self) -> bool {
+        let probe = self.with(async |b| b.execute(GetVersionParams::default()).await);
+        matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Some(Ok(_))))
+    }
+
+    /// Closes the tab Chromium opens at start: chromiumoxide gives it no URL, so it is the New Tab
+    /// Page, whose WebUI renderers hold memory and keep loading for as long as it is open.
+    async fn close_start_page(&self) {
+        let targets = self.with(async |b| b.execute(GetTargetsParams::default()).await).await;
+        let Some(Ok(targets)) = targets else { return };
+        for info in &targets.result.target_infos {
+            if info.r#type == "page" && info.url.starts_with("chrome://") {
+                let close = self.with(async |b| b.execute(CloseTargetParams::new(info.target_id.clone())).await);
+                let _ = tokio::time::timeout(PROBE_TIMEOUT, close).await;
+            }
+        }
+    }
+
+    /// Closes every popup a page opens (the popup blocker stops most; a page may still open one
+    /// from a user gesture that an action simulates), for as long as the browser lives.
+    fn close_popups(self: &Arc<Self>) {
+        let chrome = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let listen = match chrome.upgrade() {
+                Some(c) => c.with(async |b| b.event_listener::<EventTargetCreated>().await).await,
+                None => return,
+            };
+            let Some(Ok(mut created)) = listen else { return };
+            while let Some(event) = created.next().await {
+                let info = &event.target_info;
+                if info.r#type != "page" || info.opener_id.is_none() {
+                    continue;
+                }
+                let Some(c) = chrome.upgrade() else { return };
+                let id = info.target_id.clone();
+                tracing::debug!(url = %info.url, "closing a popup");
+                tokio::spawn(async move {
+                    let close = c.with(async |b| b.execute(CloseTargetParams::new(id)).await);
+                    let _ = tokio::time::timeout(PROBE_TIMEOUT, close).await;
+                });
+            }
+        });
     }
 
     pub fn is_alive(&self) -> bool {
@@ -264,6 +398,7 @@ impl Chrome {
         let Some(mut browser) = guard.take() else { return };
         // A close asked for is not a crash to report.
         self.exit_watch.abort();
+        self.closing.store(true, Ordering::SeqCst);
         // Chromium's helpers (zygote, renderers, GPU) are its children, not ours: a hung or stopped
         // browser would leave them behind, so they are noted now and killed after it.
         let helpers = browser.get_mut_child().and_then(|c| c.as_mut_inner().id()).map(descendants).unwrap_or_default();
@@ -284,6 +419,30 @@ impl Chrome {
         let _ = std::fs::remove_dir_all(&self.user_data_dir);
         drop(guard);
         tracing::info!("chromium closed");
+    }
+}
+
+/// Answers the page's dialogs (alert, confirm and prompt dismissed; beforeunload accepted, so
+/// the page can be left) and reports its renderer's crash.
+async fn guard_page(
+    page: Page,
+    mut dialogs: chromiumoxide::listeners::EventStream<EventJavascriptDialogOpening>,
+    mut crashes: chromiumoxide::listeners::EventStream<EventTargetCrashed>,
+    crashed: tokio::sync::watch::Sender<bool>,
+) {
+    loop {
+        tokio::select! {
+            Some(dialog) = dialogs.next() => {
+                let accept = dialog.r#type == DialogType::Beforeunload;
+                tracing::debug!(kind = ?dialog.r#type, "dismissing a dialog");
+                let answer = page.execute(HandleJavaScriptDialogParams::new(accept));
+                let _ = tokio::time::timeout(PROBE_TIMEOUT, answer).await;
+            }
+            Some(_) = crashes.next() => {
+                crashed.send_replace(true);
+            }
+            else => return,
+        }
     }
 }
 
@@ -371,6 +530,7 @@ fn is_root() -> bool {
 /// The worker's browser: handed to jobs, replaced when it dies or has rendered `recycle_after` pages.
 pub struct Browsers {
     chromium: PathBuf,
+    page_heap_mb: u32,
     recycle_after: u32,
     spare_tabs: usize,
     current: Mutex<Option<Arc<Chrome>>>,
@@ -380,10 +540,11 @@ pub struct Browsers {
 }
 
 impl Browsers {
-    /// `spare_tabs`: how many tabs to keep open ahead of the jobs (the worker's concurrency).
-    pub fn new(chromium: PathBuf, recycle_after: u32, spare_tabs: usize) -> Browsers {
+    /// `spare_tabs`: how many tabs to keep open ahead of the jobs (one per render slot, and one more).
+    pub fn new(chromium: PathBuf, recycle_after: u32, spare_tabs: usize, page_heap_mb: u32) -> Browsers {
         Browsers {
             chromium,
+            page_heap_mb,
             recycle_after: recycle_after.max(1),
             spare_tabs,
             current: Mutex::new(None),
@@ -417,7 +578,9 @@ impl Browsers {
             tokio::spawn(async move { close_when_unused(old).await });
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst);
-        let chrome = Arc::new(Chrome::launch(&self.chromium, generation, self.spare_tabs).await?);
+        let chrome = Arc::new(Chrome::launch(&self.chromium, generation, self.spare_tabs, self.page_heap_mb).await?);
+        chrome.close_popups();
+        chrome.close_start_page().await;
         chrome.replenish();
         chrome.renders.fetch_add(1, Ordering::SeqCst);
         *current = Some(chrome.clone());

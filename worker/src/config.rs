@@ -54,6 +54,16 @@ pub struct Config {
     #[arg(long, env = "PGSHOT_MAX_OUTPUT_BYTES", default_value_t = 50 * 1024 * 1024)]
     pub max_output_bytes: usize,
 
+    /// Largest screenshot in device pixels (width x height x deviceScaleFactor squared); a larger
+    /// capture fails with CAPTURE_TOO_LARGE instead of exhausting the browser's memory.
+    #[arg(long, env = "PGSHOT_MAX_CAPTURE_PIXELS", default_value_t = 64_000_000)]
+    pub max_capture_pixels: u64,
+
+    /// Largest JavaScript heap of one page's renderer, in MiB (V8's old space): a page that wants
+    /// more crashes alone, with PAGE_CRASHED, instead of taking the machine's memory.
+    #[arg(long, env = "PGSHOT_PAGE_HEAP_MB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=16384))]
+    pub page_heap_mb: u32,
+
     /// How often one worker (under an advisory lock) rescues expired leases and purges results.
     #[arg(long, env = "PGSHOT_MAINTENANCE_INTERVAL_SECONDS", default_value_t = 10)]
     pub maintenance_interval_seconds: u64,

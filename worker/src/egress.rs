@@ -234,9 +234,9 @@ async fn resolve(target: &Target, port: u16, rules: &Rules) -> Result<Vec<Socket
             if rules.block_ads && blocklists().is_ad_host(name) {
                 return Err(Denied::Refused(Refusal::AdHost { host: name.clone() }));
             }
-            match tokio::net::lookup_host((name.as_str(), port)).await {
-                Ok(found) => found.collect(),
-                Err(_) => return Err(Denied::Unresolved),
+            match crate::dns::lookup(name).await {
+                Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+                None => return Err(Denied::Unresolved),
             }
         }
     };

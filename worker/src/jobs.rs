@@ -40,11 +40,17 @@ impl Worker {
     pub fn new(config: &Config, queue: Queue, wake: Arc<Notify>) -> Arc<Worker> {
         Arc::new(Worker {
             queue,
-            browsers: Browsers::new(config.chromium.clone(), config.recycle_after, config.concurrency as usize),
+            browsers: Browsers::new(
+                config.chromium.clone(),
+                config.recycle_after,
+                config.concurrency as usize + 1,
+                config.page_heap_mb,
+            ),
             settings: RenderSettings {
                 allow_private_networks: config.allow_private_networks,
                 allowed_destinations: config.allow_destinations.clone().into(),
                 max_output_bytes: config.max_output_bytes,
+                max_capture_pixels: config.max_capture_pixels,
             },
             slots: Arc::new(Semaphore::new(config.concurrency as usize)),
             concurrency: config.concurrency,

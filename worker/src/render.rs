@@ -18,12 +18,12 @@ use chromiumoxide::cdp::browser_protocol::input::{
     DispatchKeyEventParams, DispatchKeyEventType, DispatchMouseEventParams, DispatchMouseEventType, InsertTextParams,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    CookieParam, CookieSameSite, Headers, SetCookiesParams, SetExtraHttpHeadersParams, SetUserAgentOverrideParams,
-    TimeSinceEpoch,
+    CookieParam, CookieSameSite, EventLoadingFailed, EventRequestWillBeSent, Headers, ResourceType, SetCookiesParams,
+    SetExtraHttpHeadersParams, SetUserAgentOverrideParams, TimeSinceEpoch,
 };
 use chromiumoxide::cdp::browser_protocol::page::{
-    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent,
-    NavigateParams, PrintToPdfParams, SetLifecycleEventsEnabledParams, Viewport,
+    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams, CrashParams,
+    EventLifecycleEvent, FrameId, PrintToPdfParams, Viewport,
 };
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::error::CdpError;
@@ -37,6 +37,7 @@ use serde_json::{json, Value};
 use crate::blocklist::blocklists;
 use crate::browser::{Chrome, TAB_VIEWPORT};
 use crate::egress::{Allowed, Egress, Refusal, Rules};
+use crate::markdown;
 use crate::queue::OutputRow;
 
 /// Most DevTools calls answer in milliseconds; one that takes this long means a hung browser.
@@ -52,6 +53,9 @@ pub struct RenderSettings {
     pub allow_private_networks: bool,
     pub allowed_destinations: Arc<[Allowed]>,
     pub max_output_bytes: usize,
+    /// Largest capture in device pixels (width x height): a larger one fails CAPTURE_TOO_LARGE
+    /// before Chromium allocates it.
+    pub max_capture_pixels: u64,
 }
 
 #[derive(Debug)]
@@ -78,6 +82,9 @@ impl RenderError {
             | CdpError::ChromeMessage(_)
             | CdpError::JavascriptException(_)
             | CdpError::NotFound => ErrorCode::RenderFailed,
+            // A call to the page went unanswered: its renderer is busy. The browser is probed
+            // before anyone calls it hung (see `render`).
+            CdpError::Timeout => ErrorCode::PageUnresponsive,
             _ => ErrorCode::BrowserCrashed,
         };
         RenderError::new(code, format!("{what}: {e}"))
@@ -90,9 +97,10 @@ pub fn timeout_error(timeout_ms: i64) -> RenderError {
     RenderError::new(ErrorCode::Timeout, format!("Page load timed out after {seconds} seconds"))
 }
 
-/// Runs one DevTools step under `limit`; no answer in time means the browser is hung.
+/// Runs one DevTools step of the page under `limit`. No answer in time means the page's renderer
+/// is stuck (a script that never yields, a layout that never ends): the job fails with
+/// PAGE_UNRESPONSIVE and its context is discarded; the browser is only blamed if it is silent too.
 async fn step<T>(
-    chrome: &Chrome,
     what: &str,
     limit: Duration,
     fut: impl Future<Output = Result<T, CdpError>>,
@@ -100,13 +108,10 @@ async fn step<T>(
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(RenderError::from_cdp(what, e)),
-        Err(_) => {
-            chrome.mark_dead();
-            Err(RenderError::new(
-                ErrorCode::BrowserCrashed,
-                format!("{what}: Chromium did not answer within {limit:?}"),
-            ))
-        }
+        Err(_) => Err(RenderError::new(
+            ErrorCode::PageUnresponsive,
+            format!("{what}: the page did not answer within {limit:?}"),
+        )),
     }
 }
 
@@ -191,7 +196,30 @@ pub async fn render(
     };
     let tab = chrome.take_tab(rules).await.map_err(|e| RenderError::new(ErrorCode::BrowserCrashed, e))?;
     let _dispose = ContextGuard { chrome: chrome.clone(), context: Some(tab.context.clone()) };
-    Job { chrome, page: &tab.page, egress: &tab.egress, url, opts, settings, started }.run().await
+    let job = Job { page: &tab.page, egress: &tab.egress, url, opts, settings, started };
+    let result = tokio::select! {
+        biased;
+        r = job.run() => r,
+        () = tab.crashed() => Err(RenderError::new(ErrorCode::PageCrashed, "the page's renderer crashed")),
+    };
+    match result {
+        Err(e) if matches!(e.code, ErrorCode::PageUnresponsive | ErrorCode::Timeout) => {
+            // Whatever still runs in the page (a script in a loop) is stopped for good: Page.crash
+            // is served on the renderer's IO thread, so a busy main thread cannot delay it. Its
+            // context is disposed next, by `_dispose`.
+            let _ = tokio::time::timeout(Duration::from_secs(2), tab.page.execute(CrashParams::default())).await;
+            if chrome.answers().await {
+                Err(e)
+            } else {
+                chrome.mark_dead();
+                Err(RenderError::new(
+                    ErrorCode::BrowserCrashed,
+                    format!("{}; Chromium itself does not answer", e.message),
+                ))
+            }
+        }
+        other => other,
+    }
 }
 
 /// Disposes the job's browser context (and so its page, cookies and storage) however the render
@@ -207,12 +235,13 @@ impl Drop for ContextGuard {
         tokio::spawn(async move {
             let dispose = chrome.with(async |b| b.dispose_browser_context(context).await);
             let _ = tokio::time::timeout(Duration::from_secs(5), dispose).await;
+            // The render is over: replace the tab it took (see `Chrome::take_tab`).
+            chrome.replenish();
         });
     }
 }
 
 struct Job<'a> {
-    chrome: &'a Chrome,
     page: &'a Page,
     egress: &'a Egress,
     url: &'a str,
@@ -283,7 +312,7 @@ impl Job<'_> {
     }
 
     async fn exec<C: chromiumoxide::types::Command>(&self, what: &str, cmd: C) -> Result<C::Response, RenderError> {
-        Ok(step(self.chrome, what, STEP_TIMEOUT, self.page.execute(cmd)).await?.result)
+        Ok(step(what, STEP_TIMEOUT, self.page.execute(cmd)).await?.result)
     }
 
     /// Emulation, cookies, headers and the scripts that must run before the page's own.
@@ -395,8 +424,7 @@ impl Job<'_> {
             return Ok(None);
         }
         let mut paused =
-            step(self.chrome, "listen for requests", STEP_TIMEOUT, self.page.event_listener::<EventRequestPaused>())
-                .await?;
+            step("listen for requests", STEP_TIMEOUT, self.page.event_listener::<EventRequestPaused>()).await?;
         let pattern = RequestPattern::builder().url_pattern("*").request_stage(RequestStage::Request).build();
         self.exec("intercept requests", fetch::EnableParams::builder().pattern(pattern).build()).await?;
         let page = self.page.clone();
@@ -431,35 +459,70 @@ impl Job<'_> {
     }
 
     /// Navigates and waits for `waitUntil`, all within the job's `timeout`.
+    ///
+    /// chromiumoxide holds the answer to every `Page.navigate` sent through a `Page` until the
+    /// page's `load` event, whatever the job waits for: a page whose third-party scripts and
+    /// images cannot be reached took its whole timeout to "navigate" even with `domcontentloaded`,
+    /// and a URL that answers with a download never answered at all. So the blank tab starts the
+    /// navigation itself, and the navigation is followed through its own events: the main frame's
+    /// document request names the loader, whose lifecycle event ends the wait and whose failure
+    /// fails the job.
     async fn load(&self) -> Result<PageInfo, RenderError> {
         let timeout_ms = self.opts.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
         let wait_until = self.opts.wait_until.unwrap_or(WaitUntil::DomContentLoaded);
-        self.exec("enable lifecycle events", SetLifecycleEventsEnabledParams::new(true)).await?;
-        let mut lifecycle =
-            step(self.chrome, "listen for lifecycle", STEP_TIMEOUT, self.page.event_listener::<EventLifecycleEvent>())
-                .await?;
+        // Lifecycle events are on already: chromiumoxide enables them when it attaches the page.
+        let listen = async {
+            let lifecycle = self.page.event_listener::<EventLifecycleEvent>().await?;
+            let requests = self.page.event_listener::<EventRequestWillBeSent>().await?;
+            let failures = self.page.event_listener::<EventLoadingFailed>().await?;
+            let main = self.page.mainframe().await?;
+            Ok((lifecycle, requests, failures, main))
+        };
+        let (mut lifecycle, mut requests, mut failures, main) =
+            step("listen for the load", STEP_TIMEOUT, listen).await?;
+        let main = main.unwrap_or_else(|| FrameId::new(self.page.target_id().inner().clone()));
+        let event = match wait_until {
+            WaitUntil::Commit => "commit",
+            WaitUntil::DomContentLoaded => "DOMContentLoaded",
+            WaitUntil::Load => "load",
+            WaitUntil::NetworkIdle => "networkIdle",
+        };
         let navigate_and_wait = async {
-            let nav = self
-                .page
-                .execute(NavigateParams::new(self.url))
-                .await
-                .map_err(|e| RenderError::from_cdp("navigate", e))?;
-            if let Some(error) = nav.result.error_text.clone() {
-                return Err(self.navigation_error(&error));
-            }
-            let event = match wait_until {
-                WaitUntil::Commit => return Ok(()),
-                WaitUntil::DomContentLoaded => "DOMContentLoaded",
-                WaitUntil::Load => "load",
-                WaitUntil::NetworkIdle => "networkIdle",
-            };
-            let loader = nav.result.loader_id.clone();
-            while let Some(e) = lifecycle.next().await {
-                if e.name == event && e.frame_id == nav.result.frame_id && Some(&e.loader_id) == loader.as_ref() {
-                    return Ok(());
+            self.eval(&format!("location.href = {}", js(self.url))).await?;
+            // The new document's loader: the id of the main frame's document request (the same
+            // id names the request and its loader), or of its first lifecycle event.
+            let mut loader: Option<String> = None;
+            loop {
+                tokio::select! {
+                    Some(r) = requests.next() => {
+                        if loader.is_none() && r.frame_id.as_ref() == Some(&main) && r.r#type == Some(ResourceType::Document) {
+                            loader = Some(r.loader_id.inner().clone());
+                        }
+                    }
+                    Some(f) = failures.next() => {
+                        if loader.as_deref() == Some(f.request_id.inner().as_str()) {
+                            let what = if f.error_text == "net::ERR_ABORTED" {
+                                "net::ERR_ABORTED (the answer is a download, or no page)".to_string()
+                            } else {
+                                f.error_text.clone()
+                            };
+                            return Err(self.navigation_error(&what));
+                        }
+                    }
+                    Some(e) = lifecycle.next() => {
+                        if e.frame_id != main {
+                            continue;
+                        }
+                        if loader.is_none() && (e.name == "init" || e.name == "commit") {
+                            loader = Some(e.loader_id.inner().clone());
+                        }
+                        if e.name == event && loader.as_deref() == Some(e.loader_id.inner().as_str()) {
+                            return Ok(());
+                        }
+                    }
+                    else => return Err(RenderError::new(ErrorCode::BrowserCrashed, "the page closed while loading")),
                 }
             }
-            Err(RenderError::new(ErrorCode::BrowserCrashed, "the page closed while loading"))
         };
         let budget = Duration::from_millis(timeout_ms as u64);
         match tokio::time::timeout(budget, navigate_and_wait).await {
@@ -655,15 +718,16 @@ impl Job<'_> {
                 Ok((row("application/pdf", bytes, json!({})), Some((screen.width, screen.height))))
             }
             OutputType::Html => {
-                let html = self.html(spec.selector.as_deref()).await?;
+                let html = self.html(spec.selector.as_deref(), None).await?;
                 Ok((row("text/html; charset=utf-8", html.into_bytes(), json!({})), None))
             }
             OutputType::Markdown => {
                 // The body only: the head's title and scripts are not content.
-                let html = self.html(Some(spec.selector.as_deref().unwrap_or("body"))).await?;
-                let markdown = htmd::convert(&html).map_err(|e| {
-                    RenderError::new(ErrorCode::RenderFailed, format!("markdown conversion failed: {e}"))
-                })?;
+                let selector = spec.selector.as_deref().unwrap_or("body");
+                let html = self.html(Some(selector), Some(markdown::MAX_DEPTH)).await?;
+                // The markdown is checked against the output limit like any output; its HTML may
+                // be larger (see `html`).
+                let markdown = markdown::convert(html).await?;
                 Ok((row("text/markdown; charset=utf-8", markdown.into_bytes(), json!({})), None))
             }
             OutputType::Text => {
@@ -738,6 +802,19 @@ impl Job<'_> {
             None
         };
         let (css_w, css_h) = clip.as_ref().map_or((screen.width as f64, screen.height as f64), |c| (c.width, c.height));
+        let pixels = (css_w * screen.scale).ceil() as u64 * (css_h * screen.scale).ceil() as u64;
+        if pixels > self.settings.max_capture_pixels {
+            return Err(RenderError::new(
+                ErrorCode::CaptureTooLarge,
+                format!(
+                    "the capture would be {:.0} x {:.0} pixels ({pixels}), more than the limit of {}; \
+                     lower maxHeight, the viewport or deviceScaleFactor",
+                    css_w * screen.scale,
+                    css_h * screen.scale,
+                    self.settings.max_capture_pixels
+                ),
+            ));
+        }
         let mut params = CaptureScreenshotParams::builder().format(format.clone()).from_surface(true);
         if format != CaptureScreenshotFormat::Png {
             params = params.quality(spec.quality.unwrap_or(DEFAULT_QUALITY));
@@ -745,7 +822,7 @@ impl Job<'_> {
         if let Some(clip) = clip {
             params = params.clip(clip).capture_beyond_viewport(true);
         }
-        let shot = step(self.chrome, "capture screenshot", CAPTURE_TIMEOUT, self.page.execute(params.build())).await?;
+        let shot = step("capture screenshot", CAPTURE_TIMEOUT, self.page.execute(params.build())).await?;
         let bytes = decode(shot.result.data.as_ref())?;
         let px = |css: f64| (css * screen.scale).round() as i64;
         Ok((bytes, px(css_w), px(css_h), content_type))
@@ -766,25 +843,45 @@ impl Job<'_> {
             .paper_width(w)
             .paper_height(h)
             .build();
-        let pdf = step(self.chrome, "print to PDF", CAPTURE_TIMEOUT, self.page.execute(params)).await?;
+        let pdf = step("print to PDF", CAPTURE_TIMEOUT, self.page.execute(params)).await?;
         decode(pdf.result.data.as_ref())
     }
 
-    async fn html(&self, selector: Option<&str>) -> Result<String, RenderError> {
-        let script = match selector {
-            Some(s) => format!(
-                "(() => {{ const el = document.querySelector({}); return el ? el.outerHTML : null; }})()",
-                js(s)
-            ),
-            None => "document.documentElement.outerHTML".to_string(),
+    /// The element's (or the document's) HTML, refused in the page, before it crosses the DevTools
+    /// connection, when it is larger than the output limit (four times that when it is the input
+    /// of a markdown conversion, `max_depth` set: markup is most of a page's HTML) or nested deeper
+    /// than `max_depth`.
+    async fn html(&self, selector: Option<&str>, max_depth: Option<usize>) -> Result<String, RenderError> {
+        let limit =
+            if max_depth.is_some() { self.settings.max_output_bytes * 4 } else { self.settings.max_output_bytes };
+        let element = match selector {
+            Some(s) => format!("document.querySelector({})", js(s)),
+            None => "document.documentElement".to_string(),
         };
-        match self.eval(&script).await? {
-            Value::String(html) => Ok(html),
-            _ => Err(RenderError::new(
-                ErrorCode::SelectorNotFound,
-                format!("no element matches \"{}\"", selector.unwrap_or_default()),
-            )),
+        let script = format!(
+            "(() => {{ const el = {element}; if (!el) return null;                const maxDepth = {depth};                if (maxDepth > 0) {{ const stack = [[el, 1]];                  while (stack.length) {{ const [n, d] = stack.pop();                    if (d > maxDepth) return {{tooDeep: true}};                    for (let c = n.firstElementChild; c; c = c.nextElementSibling) stack.push([c, d + 1]); }} }}                const html = el.outerHTML;                return html.length > {limit} ? {{tooLarge: html.length}} : {{html}}; }})()",
+            depth = max_depth.unwrap_or(0),
+        );
+        let found = self.eval(&script).await?;
+        if let Some(html) = found["html"].as_str() {
+            return Ok(html.to_string());
         }
+        if found["tooDeep"] == Value::Bool(true) {
+            return Err(RenderError::new(
+                ErrorCode::DocumentTooLarge,
+                format!("the document is nested more than {} elements deep", max_depth.unwrap_or(0)),
+            ));
+        }
+        if let Some(length) = found["tooLarge"].as_u64() {
+            return Err(RenderError::new(
+                ErrorCode::OutputTooLarge,
+                format!("the document's HTML is {length} characters, more than the limit of {limit} bytes"),
+            ));
+        }
+        Err(RenderError::new(
+            ErrorCode::SelectorNotFound,
+            format!("no element matches \"{}\"", selector.unwrap_or_default()),
+        ))
     }
 
     async fn extract(&self, selectors: Option<&BTreeMap<String, String>>) -> Result<Value, RenderError> {
