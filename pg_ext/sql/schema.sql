@@ -8,7 +8,7 @@
 --                     PROCESSING --fail final, or attempts used up--> FAILED
 --                     PROCESSING --lease expired, rescue--> QUEUED or FAILED (LEASE_EXPIRED)
 --   QUEUED --cancel--> CANCELLED
---   PROCESSING --cancel--> cancel_requested; CANCELLED at the next heartbeat, fail or rescue
+--   PROCESSING --cancel--> cancel_requested; CANCELLED at the next heartbeat, fail, complete or rescue
 --
 -- The attempt number is the fencing token: heartbeat, complete and fail name the worker and the
 -- attempt they hold, and act only while both still match.
