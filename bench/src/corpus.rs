@@ -9,12 +9,13 @@
 //! and counts failures and browser deaths.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pgshot_tests::cluster;
+use pgshot_tests::site::read_request;
 use pgshot_tests::worker_process::WorkerProcess;
 use serde_json::{json, Value};
 
@@ -49,20 +50,8 @@ fn serve(dir: PathBuf) -> String {
 }
 
 fn answer(mut stream: TcpStream, dir: &Path) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    loop {
-        let mut header = String::new();
-        match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if header == "\r\n" => break,
-            Ok(_) => {}
-        }
-    }
-    let path = line.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/");
+    let Some((target, _)) = read_request(&stream) else { return };
+    let path = target.split('?').next().unwrap_or("/");
     let name = path.trim_start_matches('/');
     let file = (!name.contains('/') && !name.contains("..") && name.ends_with(".html"))
         .then(|| std::fs::read(dir.join(name)).ok())

@@ -55,23 +55,27 @@ fn page(title: &str, head: &str, body: &str) -> String {
     )
 }
 
-fn serve(mut stream: TcpStream, port: u16) {
+/// Reads one HTTP request's head from `stream`: its target (path and query) and its header lines,
+/// lower-cased. None when the client went away first.
+pub fn read_request(stream: &TcpStream) -> Option<(String, String)> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
+    reader.read_line(&mut request_line).ok()?;
     let mut request_headers = String::new();
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) if line == "\r\n" => break,
             Ok(_) => request_headers.push_str(&line.to_ascii_lowercase()),
         }
     }
-    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    Some((request_line.split_whitespace().nth(1).unwrap_or("/").to_string(), request_headers))
+}
+
+fn serve(mut stream: TcpStream, port: u16) {
+    let Some((target, request_headers)) = read_request(&stream) else { return };
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let param = |name: &str| {
         query
@@ -262,7 +266,8 @@ fn serve(mut stream: TcpStream, port: u16) {
             page(
                 "Out of memory",
                 "",
-                "<h1>Eating</h1><script>addEventListener('load', () => { const hoard = [];                  for (;;) hoard.push(new Array(8 * 1024 * 1024).fill(hoard.length + 0.5)); });</script>",
+                "<h1>Eating</h1><script>addEventListener('load', () => { const hoard = []; \
+                 for (;;) hoard.push(new Array(8 * 1024 * 1024).fill(hoard.length + 0.5)); });</script>",
             ),
             String::new(),
         ),
@@ -273,7 +278,9 @@ fn serve(mut stream: TcpStream, port: u16) {
             html,
             page(
                 "Dialogs",
-                "<script>alert('first'); const sure = confirm('sure?'); const name = prompt('name?', 'x');                  addEventListener('beforeunload', e => { e.preventDefault(); e.returnValue = 'stay'; });                  addEventListener('load', () => setTimeout(() => alert('again'), 0));</script>",
+                "<script>alert('first'); const sure = confirm('sure?'); const name = prompt('name?', 'x'); \
+                 addEventListener('beforeunload', e => { e.preventDefault(); e.returnValue = 'stay'; }); \
+                 addEventListener('load', () => setTimeout(() => alert('again'), 0));</script>",
                 "<h1>After the dialogs</h1>",
             ),
             String::new(),
@@ -285,7 +292,8 @@ fn serve(mut stream: TcpStream, port: u16) {
             page(
                 "Popups",
                 "",
-                "<h1>Popups</h1><script>for (let i = 0; i < 50; i++) window.open('/plain?popup=' + i, '_blank');                  setInterval(() => window.open('/plain?popup=timer', '_blank'), 20);</script>",
+                "<h1>Popups</h1><script>for (let i = 0; i < 50; i++) window.open('/plain?popup=' + i, '_blank'); \
+                 setInterval(() => window.open('/plain?popup=timer', '_blank'), 20);</script>",
             ),
             String::new(),
         ),
@@ -316,7 +324,8 @@ fn serve(mut stream: TcpStream, port: u16) {
             page(
                 "Deep",
                 "",
-                "<script>let n = document.body; for (let i = 0; i < 5000; i++) { const d = document.createElement('div');                  n.appendChild(d); n = d; } n.textContent = 'bottom';</script>",
+                "<script>let n = document.body; for (let i = 0; i < 5000; i++) { const d = document.createElement('div'); \
+                 n.appendChild(d); n = d; } n.textContent = 'bottom';</script>",
             ),
             String::new(),
         ),
@@ -340,7 +349,9 @@ fn serve(mut stream: TcpStream, port: u16) {
             page(
                 "Wide",
                 "",
-                "<script>const f = document.createDocumentFragment(); for (let i = 0; i < 100000; i++) {                  const p = document.createElement('p'); p.textContent = 'row ' + i; f.appendChild(p); }                  document.body.appendChild(f);</script>",
+                "<script>const f = document.createDocumentFragment(); for (let i = 0; i < 100000; i++) { \
+                 const p = document.createElement('p'); p.textContent = 'row ' + i; f.appendChild(p); } \
+                 document.body.appendChild(f);</script>",
             ),
             String::new(),
         ),

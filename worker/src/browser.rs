@@ -20,7 +20,7 @@ use chromiumoxide::cdp::browser_protocol::page::{
     DialogType, EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
-    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, EventTargetCreated, GetTargetsParams,
+    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, EventTargetCreated, GetTargetsParams, TargetId,
 };
 use chromiumoxide::Page;
 use futures::StreamExt;
@@ -333,10 +333,15 @@ impl Chrome {
         let Some(Ok(targets)) = targets else { return };
         for info in &targets.result.target_infos {
             if info.r#type == "page" && info.url.starts_with("chrome://") {
-                let close = self.with(async |b| b.execute(CloseTargetParams::new(info.target_id.clone())).await);
-                let _ = tokio::time::timeout(PROBE_TIMEOUT, close).await;
+                self.close_target(info.target_id.clone()).await;
             }
         }
+    }
+
+    /// Closes one tab or popup, giving up after [`PROBE_TIMEOUT`].
+    async fn close_target(&self, id: TargetId) {
+        let close = self.with(async |b| b.execute(CloseTargetParams::new(id)).await);
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, close).await;
     }
 
     /// Closes every popup a page opens (the popup blocker stops most; a page may still open one
@@ -357,10 +362,7 @@ impl Chrome {
                 let Some(c) = chrome.upgrade() else { return };
                 let id = info.target_id.clone();
                 tracing::debug!(url = %info.url, "closing a popup");
-                tokio::spawn(async move {
-                    let close = c.with(async |b| b.execute(CloseTargetParams::new(id)).await);
-                    let _ = tokio::time::timeout(PROBE_TIMEOUT, close).await;
-                });
+                tokio::spawn(async move { c.close_target(id).await });
             }
         });
     }

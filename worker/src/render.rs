@@ -208,10 +208,11 @@ pub async fn render(
             // is served on the renderer's IO thread, so a busy main thread cannot delay it. Its
             // context is disposed next, by `_dispose`.
             let _ = tokio::time::timeout(Duration::from_secs(2), tab.page.execute(CrashParams::default())).await;
+            // A browser that does not answer either is the browser's problem: BROWSER_CRASHED,
+            // which the job runner answers by retiring it.
             if chrome.answers().await {
                 Err(e)
             } else {
-                chrome.mark_dead();
                 Err(RenderError::new(
                     ErrorCode::BrowserCrashed,
                     format!("{}; Chromium itself does not answer", e.message),
@@ -859,12 +860,20 @@ impl Job<'_> {
             None => "document.documentElement".to_string(),
         };
         let script = format!(
-            "(() => {{ const el = {element}; if (!el) return null;                const maxDepth = {depth};                if (maxDepth > 0) {{ const stack = [[el, 1]];                  while (stack.length) {{ const [n, d] = stack.pop();                    if (d > maxDepth) return {{tooDeep: true}};                    for (let c = n.firstElementChild; c; c = c.nextElementSibling) stack.push([c, d + 1]); }} }}                const html = el.outerHTML;                return html.length > {limit} ? {{tooLarge: html.length}} : {{html}}; }})()",
+            "(() => {{ const el = {element}; if (!el) return null; \
+               const maxDepth = {depth}; \
+               if (maxDepth > 0) {{ const stack = [[el, 1]]; \
+                 while (stack.length) {{ const [n, d] = stack.pop(); \
+                   if (d > maxDepth) return {{tooDeep: true}}; \
+                   for (let c = n.firstElementChild; c; c = c.nextElementSibling) stack.push([c, d + 1]); }} }} \
+               const html = el.outerHTML; \
+               return html.length > {limit} ? {{tooLarge: html.length}} : {{html}}; }})()",
             depth = max_depth.unwrap_or(0),
         );
-        let found = self.eval(&script).await?;
-        if let Some(html) = found["html"].as_str() {
-            return Ok(html.to_string());
+        let mut found = self.eval(&script).await?;
+        // Taken, not copied: it may be several times the output limit.
+        if let Value::String(html) = found["html"].take() {
+            return Ok(html);
         }
         if found["tooDeep"] == Value::Bool(true) {
             return Err(RenderError::new(
