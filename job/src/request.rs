@@ -214,7 +214,11 @@ mod tests {
             ),
             (json!({"actions": [{"type": "dance"}]}), "actions[0].type", "invalid value for actions[0].type"),
             (json!({"actions": [{"type": "click"}]}), "actions[0]", "invalid value for actions[0]"),
-            (json!({"actions": [{"type": "wait"}]}), "actions[0]", "actions[0] needs a duration or a selector"),
+            (
+                json!({"actions": [{"type": "wait"}]}),
+                "actions[0]",
+                "actions[0] needs a duration, a selector or networkIdle",
+            ),
             (
                 json!({"actions": vec![json!({"type": "press", "key": "Enter"}); 26]}),
                 "actions",
@@ -228,9 +232,9 @@ mod tests {
                 "outputs[1].id \"html\" is used twice",
             ),
             (
-                json!({"outputs": [{"type": "pdf", "format": "png"}]}),
+                json!({"outputs": [{"type": "html", "format": "png"}]}),
                 "outputs[0].format",
-                "outputs[0].format applies only to screenshot outputs",
+                "outputs[0].format applies only to screenshot and pdf outputs",
             ),
             (
                 json!({"outputs": [{"type": "screenshot", "id": "a b"}]}),

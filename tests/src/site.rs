@@ -48,6 +48,11 @@ pub fn closed_port() -> u16 {
 
 const RED_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="200"><rect width="200" height="200" fill="#ff0000"/></svg>"##;
 
+/// The colour of stripe `i` of `/fixed`: distinct from each other, from red and from white.
+pub fn stripe_rgb(i: u8) -> [u8; 3] {
+    [0, 25 * i, 255 - 25 * i]
+}
+
 fn page(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=utf-8><title>{title}</title>\
@@ -161,7 +166,8 @@ fn serve(mut stream: TcpStream, port: u16) {
                 "Session",
                 "",
                 "<pre id=out></pre><script>document.getElementById('out').textContent = \
-                 JSON.stringify({cookie: document.cookie, token: localStorage.getItem('token')});</script>",
+                 JSON.stringify({cookie: document.cookie, token: localStorage.getItem('token'), \
+                 session: sessionStorage.getItem('token')});</script>",
             ),
             String::new(),
         ),
@@ -173,7 +179,7 @@ fn serve(mut stream: TcpStream, port: u16) {
             page(
                 "Actions",
                 "",
-                "<input id=name><select id=pick><option value=a>A</option><option value=b>B</option></select>\
+                "<input id=name><input id=prefilled value=old><select id=pick><option value=a>A</option><option value=b>B</option></select>\
                  <button id=go>Go</button><div id=hoverme style=\"width:100px;height:100px\"></div>\
                  <div style=\"height:3000px\"></div><pre id=state></pre>\
                  <script>const marks = {}; const show = () => document.getElementById('state').textContent = \
@@ -181,10 +187,94 @@ fn serve(mut stream: TcpStream, port: u16) {
                  document.getElementById('go').onclick = () => { marks.clicked = true; show(); }; \
                  document.getElementById('hoverme').onmouseover = () => { marks.hovered = true; show(); }; \
                  document.getElementById('name').oninput = e => { marks.name = e.target.value; show(); }; \
+                 document.getElementById('prefilled').oninput = e => { marks.prefilled = e.target.value; show(); }; \
                  document.getElementById('name').onkeydown = e => { if (e.key === 'Enter') { marks.entered = true; show(); } }; \
                  document.getElementById('pick').onchange = e => { marks.picked = e.target.value; show(); }; \
-                 addEventListener('scroll', () => { marks.scrolled = scrollY > 0; show(); }); show();</script>",
+                 addEventListener('scroll', () => { marks.scrolled = scrollY > 0; \
+                   marks.bottom = innerHeight + scrollY >= document.documentElement.scrollHeight - 2; show(); }); \
+                 show();</script>",
             ),
+            String::new(),
+        ),
+        // A red fixed header 40 px high over ten 300 px stripes, each its own colour (stripe_rgb).
+        "/fixed" => (
+            "200 OK",
+            html,
+            page(
+                "Fixed",
+                "<style>#bar{position:fixed;top:0;left:0;right:0;height:40px;background:#ff0000;z-index:9}\
+                 .s{height:300px}</style>",
+                &format!(
+                    "<div id=bar></div>{}",
+                    (0..10)
+                        .map(|i| {
+                            let [r, g, b] = stripe_rgb(i);
+                            format!("<div class=s style=\"background:rgb({r},{g},{b})\"></div>")
+                        })
+                        .collect::<String>()
+                ),
+            ),
+            String::new(),
+        ),
+        // What a page sees that tells a headless browser, and the User-Agent header it was sent.
+        "/detect" => {
+            let ua = request_headers.lines().find_map(|l| l.strip_prefix("user-agent: ")).unwrap_or("").trim().to_string();
+            (
+                "200 OK",
+                html,
+                page(
+                    "Detect",
+                    "",
+                    &format!(
+                        "<pre id=out></pre><script>const ua = {ua:?}; \
+                         const brands = navigator.userAgentData ? navigator.userAgentData.brands.map(b => b.brand).join(',') : ''; \
+                         document.getElementById('out').textContent = JSON.stringify({{webdriver: navigator.webdriver, \
+                         agent: navigator.userAgent, header: ua, brands, plugins: navigator.plugins.length, \
+                         languages: navigator.languages.length, chrome: typeof window.chrome === 'object'}});</script>"
+                    ),
+                ),
+                String::new(),
+            )
+        }
+        // A blog post as served: navigation, an ad, the article, a sidebar, a footer, and markup
+        // that is not content (a script, a style, a comment, a handler).
+        "/article" => {
+            let para = "Postgres can be a queue: SKIP LOCKED lets many workers claim rows without waiting \
+                        for each other, and a transaction makes the enqueue atomic with the rest of the work.";
+            (
+                "200 OK",
+                html,
+                page(
+                    "Queues in Postgres",
+                    "<style>.ad{color:red}</style>",
+                    &format!(
+                        "<nav><a href=/>Home</a> <a href=/about>About us</a> <a href=/blog>Blog</a></nav>\
+                         <div class='ad sponsor'>BUY NOW: fifty percent off</div><!-- tracking pixel below -->\
+                         <article><h1>Queues in Postgres</h1><p onclick=\"alert(1)\">{para}</p><p>{para}</p>\
+                         <p>{para}</p><script>window.analytics = true;</script></article>\
+                         <aside class=sidebar><h3>Related</h3><a href=/x>Other post</a></aside>\
+                         <footer>Copyright 2026 Example Inc. All rights reserved.</footer>"
+                    ),
+                ),
+                String::new(),
+            )
+        }
+        "/extract" => (
+            "200 OK",
+            html,
+            page(
+                "Extract",
+                "",
+                "<h1> The title </h1><a class=l href=/a>First</a><a class=l href=/b>Second</a>\
+                 <span id=price>Price: $1,234.50</span><div id=rich><b>bold</b> text</div>",
+            ),
+            String::new(),
+        ),
+        // Starts a request every 100 ms, for ever: the network never goes idle.
+        "/busy" => (
+            "200 OK",
+            html,
+            page("Busy", "", "<script>setInterval(() => fetch('/plain?' + Math.random()), 100);</script>"),
             String::new(),
         ),
         "/slow" => {

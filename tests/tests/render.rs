@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use pgshot_tests::site::{closed_port, Site};
+use pgshot_tests::site::{closed_port, stripe_rgb, Site};
 use pgshot_tests::worker_process::{descendants, WorkerProcess};
 use pgshot_tests::{cluster, Client};
 use serde_json::{json, Value};
@@ -270,7 +270,7 @@ fn parallel_jobs_share_no_cookies_or_storage_and_sessions_apply() {
     completed(c, &with_session, &worker);
     let text = String::from_utf8(bytes(c, &with_session, Some("text"))).unwrap();
     let seen: Value = serde_json::from_str(text.trim()).unwrap();
-    assert_eq!(seen, json!({"cookie": "sid=abc123", "token": "t-42"}));
+    assert_eq!(seen, json!({"cookie": "sid=abc123", "token": "t-42", "session": null}));
 }
 
 #[test]
@@ -520,7 +520,8 @@ fn actions_headers_and_css_shape_the_page_before_capture() {
     let state: Value = serde_json::from_str(extracted["data"]["state"][0].as_str().unwrap()).unwrap();
     assert_eq!(
         state,
-        json!({"clicked": true, "name": "Ada", "entered": true, "picked": "b", "hovered": true, "scrolled": true})
+        json!({"clicked": true, "name": "Ada", "entered": true, "picked": "b", "hovered": true, "scrolled": true,
+               "bottom": false})
     );
     let job = finished(c, &missing, Duration::from_secs(30), &worker);
     assert_eq!(job["errorCode"], "SELECTOR_NOT_FOUND", "{job}");
@@ -698,4 +699,244 @@ fn chromium_gets_the_switches_the_worker_means() {
     }
     assert!(!args.iter().any(|a| a.starts_with("---")), "a switch with too many dashes: {args:?}");
     assert!(!args.iter().any(|a| a == "--disable-popup-blocking"), "the popup blocker is off: {args:?}");
+}
+
+/// The rows of `image` (at x = `x`) whose colour is close to `rgb`, as [start, end) runs.
+fn runs_of(image: &Image, x: u32, rgb: [u8; 3]) -> Vec<(u32, u32)> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for y in 0..=image.height {
+        let hit = y < image.height && is_close(image.rgb(x, y), rgb);
+        match (hit, start) {
+            (true, None) => start = Some(y),
+            (false, Some(s)) => {
+                runs.push((s, y));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    runs
+}
+
+#[test]
+fn stitched_and_native_full_pages_with_and_without_frozen_fixed_elements() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let url = site.url("/fixed");
+    let view = json!({"width": 400, "height": 300});
+    let stitched =
+        enqueue(c, &url, json!({"viewport": view, "fullPage": true, "fullPageMode": "stitch", "scrollInterval": 50}));
+    let frozen = enqueue(
+        c,
+        &url,
+        json!({"viewport": view, "fullPage": true, "fullPageMode": "stitch", "freezeFixed": true, "scrollInterval": 50}),
+    );
+    let native_frozen = enqueue(c, &url, json!({"viewport": view, "fullPage": true, "freezeFixed": true}));
+    let two_sections =
+        enqueue(c, &url, json!({"viewport": view, "fullPage": true, "fullPageMode": "stitch", "maxSections": 2}));
+    let jpeg = enqueue(
+        c,
+        &url,
+        json!({"viewport": {"width": 400, "height": 300, "deviceScaleFactor": 2}, "fullPage": true,
+               "fullPageMode": "stitch", "format": "jpeg", "quality": 60, "maxSections": 3}),
+    );
+    let worker = WorkerProcess::start(&db.url, "stitch", &private());
+
+    // Stitched as a reader scrolls: the fixed header is in every viewport-high section.
+    completed(c, &stitched, &worker);
+    let image = Image::decode(&bytes(c, &stitched, None));
+    assert_eq!((image.width, image.height), (400, 3000));
+    let red = runs_of(&image, 200, RED);
+    assert_eq!(red.len(), 10, "one header per section: {red:?}");
+    assert_eq!(red[1], (300, 340), "{red:?}");
+    // Between the headers, each stripe is where the page has it: the sections join without a seam.
+    for i in 0..10u8 {
+        let y = u32::from(i) * 300 + 150;
+        assert!(is_close(image.rgb(200, y), stripe_rgb(i)), "stripe {i} at y={y}: {:?}", image.rgb(200, y));
+    }
+
+    // freezeFixed: the header stays where it is in the first viewport, once.
+    for (id, what) in [(&frozen, "stitch"), (&native_frozen, "native")] {
+        completed(c, id, &worker);
+        let image = Image::decode(&bytes(c, id, None));
+        assert_eq!((image.width, image.height), (400, 3000), "{what}");
+        assert_eq!(runs_of(&image, 200, RED), [(0, 40)], "{what}");
+        assert!(is_close(image.rgb(200, 320), stripe_rgb(1)), "{what}: no header over stripe 1");
+    }
+
+    let job = completed(c, &two_sections, &worker);
+    let image = Image::decode(&bytes(c, &two_sections, None));
+    assert_eq!((image.width, image.height), (400, 600), "maxSections bounds the height");
+    assert_eq!(job["metadata"]["height"], 600, "{job}");
+
+    // A stitched JPEG at device scale 2: the joined image is encoded in the format asked for.
+    let job = completed(c, &jpeg, &worker);
+    assert_eq!(&bytes(c, &jpeg, None)[..3], b"\xff\xd8\xff");
+    assert_eq!(
+        (job["metadata"]["width"].clone(), job["metadata"]["height"].clone()),
+        (json!(800), json!(1800)),
+        "{job}"
+    );
+}
+
+/// What the Python SDK (allscreenshots_sdk 2.0.0) sends for a capture: every default of its
+/// `ScreenshotRequest` model (models/screenshot_request.py).
+fn python_sdk_request(url: &str) -> Value {
+    json!({"blockAds": true, "blockCookieBanners": true, "blockLevel": "none", "blockPopups": true,
+           "darkMode": false, "delay": 0, "format": "png", "freezeFixed": true, "fullPage": false,
+           "fullPageMode": "stitch", "maxSections": 50, "quality": 80, "responseType": "BINARY",
+           "scrollInterval": 150, "stealthMode": false, "timeout": 30000, "url": url,
+           "waitUntil": "domcontentloaded"})
+}
+
+/// `body` without its url: `screenshot_enqueue` takes the URL apart.
+fn options_of(mut body: Value) -> Value {
+    body.as_object_mut().unwrap().remove("url");
+    body
+}
+
+#[test]
+fn every_option_the_sdks_send_has_its_effect() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let text = json!([{"type": "text"}]);
+    // stealthMode, with the SDK's other defaults, and without it.
+    let mut stealthy = python_sdk_request(&site.url("/detect"));
+    stealthy["stealthMode"] = json!(true);
+    stealthy["outputs"] = text.clone();
+    let stealthy = enqueue(c, &site.url("/detect"), options_of(stealthy));
+    let plain = enqueue(c, &site.url("/detect"), json!({"outputs": text}));
+    // The SDK's output specs, exactly as its models serialise them.
+    let article = enqueue(
+        c,
+        &site.url("/article"),
+        json!({"outputs": [
+            {"id": "md", "mainContentOnly": true, "type": "markdown"},
+            {"id": "md-all", "mainContentOnly": false, "type": "markdown"},
+            {"id": "main", "clean": false, "mainContentOnly": true, "type": "html"},
+            {"id": "clean", "clean": true, "mainContentOnly": false, "type": "html"},
+            {"id": "text", "mainContentOnly": true, "type": "text"},
+            {"format": "Letter", "landscape": false, "printBackground": true, "type": "pdf", "id": "letter"},
+            {"format": "A4", "landscape": false, "printBackground": true, "type": "pdf", "id": "a4"},
+        ]}),
+    );
+    let extract = enqueue(
+        c,
+        &site.url("/extract"),
+        json!({"outputs": [{"type": "json", "schema": {
+            "title": {"multiple": false, "selector": "h1", "type": "text"},
+            "links": {"multiple": true, "selector": "a.l", "type": "attribute", "attribute": "href"},
+            "price": {"selector": "#price", "type": "number"},
+            "rich": {"selector": "#rich", "type": "html"},
+            "none": {"selector": "#missing"},
+        }}]}),
+    );
+    // Actions as the SDK sends them: optional, timeout, clear, toBottom, wait's ms.
+    let acted = enqueue(
+        c,
+        &site.url("/actions"),
+        json!({
+            "actions": [
+                {"optional": true, "selector": "#nope", "timeout": 200, "type": "click"},
+                {"clear": true, "optional": false, "selector": "#prefilled", "text": "new", "type": "type"},
+                {"key": "Enter", "optional": false, "selector": "#name", "type": "press"},
+                {"optional": false, "toBottom": true, "type": "scroll"},
+                {"ms": 100, "networkIdle": true, "optional": false, "type": "wait"},
+            ],
+            "outputs": [{"type": "json", "schema": {"state": {"selector": "#state"}}}]
+        }),
+    );
+    let busy_optional = enqueue(
+        c,
+        &site.url("/busy"),
+        json!({"actions": [{"type": "wait", "networkIdle": true, "timeout": 1000, "optional": true}]}),
+    );
+    let busy = enqueue(
+        c,
+        &site.url("/busy"),
+        json!({"actions": [{"type": "wait", "networkIdle": true, "timeout": 1000}], "maxAttempts": 1}),
+    );
+    // session.storage in the SDK's shape: an origin's localStorage and sessionStorage maps.
+    let origin = format!("http://127.0.0.1:{}", site.port());
+    let stored = enqueue(
+        c,
+        &site.url("/session"),
+        json!({"session": {
+            "cookies": [{"name": "sid", "value": "abc123", "path": "/", "sameSite": "unspecified"}],
+            "storage": [{"origin": origin, "localStorage": {"token": "t-local"}, "sessionStorage": {"token": "t-session"}}],
+        }, "outputs": [{"type": "text"}]}),
+    );
+    let worker = WorkerProcess::start(&db.url, "sdk-options", &private());
+
+    completed(c, &stealthy, &worker);
+    let seen: Value = serde_json::from_slice(&bytes(c, &stealthy, Some("text"))).unwrap();
+    assert_eq!((seen["webdriver"].clone(), seen["chrome"].clone()), (json!(false), json!(true)), "{seen}");
+    for what in ["agent", "header", "brands"] {
+        // The test site reads header lines lower-cased.
+        let value = seen[what].as_str().unwrap().to_ascii_lowercase();
+        assert!(!value.contains("headless") && value.contains("chrom"), "{what}: {seen}");
+    }
+    assert!(seen["plugins"].as_i64() > Some(0) && seen["languages"].as_i64() > Some(0), "{seen}");
+    completed(c, &plain, &worker);
+    let seen: Value = serde_json::from_slice(&bytes(c, &plain, Some("text"))).unwrap();
+    assert!(
+        seen["webdriver"] == json!(true) || seen["header"].as_str().unwrap().contains("headlesschrome"),
+        "without stealthMode the page can tell: {seen}"
+    );
+
+    completed(c, &article, &worker);
+    let mut output = |id: &str| String::from_utf8(bytes(c, &article, Some(id))).unwrap();
+    let noise = ["About us", "BUY NOW", "Copyright 2026", "Other post"];
+    for id in ["md", "main", "text"] {
+        let out = output(id);
+        assert!(out.contains("SKIP LOCKED lets many workers"), "{id}: {out}");
+        assert!(noise.iter().all(|n| !out.contains(n)), "{id} kept navigation, ads or footer: {out}");
+    }
+    let whole = output("md-all");
+    assert!(noise.iter().all(|n| whole.contains(n)), "without mainContentOnly everything stays: {whole}");
+    let clean = output("clean");
+    assert!(clean.contains("SKIP LOCKED") && clean.contains("Copyright 2026"), "{clean}");
+    for markup in ["<script", "<style", "<!--", "onclick", "<meta"] {
+        assert!(!clean.contains(markup), "clean html kept {markup}: {clean}");
+    }
+    assert!(output("main").contains("<p"), "main content is HTML");
+    // PDF page sizes in points: Letter is 612 x 792, A4 (8.27 x 11.69 in) about 596 x 842.
+    let mut media_box = |id: &str| {
+        let pdf = bytes(c, &article, Some(id));
+        let text = String::from_utf8_lossy(&pdf).to_string();
+        let at = text.find("/MediaBox [").unwrap_or_else(|| panic!("{id}: no MediaBox"));
+        text[at + 11..]
+            .split(']')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse::<f64>().unwrap().round())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(media_box("letter"), [0.0, 0.0, 612.0, 792.0]);
+    assert_eq!(media_box("a4"), [0.0, 0.0, 596.0, 842.0]);
+
+    completed(c, &extract, &worker);
+    let extracted: Value = serde_json::from_slice(&bytes(c, &extract, Some("json"))).unwrap();
+    assert_eq!(
+        extracted["data"],
+        json!({"title": "The title", "links": ["/a", "/b"], "price": 1234.5, "rich": "<b>bold</b> text", "none": null})
+    );
+
+    completed(c, &acted, &worker);
+    let extracted: Value = serde_json::from_slice(&bytes(c, &acted, Some("json"))).unwrap();
+    let state: Value = serde_json::from_str(extracted["data"]["state"].as_str().unwrap()).unwrap();
+    assert_eq!(state["prefilled"], "new", "clear emptied the field first: {state}");
+    assert_eq!((state["entered"].clone(), state["bottom"].clone()), (json!(true), json!(true)), "{state}");
+    completed(c, &busy_optional, &worker);
+    let job = finished(c, &busy, Duration::from_secs(30), &worker);
+    assert_eq!((job["status"].as_str(), job["errorCode"].as_str()), (Some("FAILED"), Some("TIMEOUT")), "{job}");
+    assert!(job["errorMessage"].as_str().unwrap().contains("actions[0]"), "{job}");
+
+    completed(c, &stored, &worker);
+    let seen: Value = serde_json::from_slice(&bytes(c, &stored, Some("text"))).unwrap();
+    assert_eq!(seen, json!({"cookie": "sid=abc123", "token": "t-local", "session": "t-session"}));
 }

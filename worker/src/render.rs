@@ -10,6 +10,7 @@ use base64::Engine;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::emulation::{
     MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams, SetTouchEmulationEnabledParams,
+    UserAgentBrandVersion, UserAgentMetadata,
 };
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, HeaderEntry, RequestPattern, RequestStage,
@@ -18,8 +19,8 @@ use chromiumoxide::cdp::browser_protocol::input::{
     DispatchKeyEventParams, DispatchKeyEventType, DispatchMouseEventParams, DispatchMouseEventType, InsertTextParams,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    CookieParam, CookieSameSite, EventLoadingFailed, EventRequestWillBeSent, Headers, ResourceType, SetCookiesParams,
-    SetExtraHttpHeadersParams, SetUserAgentOverrideParams, TimeSinceEpoch,
+    CookieParam, CookieSameSite, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, Headers,
+    ResourceType, SetCookiesParams, SetExtraHttpHeadersParams, SetUserAgentOverrideParams, TimeSinceEpoch,
 };
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams, CrashParams,
@@ -30,14 +31,15 @@ use chromiumoxide::error::CdpError;
 use chromiumoxide::Page;
 use futures::StreamExt;
 use pgshot_job::{
-    Action, BlockLevel, Device, ErrorCode, Format, OutputSpec, OutputType, SameSite, ScreenshotOptions, WaitUntil,
+    Action, BlockLevel, Device, ErrorCode, Format, FullPageMode, JsonField, OutputSpec, OutputType, PaperFormat,
+    SameSite, ScreenshotOptions, WaitUntil,
 };
 use serde_json::{json, Value};
 
 use crate::blocklist::blocklists;
 use crate::browser::{Chrome, TAB_VIEWPORT};
+use crate::document::{self, Conversion};
 use crate::egress::{Allowed, Egress, Refusal, Rules};
-use crate::markdown;
 use crate::queue::OutputRow;
 
 /// Most DevTools calls answer in milliseconds; one that takes this long means a hung browser.
@@ -47,6 +49,10 @@ const CAPTURE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT_MS: i64 = 30_000;
 const DEFAULT_MAX_HEIGHT: i64 = 16_384;
 const DEFAULT_QUALITY: i64 = 80;
+const DEFAULT_MAX_SECTIONS: i64 = 50;
+const DEFAULT_SCROLL_INTERVAL_MS: i64 = 150;
+/// How long a wait action waits for its selector or for the network when it sets no timeout.
+const DEFAULT_WAIT_MS: i64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct RenderSettings {
@@ -167,12 +173,24 @@ pub fn output_specs(opts: &ScreenshotOptions) -> Vec<OutputSpec> {
         landscape: None,
         print_background: None,
         paper_format: None,
+        main_content_only: None,
+        clean: None,
+        schema: None,
         selectors: None,
     };
     match opts.format {
         Some(Format::Pdf) => vec![spec(OutputType::Pdf)],
         format => vec![OutputSpec {
-            format,
+            format: format.map(|f| {
+                if f == Format::Jpeg {
+                    "jpeg"
+                } else if f == Format::Webp {
+                    "webp"
+                } else {
+                    "png"
+                }
+                .into()
+            }),
             quality: opts.quality,
             full_page: opts.full_page,
             selector: opts.selector.clone(),
@@ -354,12 +372,13 @@ impl Job<'_> {
                     p.path = c.path;
                     p.secure = c.secure;
                     p.http_only = c.http_only;
-                    p.same_site = c.same_site.map(|s| match s {
-                        SameSite::Strict => CookieSameSite::Strict,
-                        SameSite::Lax => CookieSameSite::Lax,
-                        SameSite::None => CookieSameSite::None,
+                    p.same_site = c.same_site.and_then(|s| match s {
+                        SameSite::Strict => Some(CookieSameSite::Strict),
+                        SameSite::Lax => Some(CookieSameSite::Lax),
+                        SameSite::None => Some(CookieSameSite::None),
+                        SameSite::Unspecified => None,
                     });
-                    p.expires = c.expires.map(|e| TimeSinceEpoch::new(e as f64));
+                    p.expires = c.expires.map(TimeSinceEpoch::new);
                     p
                 })
                 .collect();
@@ -378,15 +397,29 @@ impl Job<'_> {
 
         let mut scripts = Vec::new();
         if let Some(items) = session.storage.filter(|s| !s.is_empty()) {
+            // [origin, area, key, value]: one entry per key, from either shape of the option.
             let page_origin = origin_of(self.url);
-            let items: Vec<Value> = items
-                .into_iter()
-                .map(|i| json!({"key": i.key, "value": i.value, "origin": i.origin.unwrap_or_else(|| page_origin.clone())}))
-                .collect();
+            let mut entries = Vec::new();
+            for item in items {
+                let origin = item.origin.unwrap_or_else(|| page_origin.clone());
+                if let (Some(key), Some(value)) = (item.key, item.value) {
+                    entries.push(json!([origin, "localStorage", key, value]));
+                }
+                for (area, map) in [("localStorage", item.local_storage), ("sessionStorage", item.session_storage)] {
+                    for (key, value) in map.into_iter().flatten() {
+                        entries.push(json!([origin, area, key, value]));
+                    }
+                }
+            }
             scripts.push(format!(
-                "for (const it of {}) {{ if (it.origin === location.origin) {{ try {{ localStorage.setItem(it.key, it.value); }} catch (e) {{}} }} }}",
-                Value::Array(items)
+                "for (const [origin, area, key, value] of {}) {{ if (origin === location.origin) {{ \
+                   try {{ window[area].setItem(key, value); }} catch (e) {{}} }} }}",
+                Value::Array(entries)
             ));
+        }
+        if self.opts.stealth_mode == Some(true) {
+            self.stealth(screen).await?;
+            scripts.push(STEALTH_SCRIPT.to_string());
         }
         let mut css = String::new();
         if blocking(self.opts).1 {
@@ -409,6 +442,40 @@ impl Job<'_> {
         for source in scripts {
             self.exec("add init script", AddScriptToEvaluateOnNewDocumentParams::new(source)).await?;
         }
+        Ok(())
+    }
+
+    /// The browser's own user agent without "HeadlessChrome", in the header, in `navigator` and
+    /// in the client hints (a device preset's user agent is kept as it is).
+    async fn stealth(&self, screen: &Screen) -> Result<(), RenderError> {
+        let current = self.eval("navigator.userAgent").await?;
+        let current = current.as_str().unwrap_or_default();
+        let user_agent = screen.user_agent.map_or_else(|| current.replace("HeadlessChrome", "Chrome"), str::to_string);
+        let version = user_agent.split("Chrome/").nth(1).and_then(|v| v.split(' ').next()).unwrap_or("0.0.0.0");
+        let major = version.split('.').next().unwrap_or("0");
+        let brands = |v: &str| {
+            vec![
+                UserAgentBrandVersion::new("Chromium", v),
+                UserAgentBrandVersion::new("Google Chrome", v),
+                UserAgentBrandVersion::new("Not_A Brand", if v.contains('.') { "24.0.0.0" } else { "24" }),
+            ]
+        };
+        let metadata = UserAgentMetadata {
+            brands: Some(brands(major)),
+            full_version_list: Some(brands(version)),
+            platform: if screen.mobile { "Android" } else { "Linux" }.into(),
+            platform_version: String::new(),
+            architecture: "x86".into(),
+            model: String::new(),
+            mobile: screen.mobile,
+            bitness: Some("64".into()),
+            wow64: Some(false),
+            form_factors: None,
+        };
+        let mut params = SetUserAgentOverrideParams::new(user_agent);
+        params.accept_language = Some("en-US,en;q=0.9".into());
+        params.user_agent_metadata = Some(metadata);
+        self.exec("set user agent", params).await?;
         Ok(())
     }
 
@@ -583,15 +650,30 @@ impl Job<'_> {
     /// Actions, then `delay`, then lazy content for full-page captures.
     async fn after_load(&self) -> Result<(), RenderError> {
         for (i, action) in self.opts.actions.iter().flatten().enumerate() {
-            self.act(i, action).await?;
+            match self.act(i, action).await {
+                // A page that crashed or hangs is not a failed step: the job fails whatever the
+                // action says.
+                Err(e)
+                    if action.optional()
+                        && !matches!(
+                            e.code,
+                            ErrorCode::PageCrashed | ErrorCode::PageUnresponsive | ErrorCode::BrowserCrashed
+                        ) =>
+                {
+                    tracing::debug!(action = i, error = %e.message, "optional action skipped");
+                }
+                other => other?,
+            }
         }
         if let Some(delay) = self.opts.delay.filter(|d| *d > 0) {
             tokio::time::sleep(Duration::from_millis(delay as u64)).await;
         }
-        let full_page = output_specs(self.opts).iter().any(|s| s.full_page == Some(true));
-        if full_page {
+        let native_full_page = self.opts.full_page_mode != Some(FullPageMode::Stitch)
+            && output_specs(self.opts).iter().any(|s| s.full_page == Some(true));
+        if native_full_page {
             // Scroll through once so that lazy images and infinite-scroll content load, then wait
-            // (briefly) for the images to decode before returning to the top.
+            // (briefly) for the images to decode before returning to the top. (A stitched capture
+            // scrolls through as it captures.)
             self.eval(
                 "(async () => { const step = Math.max(innerHeight, 200); \
                    const end = () => Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0); \
@@ -620,18 +702,28 @@ impl Job<'_> {
         let missing = |selector: &str| {
             RenderError::new(ErrorCode::SelectorNotFound, format!("{field}: no element matches \"{selector}\""))
         };
+        // An action's `timeout` is how long its element may take to appear.
+        let wait = action.timeout_ms();
+        let appear = async |selector: &str| -> Result<(), RenderError> {
+            if wait > 0 {
+                self.wait_for_selector(selector, Duration::from_millis(wait as u64), &field).await?;
+            }
+            Ok(())
+        };
         match action {
-            Action::Click { selector } => {
-                if self.eval(&element(selector, "el.click(); return true;")).await?.is_null() {
-                    return Err(missing(selector));
+            Action::Click(a) => {
+                appear(&a.selector).await?;
+                if self.eval(&element(&a.selector, "el.click(); return true;")).await?.is_null() {
+                    return Err(missing(&a.selector));
                 }
             }
-            Action::Hover { selector } => {
+            Action::Hover(a) => {
+                appear(&a.selector).await?;
                 let at = self
-                    .eval(&element(selector, "const r = el.getBoundingClientRect(); return {x: r.left + r.width / 2, y: r.top + r.height / 2};"))
+                    .eval(&element(&a.selector, "const r = el.getBoundingClientRect(); return {x: r.left + r.width / 2, y: r.top + r.height / 2};"))
                     .await?;
                 if at.is_null() {
-                    return Err(missing(selector));
+                    return Err(missing(&a.selector));
                 }
                 let mouse = DispatchMouseEventParams::new(
                     DispatchMouseEventType::MouseMoved,
@@ -640,31 +732,45 @@ impl Job<'_> {
                 );
                 self.exec("hover", mouse).await?;
             }
-            Action::Type { selector, text } => {
-                if self.eval(&element(selector, "el.focus(); return true;")).await?.is_null() {
-                    return Err(missing(selector));
+            Action::Type(a) => {
+                appear(&a.selector).await?;
+                let clear = if a.clear == Some(false) {
+                    ""
+                } else {
+                    "if ('value' in el) { el.value = ''; el.dispatchEvent(new Event('input', {bubbles: true})); } \
+                     else if (el.isContentEditable) { el.textContent = ''; }"
+                };
+                if self.eval(&element(&a.selector, &format!("el.focus(); {clear} return true;"))).await?.is_null() {
+                    return Err(missing(&a.selector));
                 }
-                self.exec("type", InsertTextParams::new(text.clone())).await?;
+                self.exec("type", InsertTextParams::new(a.text.clone())).await?;
             }
-            Action::Select { selector, value } => {
+            Action::Select(a) => {
+                appear(&a.selector).await?;
                 let script = element(
-                    selector,
+                    &a.selector,
                     &format!(
                         "el.value = {}; el.dispatchEvent(new Event('input', {{bubbles: true}})); \
                          el.dispatchEvent(new Event('change', {{bubbles: true}})); return true;",
-                        js(value)
+                        js(&a.value)
                     ),
                 );
                 if self.eval(&script).await?.is_null() {
-                    return Err(missing(selector));
+                    return Err(missing(&a.selector));
                 }
             }
-            Action::Press { key } => {
-                let (code, text) = key_code(key);
+            Action::Press(a) => {
+                if let Some(selector) = &a.selector {
+                    appear(selector).await?;
+                    if self.eval(&element(selector, "el.focus(); return true;")).await?.is_null() {
+                        return Err(missing(selector));
+                    }
+                }
+                let (code, text) = key_code(&a.key);
                 for kind in [DispatchKeyEventType::KeyDown, DispatchKeyEventType::KeyUp] {
                     let mut params = DispatchKeyEventParams::new(kind.clone());
-                    params.key = Some(key.clone());
-                    params.code = Some(key.clone());
+                    params.key = Some(a.key.clone());
+                    params.code = Some(a.key.clone());
                     params.windows_virtual_key_code = code;
                     params.native_virtual_key_code = code;
                     if kind == DispatchKeyEventType::KeyDown {
@@ -673,26 +779,79 @@ impl Job<'_> {
                     self.exec("press", params).await?;
                 }
             }
-            Action::Scroll { selector, y } => match selector {
-                Some(selector) => {
-                    if self.eval(&element(selector, "return true;")).await?.is_null() {
+            Action::Scroll(a) => match (&a.selector, a.to_bottom == Some(true)) {
+                (Some(selector), to_bottom) => {
+                    appear(selector).await?;
+                    let then = if to_bottom { "el.scrollTop = el.scrollHeight; return true;" } else { "return true;" };
+                    if self.eval(&element(selector, then)).await?.is_null() {
                         return Err(missing(selector));
                     }
                 }
-                None => {
-                    self.eval(&format!("scrollTo(0, {})", y.unwrap_or(0))).await?;
+                (None, true) => {
+                    self.eval(
+                        "scrollTo({top: Math.max(document.documentElement.scrollHeight, \
+                         document.body ? document.body.scrollHeight : 0), behavior: 'instant'})",
+                    )
+                    .await?;
+                }
+                (None, false) => {
+                    self.eval(&format!("scrollTo({{top: {}, behavior: 'instant'}})", a.y.unwrap_or(0))).await?;
                 }
             },
-            Action::Wait { duration, selector } => {
-                if let Some(ms) = duration {
-                    tokio::time::sleep(Duration::from_millis(*ms as u64)).await;
+            Action::Wait(a) => {
+                let limit = Duration::from_millis(a.timeout.filter(|t| *t > 0).unwrap_or(DEFAULT_WAIT_MS) as u64);
+                if let Some(ms) = a.duration {
+                    tokio::time::sleep(Duration::from_millis(ms as u64)).await;
                 }
-                if let Some(selector) = selector {
-                    self.wait_for_selector(selector, Duration::from_secs(10), &field).await?;
+                if let Some(selector) = &a.selector {
+                    self.wait_for_selector(selector, limit, &field).await?;
+                }
+                if a.network_idle == Some(true) {
+                    self.network_idle(limit, &field).await?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Waits until no request the page started since the wait began is in flight, and none has
+    /// started or ended for 500 ms; fails after `limit`. (Requests already in flight when the
+    /// wait begins are not seen: the wait follows DevTools' network events from then on.)
+    async fn network_idle(&self, limit: Duration, field: &str) -> Result<(), RenderError> {
+        let listen = async {
+            let started = self.page.event_listener::<EventRequestWillBeSent>().await?;
+            let finished = self.page.event_listener::<EventLoadingFinished>().await?;
+            let failed = self.page.event_listener::<EventLoadingFailed>().await?;
+            Ok((started, finished, failed))
+        };
+        let (mut started, mut finished, mut failed) = step("listen to the network", STEP_TIMEOUT, listen).await?;
+        let quiet = Duration::from_millis(500);
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pending = std::collections::HashSet::new();
+        let mut last = tokio::time::Instant::now();
+        loop {
+            let now = tokio::time::Instant::now();
+            if pending.is_empty() && now >= last + quiet {
+                return Ok(());
+            }
+            if now >= deadline {
+                return Err(RenderError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "{field}: the network was still busy after {:.1} s ({} requests in flight)",
+                        limit.as_secs_f64(),
+                        pending.len()
+                    ),
+                ));
+            }
+            let wake = if pending.is_empty() { (last + quiet).min(deadline) } else { deadline };
+            tokio::select! {
+                Some(e) = started.next() => { pending.insert(e.request_id.inner().clone()); last = tokio::time::Instant::now(); }
+                Some(e) = finished.next() => { pending.remove(e.request_id.inner()); last = tokio::time::Instant::now(); }
+                Some(e) = failed.next() => { pending.remove(e.request_id.inner()); last = tokio::time::Instant::now(); }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
     }
 
     /// One output and, for images and PDFs, its pixel size.
@@ -719,17 +878,31 @@ impl Job<'_> {
                 Ok((row("application/pdf", bytes, json!({})), Some((screen.width, screen.height))))
             }
             OutputType::Html => {
-                let html = self.html(spec.selector.as_deref(), None).await?;
+                let main = spec.main_content_only == Some(true);
+                let clean = spec.clean == Some(true);
+                let html = if main {
+                    let html = self.html(spec.selector.as_deref(), Some(document::MAX_DEPTH), clean).await?;
+                    document::convert(html, self.url.to_string(), Conversion::MainContent).await?
+                } else {
+                    self.html(spec.selector.as_deref(), None, clean).await?
+                };
                 Ok((row("text/html; charset=utf-8", html.into_bytes(), json!({})), None))
             }
             OutputType::Markdown => {
                 // The body only: the head's title and scripts are not content.
                 let selector = spec.selector.as_deref().unwrap_or("body");
-                let html = self.html(Some(selector), Some(markdown::MAX_DEPTH)).await?;
+                let html = self.html(Some(selector), Some(document::MAX_DEPTH), false).await?;
                 // The markdown is checked against the output limit like any output; its HTML may
                 // be larger (see `html`).
-                let markdown = markdown::convert(html).await?;
+                let conversion =
+                    if spec.main_content_only == Some(true) { Conversion::MainMarkdown } else { Conversion::Markdown };
+                let markdown = document::convert(html, self.url.to_string(), conversion).await?;
                 Ok((row("text/markdown; charset=utf-8", markdown.into_bytes(), json!({})), None))
+            }
+            OutputType::Text if spec.main_content_only == Some(true) => {
+                let html = self.html(spec.selector.as_deref(), Some(document::MAX_DEPTH), false).await?;
+                let text = document::convert(html, self.url.to_string(), Conversion::MainText).await?;
+                Ok((row("text/plain; charset=utf-8", text.into_bytes(), json!({})), None))
             }
             OutputType::Text => {
                 let script = match &spec.selector {
@@ -744,7 +917,7 @@ impl Job<'_> {
                 Ok((row("text/plain; charset=utf-8", text.into_bytes(), json!({})), None))
             }
             OutputType::Json => {
-                let data = self.extract(spec.selectors.as_ref()).await?;
+                let data = self.extract(spec.schema.as_ref()).await?;
                 let bytes = serde_json::to_vec(&data).expect("JSON values serialise");
                 Ok((row("application/json", bytes, json!({})), None))
             }
@@ -767,11 +940,17 @@ impl Job<'_> {
         spec: &OutputSpec,
         screen: &Screen,
     ) -> Result<(Vec<u8>, i64, i64, &'static str), RenderError> {
-        let (format, content_type) = match spec.format.unwrap_or(Format::Png) {
+        let image_format = spec.image_format();
+        let (format, content_type) = match image_format {
             Format::Jpeg => (CaptureScreenshotFormat::Jpeg, "image/jpeg"),
             Format::Webp => (CaptureScreenshotFormat::Webp, "image/webp"),
             Format::Png | Format::Pdf => (CaptureScreenshotFormat::Png, "image/png"),
         };
+        let full_page = spec.selector.is_none() && spec.full_page == Some(true);
+        if full_page && self.opts.freeze_fixed == Some(true) {
+            self.freeze_fixed().await?;
+        }
+        let stitch = full_page && self.opts.full_page_mode == Some(FullPageMode::Stitch);
         let clip = if let Some(selector) = &spec.selector {
             let rect = self
                 .eval(&format!(
@@ -791,13 +970,17 @@ impl Job<'_> {
                 ));
             }
             Some(Viewport { x: f("x"), y: f("y"), width: f("width"), height: f("height"), scale: 1.0 })
-        } else if spec.full_page == Some(true) {
+        } else if full_page {
             let height = self
                 .eval("Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)")
                 .await?
                 .as_f64()
                 .unwrap_or(screen.height as f64);
-            let cap = self.opts.max_height.unwrap_or(DEFAULT_MAX_HEIGHT) as f64;
+            let mut cap = self.opts.max_height.unwrap_or(DEFAULT_MAX_HEIGHT) as f64;
+            if stitch {
+                let sections = self.opts.max_sections.unwrap_or(DEFAULT_MAX_SECTIONS);
+                cap = cap.min((sections * screen.height) as f64);
+            }
             Some(Viewport { x: 0.0, y: 0.0, width: screen.width as f64, height: height.clamp(1.0, cap), scale: 1.0 })
         } else {
             None
@@ -816,9 +999,15 @@ impl Job<'_> {
                 ),
             ));
         }
+        let quality = spec.quality.unwrap_or(DEFAULT_QUALITY);
+        if stitch {
+            let bytes = self.stitch(screen, css_h, image_format, quality).await?;
+            let px = |css: f64| (css * screen.scale).round() as i64;
+            return Ok((bytes, px(css_w), px(css_h), content_type));
+        }
         let mut params = CaptureScreenshotParams::builder().format(format.clone()).from_surface(true);
         if format != CaptureScreenshotFormat::Png {
-            params = params.quality(spec.quality.unwrap_or(DEFAULT_QUALITY));
+            params = params.quality(quality);
         }
         if let Some(clip) = clip {
             params = params.clip(clip).capture_beyond_viewport(true);
@@ -830,14 +1019,7 @@ impl Job<'_> {
     }
 
     async fn pdf(&self, spec: &OutputSpec) -> Result<Vec<u8>, RenderError> {
-        let (w, h) = match spec.paper_format.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            Some("a3") => (11.69, 16.54),
-            Some("a5") => (5.83, 8.27),
-            Some("letter") => (8.5, 11.0),
-            Some("legal") => (8.5, 14.0),
-            Some("tabloid") => (11.0, 17.0),
-            _ => (8.27, 11.69),
-        };
+        let (w, h) = spec.paper_format.unwrap_or(PaperFormat::A4).inches();
         let params = PrintToPdfParams::builder()
             .landscape(spec.landscape.unwrap_or(false))
             .print_background(spec.print_background.unwrap_or(true))
@@ -852,7 +1034,10 @@ impl Job<'_> {
     /// connection, when it is larger than the output limit (four times that when it is the input
     /// of a markdown conversion, `max_depth` set: markup is most of a page's HTML) or nested deeper
     /// than `max_depth`.
-    async fn html(&self, selector: Option<&str>, max_depth: Option<usize>) -> Result<String, RenderError> {
+    ///
+    /// `clean` takes the HTML of a copy without scripts, styles, comments, frames, event-handler
+    /// and style attributes and `javascript:` URLs: the content's markup only.
+    async fn html(&self, selector: Option<&str>, max_depth: Option<usize>, clean: bool) -> Result<String, RenderError> {
         let limit =
             if max_depth.is_some() { self.settings.max_output_bytes * 4 } else { self.settings.max_output_bytes };
         let element = match selector {
@@ -866,10 +1051,11 @@ impl Job<'_> {
                  while (stack.length) {{ const [n, d] = stack.pop(); \
                    if (d > maxDepth) return {{tooDeep: true}}; \
                    for (let c = n.firstElementChild; c; c = c.nextElementSibling) stack.push([c, d + 1]); }} }} \
-               const html = el.outerHTML; \
+               const html = ({clean} ? pgshotClean(el) : el).outerHTML; \
                return html.length > {limit} ? {{tooLarge: html.length}} : {{html}}; }})()",
             depth = max_depth.unwrap_or(0),
         );
+        let script = if clean { format!("{CLEAN_SCRIPT}; {script}") } else { script };
         let mut found = self.eval(&script).await?;
         // Taken, not copied: it may be several times the output limit.
         if let Value::String(html) = found["html"].take() {
@@ -893,14 +1079,24 @@ impl Job<'_> {
         ))
     }
 
-    async fn extract(&self, selectors: Option<&BTreeMap<String, String>>) -> Result<Value, RenderError> {
-        let script = match selectors {
-            Some(map) => format!(
+    /// The json output: the fields of `schema`, or the page's title, description, headings and
+    /// links when it has none.
+    async fn extract(&self, schema: Option<&BTreeMap<String, JsonField>>) -> Result<Value, RenderError> {
+        let script = match schema {
+            Some(fields) => format!(
                 "(() => {{ const out = {{title: document.title, url: location.href, data: {{}}}}; \
-                 for (const [name, sel] of Object.entries({})) \
-                   out.data[name] = Array.from(document.querySelectorAll(sel), e => e.textContent.trim()); \
+                 for (const [name, f] of Object.entries({})) {{ \
+                   const take = e => {{ switch (f.type || 'text') {{ \
+                     case 'html': return e.innerHTML; \
+                     case 'attribute': return e.getAttribute(f.attribute); \
+                     case 'number': {{ const m = (e.textContent || '').match(/-?\\d[\\d,]*(\\.\\d+)?/); \
+                       return m ? Number(m[0].replace(/,/g, '')) : null; }} \
+                     default: return e.textContent.trim(); }} }}; \
+                   out.data[name] = f.multiple \
+                     ? Array.from(document.querySelectorAll(f.selector), take) \
+                     : (e => e ? take(e) : null)(document.querySelector(f.selector)); }} \
                  return out; }})()",
-                serde_json::to_string(map).expect("a map of strings serialises")
+                serde_json::to_string(fields).expect("a schema serialises")
             ),
             None => "({title: document.title, url: location.href, \
                       description: (document.querySelector('meta[name=description]') || {}).content || null, \
@@ -909,6 +1105,64 @@ impl Job<'_> {
                 .to_string(),
         };
         self.eval(&script).await
+    }
+
+    /// Fixed and sticky elements keep the place they have in the first viewport: fixed ones
+    /// become absolute at that place in the document, sticky ones stay in the flow. A full-page
+    /// capture then shows each once (not once per stitched section, nor moved to the bottom).
+    async fn freeze_fixed(&self) -> Result<(), RenderError> {
+        self.eval(
+            "(() => { scrollTo({top: 0, left: 0, behavior: 'instant'}); \
+               const found = []; \
+               for (const el of document.querySelectorAll('body *')) { \
+                 const p = getComputedStyle(el).position; if (p === 'fixed' || p === 'sticky') found.push([el, p]); } \
+               const set = (el, k, v) => el.style.setProperty(k, v, 'important'); \
+               for (const [el, p] of found) { \
+                 if (p === 'sticky') { set(el, 'position', 'relative'); set(el, 'top', 'auto'); set(el, 'bottom', 'auto'); continue; } \
+                 const r = el.getBoundingClientRect(); \
+                 set(el, 'position', 'absolute'); set(el, 'right', 'auto'); set(el, 'bottom', 'auto'); \
+                 set(el, 'width', r.width + 'px'); set(el, 'height', r.height + 'px'); \
+                 set(el, 'top', r.top + 'px'); set(el, 'left', r.left + 'px'); \
+                 const a = el.getBoundingClientRect(); \
+                 set(el, 'top', (2 * r.top - a.top) + 'px'); set(el, 'left', (2 * r.left - a.left) + 'px'); } \
+               return found.length; })()",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A full page captured one viewport at a time, scrolling as a reader would (`scrollInterval`
+    /// between scrolls lets lazy content load), the sections joined into one image of `height`
+    /// CSS pixels.
+    async fn stitch(&self, screen: &Screen, height: f64, format: Format, quality: i64) -> Result<Vec<u8>, RenderError> {
+        let interval = Duration::from_millis(self.opts.scroll_interval.unwrap_or(DEFAULT_SCROLL_INTERVAL_MS) as u64);
+        let view = screen.height as f64;
+        let sections = (height / view).ceil().max(1.0) as usize;
+        let mut captures = Vec::with_capacity(sections);
+        for i in 0..sections {
+            let want = i as f64 * view;
+            let at = self
+                .eval(&format!(
+                    "(async () => {{ scrollTo({{top: {want}, left: 0, behavior: 'instant'}}); \
+                       await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); return scrollY; }})()"
+                ))
+                .await?
+                .as_f64()
+                .unwrap_or(want);
+            tokio::time::sleep(interval).await;
+            let params =
+                CaptureScreenshotParams::builder().format(CaptureScreenshotFormat::Png).from_surface(true).build();
+            let shot = step("capture a section", CAPTURE_TIMEOUT, self.page.execute(params)).await?;
+            // Where this section's top is in the joined image, and where its own top is in the
+            // document (the last section stops at the page's end and overlaps the one before).
+            captures.push((want, at, decode(shot.result.data.as_ref())?));
+        }
+        self.eval("scrollTo({top: 0, left: 0, behavior: 'instant'})").await?;
+        let scale = screen.scale;
+        let (width_px, height_px) = ((screen.width as f64 * scale).round() as u32, (height * scale).round() as u32);
+        tokio::task::spawn_blocking(move || join_sections(captures, width_px, height_px, scale, format, quality))
+            .await
+            .map_err(|e| RenderError::new(ErrorCode::InternalError, format!("joining the sections failed: {e}")))?
     }
 
     /// Evaluates `expression` in the page and returns its value (promises are awaited).
@@ -933,6 +1187,89 @@ impl Job<'_> {
     }
 }
 
+/// Copies each section's rows into one image and encodes it. Sections are (top in the joined
+/// image, top in the document, PNG), all in CSS pixels.
+fn join_sections(
+    captures: Vec<(f64, f64, Vec<u8>)>,
+    width: u32,
+    height: u32,
+    scale: f64,
+    format: Format,
+    quality: i64,
+) -> Result<Vec<u8>, RenderError> {
+    use image::{GenericImage, ImageEncoder};
+    let failed = |what: &str, e: image::ImageError| RenderError::new(ErrorCode::RenderFailed, format!("{what}: {e}"));
+    let mut joined = image::RgbaImage::new(width, height);
+    for (want, at, png) in captures {
+        let section = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+            .map_err(|e| failed("a section is not a PNG", e))?
+            .into_rgba8();
+        let dest_top = (want * scale).round() as u32;
+        let skip = ((want - at).max(0.0) * scale).round() as u32;
+        if dest_top >= height || skip >= section.height() {
+            continue;
+        }
+        let rows = (section.height() - skip).min(height - dest_top);
+        let cols = section.width().min(width);
+        let part = image::imageops::crop_imm(&section, 0, skip, cols, rows).to_image();
+        joined.copy_from(&part, 0, dest_top).map_err(|e| failed("a section does not fit", e))?;
+    }
+    let mut out = Vec::new();
+    let encoded = match format {
+        Format::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100) as u8)
+            .write_image(
+                &image::DynamicImage::ImageRgba8(joined).into_rgb8(),
+                width,
+                height,
+                image::ExtendedColorType::Rgb8,
+            ),
+        // The image crate writes lossless WebP only: `quality` does not apply to a stitched WebP.
+        Format::Webp => image::codecs::webp::WebPEncoder::new_lossless(&mut out).write_image(
+            &joined,
+            width,
+            height,
+            image::ExtendedColorType::Rgba8,
+        ),
+        Format::Png | Format::Pdf => image::codecs::png::PngEncoder::new(&mut out).write_image(
+            &joined,
+            width,
+            height,
+            image::ExtendedColorType::Rgba8,
+        ),
+    };
+    encoded.map_err(|e| failed("encoding the joined image failed", e))?;
+    Ok(out)
+}
+
+/// Defines `pgshotClean(el)`: a copy of `el` without what is not content (see `Job::html`).
+const CLEAN_SCRIPT: &str = "const pgshotClean = (el) => { const c = el.cloneNode(true); \
+  c.querySelectorAll('script, style, noscript, template, iframe, frame, object, embed, link, meta, base') \
+    .forEach(n => n.remove()); \
+  const comments = [], walk = document.createTreeWalker(c, NodeFilter.SHOW_COMMENT); \
+  while (walk.nextNode()) comments.push(walk.currentNode); comments.forEach(n => n.remove()); \
+  for (const n of [c, ...c.querySelectorAll('*')]) for (const a of Array.from(n.attributes)) \
+    if (/^on/i.test(a.name) || a.name === 'style' || /^\\s*javascript:/i.test(a.value)) n.removeAttribute(a.name); \
+  return c; }";
+
+/// What `stealthMode` changes in the page before its scripts run (the user agent is set through
+/// DevTools, see `Job::stealth`): `navigator.webdriver` reads false as in a browser nobody drives,
+/// and plugins, languages and `window.chrome` look like a desktop Chrome's when headless left
+/// them empty.
+const STEALTH_SCRIPT: &str = "(() => { \
+  const def = (o, k, get) => { try { Object.defineProperty(o, k, {get, configurable: true}); } catch (e) {} }; \
+  def(Navigator.prototype, 'webdriver', () => false); \
+  if (!navigator.languages || navigator.languages.length === 0) def(Navigator.prototype, 'languages', () => ['en-US', 'en']); \
+  if (!navigator.plugins || navigator.plugins.length === 0) { \
+    const names = ['PDF Viewer', 'Chrome PDF Viewer', 'Chromium PDF Viewer', 'Microsoft Edge PDF Viewer', 'WebKit built-in PDF']; \
+    const list = Object.create(PluginArray.prototype); \
+    names.forEach((name, i) => { const p = Object.create(Plugin.prototype); def(p, 'name', () => name); \
+      def(p, 'filename', () => 'internal-pdf-viewer'); def(p, 'description', () => 'Portable Document Format'); \
+      def(p, 'length', () => 0); def(list, i, () => p); }); \
+    def(list, 'length', () => names.length); \
+    list.item = i => list[i] || null; list.namedItem = n => names.includes(n) ? list[names.indexOf(n)] : null; \
+    def(Navigator.prototype, 'plugins', () => list); } \
+  if (!window.chrome) window.chrome = {runtime: {}}; })()";
+
 struct PageInfo {
     title: Option<String>,
     final_url: String,
@@ -942,7 +1279,7 @@ struct PageInfo {
 fn format_name(spec: &OutputSpec) -> String {
     match spec.output_type {
         OutputType::Pdf => "PDF".into(),
-        _ => match spec.format.unwrap_or(Format::Png) {
+        _ => match spec.image_format() {
             Format::Jpeg => "JPEG".into(),
             Format::Webp => "WEBP".into(),
             _ => "PNG".into(),
@@ -1022,8 +1359,8 @@ mod tests {
         let specs = output_specs(&opts(json!({"format": "jpeg", "quality": 50, "fullPage": true})));
         assert_eq!(specs.len(), 1);
         assert_eq!(
-            (specs[0].output_type, specs[0].format, specs[0].quality),
-            (OutputType::Screenshot, Some(Format::Jpeg), Some(50))
+            (specs[0].output_type, specs[0].image_format(), specs[0].quality),
+            (OutputType::Screenshot, Format::Jpeg, Some(50))
         );
         assert_eq!(output_specs(&opts(json!({"format": "pdf"})))[0].output_type, OutputType::Pdf);
         assert_eq!(timeout_error(5000).message, "Page load timed out after 5 seconds");
