@@ -110,17 +110,30 @@ impl Db {
         row.map(|r| r.get(0)).ok_or_else(|| bulk_not_found(rid, id))
     }
 
-    pub async fn bulks(&self, rid: &str, owner: &str, limit: i64) -> ApiResult<Vec<Value>> {
+    /// A page of the owner's bulks, newest first, after the position `cursor`, with the cursor
+    /// of each bulk's own position.
+    pub async fn bulks(
+        &self,
+        rid: &str,
+        owner: &str,
+        cursor: Option<&Cursor>,
+        limit: i64,
+    ) -> ApiResult<Vec<(Value, Cursor)>> {
         let c = self.client(rid).await?;
+        let (micros, id) = cursor.map(|c| (c.micros, c.id.as_str())).unzip();
         let rows = c
             .query(
-                "SELECT pgshot.bulk_json(b, false) FROM pgshot.bulks b WHERE b.owner = $1 \
-                 ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
-                &[&owner, &limit],
+                "SELECT pgshot.bulk_json(b, false), (extract(epoch FROM b.created_at) * 1000000)::bigint, b.id \
+                 FROM pgshot.bulks b \
+                 WHERE b.owner = $1 \
+                   AND ($2::bigint IS NULL OR (b.created_at, b.id) < \
+                        (timestamptz 'epoch' + $2::bigint * interval '1 microsecond', $3::text)) \
+                 ORDER BY b.created_at DESC, b.id DESC LIMIT $4",
+                &[&owner, &micros, &id, &limit],
             )
             .await
             .map_err(|e| ApiError::from_db(rid, &e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| (r.get(0), Cursor { micros: r.get(1), id: r.get(2) })).collect())
     }
 
     pub async fn cancel_bulk(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {

@@ -1,30 +1,86 @@
 //! One error body for every failure, and the one place where Postgres errors become HTTP statuses
 //! (DESIGN §10).
 
+use std::collections::BTreeMap;
+
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 
-/// `{"error": {"code", "message", "details"}, "requestId"}`
+/// `{"error": {"code", "message", "details"}, "requestId", "message", "errorCode",
+/// "validationErrors"}`: the nested error of the allscreenshots contract, and the same code and
+/// message at the top level, where the official TypeScript SDK reads them.
 #[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", example)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
-    #[oai(rename = "requestId")]
+    /// Quote it when reporting a problem: the API's log has it.
     pub request_id: String,
+    /// The same as `error.message`.
+    pub message: String,
+    /// The same as `error.code`.
+    pub error_code: String,
+    /// Invalid requests: the message for the field at fault, by the field's path (for example
+    /// `viewport.width` or `urls[2].url`).
+    #[oai(skip_serializing_if_is_none)]
+    pub validation_errors: Option<BTreeMap<String, String>>,
 }
 
+impl poem_openapi::types::Example for ErrorBody {
+    fn example() -> Self {
+        body(
+            "q8n2x5v1m3c9b7ka",
+            "INVALID_OPTION",
+            "viewport.width must be between 100 and 2560",
+            Some(ErrorDetails {
+                field: Some("viewport.width".into()),
+                detail: Some("got 5000".into()),
+                ..Default::default()
+            }),
+        )
+        .0
+    }
+}
+
+/// The error, as the allscreenshots contract nests it.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorDetail {
-    /// A stable code such as INVALID_URL, BLOCKED_URL, NOT_FOUND, RESULT_EXPIRED.
+    /// A stable code: INVALID_REQUEST, INVALID_JSON, INVALID_URL, BLOCKED_URL, INVALID_OPTION,
+    /// INVALID_CURSOR, UNAUTHORIZED, NOT_FOUND, INVALID_STATE, IDEMPOTENCY_CONFLICT, CANCELLED,
+    /// RESULT_EXPIRED, PAYLOAD_TOO_LARGE, BULK_TOO_LARGE, TOO_MANY_REQUESTS, NOT_FINISHED,
+    /// SERVICE_UNAVAILABLE, INTERNAL_ERROR; or, for a sync capture that failed, the job's errorCode.
     pub code: String,
+    /// What went wrong, naming the field at fault.
     pub message: String,
-    /// For invalid requests: `field`, and the `detail` and `hint` that help fix it.
     #[oai(skip_serializing_if_is_none)]
-    pub details: Option<Value>,
+    pub details: Option<ErrorDetails>,
 }
 
-/// Every error status an operation can answer, so that each one is in the spec.
+/// What helps fix or follow up the error.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct ErrorDetails {
+    /// Invalid requests: the path of the field at fault.
+    pub field: Option<String>,
+    /// What was found instead.
+    pub detail: Option<String>,
+    /// How to fix it.
+    pub hint: Option<String>,
+    /// Sync captures: the job's id.
+    pub job_id: Option<String>,
+    /// Sync captures that did not finish in time: where to poll the job.
+    pub status_url: Option<String>,
+}
+
+impl ErrorDetails {
+    pub fn field(name: &str) -> ErrorDetails {
+        ErrorDetails { field: Some(name.to_string()), ..Default::default() }
+    }
+}
+
+/// Every error status the API can answer. Each operation answers a subset, declared by its own
+/// error type (`operation_errors!`), so that the spec lists only what can happen there.
 #[derive(Debug, ApiResponse)]
 pub enum ApiError {
     /// Malformed JSON, an unknown field or an invalid option.
@@ -36,8 +92,7 @@ pub enum ApiError {
     /// No such job for this API key.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// The job is not in a state that allows this (for example no result yet), or an
-    /// idempotency key was reused for another request.
+    /// The job is not in a state that allows this, or an idempotency key was reused.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// The result expired and its bytes were deleted.
@@ -46,7 +101,7 @@ pub enum ApiError {
     /// The request body is larger than the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
-    /// A bulk request over 100 URLs, or (sync capture) a render that failed: `code` is the job's errorCode.
+    /// A bulk request over 100 URLs, or (sync capture) a render that failed.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
     /// Too many sync captures are waiting: retry after the given number of seconds.
@@ -59,17 +114,69 @@ pub enum ApiError {
     Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
 }
 
+/// An operation's own error type: the statuses it can answer, each described for it. Any other
+/// [`ApiError`] reaching it would be a bug, answered as 500 and logged.
+macro_rules! operation_errors {
+    ($(#[$meta:meta])* $name:ident {
+        $($(#[doc = $doc:literal])* $variant:ident = $status:literal $(+ $retry:ident)?),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, poem_openapi::ApiResponse)]
+        pub enum $name {
+            $(
+                $(#[doc = $doc])*
+                #[oai(status = $status)]
+                $variant(
+                    poem_openapi::payload::Json<$crate::error::ErrorBody>
+                    $(, #[oai(header = "Retry-After")] operation_errors!(@seconds $retry))?
+                ),
+            )*
+            /// An error of ours; quote the requestId when reporting it.
+            #[oai(status = 500)]
+            Internal(poem_openapi::payload::Json<$crate::error::ErrorBody>),
+            /// The database is unreachable or busy: retry after the number of seconds in Retry-After.
+            #[oai(status = 503)]
+            Unavailable(poem_openapi::payload::Json<$crate::error::ErrorBody>, #[oai(header = "Retry-After")] u32),
+        }
+
+        impl From<$crate::error::ApiError> for $name {
+            fn from(e: $crate::error::ApiError) -> $name {
+                use $crate::error::ApiError;
+                match e {
+                    $(ApiError::$variant(body $(, $retry)?) => $name::$variant(body $(, $retry)?),)*
+                    ApiError::Internal(body) => $name::Internal(body),
+                    ApiError::Unavailable(body, seconds) => $name::Unavailable(body, seconds),
+                    #[allow(unreachable_patterns)]
+                    other => {
+                        tracing::error!(operation = stringify!($name), error = ?other, "an error this operation does not declare");
+                        $name::Internal(poem_openapi::payload::Json($crate::error::ApiError::internal_body()))
+                    }
+                }
+            }
+        }
+    };
+    (@seconds $retry:ident) => { u32 };
+}
+
+pub(crate) use operation_errors;
+
 pub type ApiResult<T> = Result<T, ApiError>;
 
-fn body(request_id: &str, code: &str, message: impl Into<String>, details: Option<Value>) -> Json<ErrorBody> {
+fn body(request_id: &str, code: &str, message: impl Into<String>, details: Option<ErrorDetails>) -> Json<ErrorBody> {
+    let message = message.into();
+    let validation_errors =
+        details.as_ref().and_then(|d| d.field.clone()).map(|field| BTreeMap::from([(field, message.clone())]));
     Json(ErrorBody {
-        error: ErrorDetail { code: code.to_string(), message: message.into(), details },
+        message: message.clone(),
+        error_code: code.to_string(),
+        validation_errors,
+        error: ErrorDetail { code: code.to_string(), message, details },
         request_id: request_id.to_string(),
     })
 }
 
 impl ApiError {
-    pub fn bad_request(rid: &str, code: &str, message: impl Into<String>, details: Option<Value>) -> ApiError {
+    pub fn bad_request(rid: &str, code: &str, message: impl Into<String>, details: Option<ErrorDetails>) -> ApiError {
         ApiError::BadRequest(body(rid, code, message, details))
     }
 
@@ -95,19 +202,24 @@ impl ApiError {
     pub fn render_failed(rid: &str, job: &Value) -> ApiError {
         let code = job["errorCode"].as_str().unwrap_or("RENDER_FAILED");
         let message = job["errorMessage"].as_str().unwrap_or("the render failed");
-        ApiError::Unprocessable(body(rid, code, message, Some(serde_json::json!({"jobId": job["id"]}))))
+        let details = ErrorDetails { job_id: job["id"].as_str().map(str::to_string), ..Default::default() };
+        ApiError::Unprocessable(body(rid, code, message, Some(details)))
     }
 
     /// A sync capture that no worker finished in time; the job goes on and can be polled.
     pub fn not_finished(rid: &str, job_id: &str, status_url: &str) -> ApiError {
         let message = "no worker finished the job in time; it stays queued: poll details.statusUrl";
-        let details = serde_json::json!({"jobId": job_id, "statusUrl": status_url});
+        let details = ErrorDetails {
+            job_id: Some(job_id.to_string()),
+            status_url: Some(status_url.to_string()),
+            ..Default::default()
+        };
         ApiError::Unavailable(body(rid, "NOT_FINISHED", message, Some(details)), 5)
     }
 
     pub fn invalid_cursor(rid: &str) -> ApiError {
         let message = "cursor is not an X-Next-Cursor of this endpoint";
-        ApiError::bad_request(rid, "INVALID_CURSOR", message, Some(serde_json::json!({"field": "cursor"})))
+        ApiError::bad_request(rid, "INVALID_CURSOR", message, Some(ErrorDetails::field("cursor")))
     }
 
     pub fn conflict(rid: &str, code: &str, message: impl Into<String>) -> ApiError {
@@ -118,9 +230,25 @@ impl ApiError {
         ApiError::Internal(body(rid, "INTERNAL_ERROR", "internal error; quote the request id when reporting it", None))
     }
 
+    /// An internal error's body, with a fresh request id.
+    pub fn internal_body() -> ErrorBody {
+        body(
+            &pgshot_job::new_job_id(),
+            "INTERNAL_ERROR",
+            "internal error; quote the request id when reporting it",
+            None,
+        )
+        .0
+    }
+
     /// A request the shared validation refused, with the field named.
     pub fn invalid(rid: &str, e: &pgshot_job::InvalidOption) -> ApiError {
-        let details = serde_json::json!({"field": e.field, "detail": e.detail, "hint": e.hint});
+        let details = ErrorDetails {
+            field: Some(e.field.clone()),
+            detail: e.detail.clone(),
+            hint: e.hint.clone(),
+            ..Default::default()
+        };
         if e.code == "BULK_TOO_LARGE" {
             return ApiError::Unprocessable(body(rid, e.code, e.message.clone(), Some(details)));
         }
@@ -138,7 +266,11 @@ impl ApiError {
         };
         let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
         let details = e.as_db_error().and_then(|d| {
-            let v = serde_json::json!({"detail": d.detail(), "hint": d.hint()});
+            let v = ErrorDetails {
+                detail: d.detail().map(str::to_string),
+                hint: d.hint().map(str::to_string),
+                ..Default::default()
+            };
             (d.detail().is_some() || d.hint().is_some()).then_some(v)
         });
         match code.code() {

@@ -1,5 +1,9 @@
 //! pgshot-api: the allscreenshots async-jobs REST contract over the pgshot queue.
 
+// An error is the body the client receives (about 200 bytes with its strings' headers), built once
+// per refused request and returned straight to poem: boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ mod error;
 mod result;
 mod schema;
 mod screenshots;
+mod spec;
 
 use db::Db;
 use error::ApiError;
@@ -150,7 +155,7 @@ pub fn spec() -> String {
         max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
     };
     let state = state(&args, "host=localhost").expect("a pool can be built without connecting");
-    openapi_service(state).spec()
+    spec::finish(&openapi_service(state).spec())
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -159,7 +164,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     state.db.ready().await.map_err(|e| format!("database not ready: {e}"))?;
     tokio::spawn(state.completions.clone().listen(database_url.clone()));
     let api = openapi_service(state.clone());
-    let spec_json = api.spec();
+    let spec_json = spec::finish(&api.spec());
     let docs = api.swagger_ui();
     let counters = Arc::new(Counters::default());
     let routes = Arc::new(Routes::from_spec(&spec_json));

@@ -3,8 +3,8 @@
 
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::{Binary, Payload};
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::ToJSON;
 use poem_openapi::ApiResponse;
 
 use crate::schema::{Base64Result, Job};
@@ -19,41 +19,58 @@ pub enum ResultResponse {
     Job(Box<Job>),
 }
 
-/// Content types an output can have: each listed so that clients know to expect bytes.
-const BINARY_TYPES: &[&str] = &[
-    "image/png",
-    "image/jpeg",
-    "image/webp",
-    "application/pdf",
-    "text/html; charset=utf-8",
-    "text/markdown; charset=utf-8",
-    "text/plain; charset=utf-8",
-];
+/// How the spec describes a result. The bytes are answered with the output's own Content-Type
+/// (image/png, application/pdf, text/markdown; charset=utf-8, ...); the spec names one binary
+/// media type, so that client generators hand the caller bytes whatever the output. A job whose
+/// responseType is BASE64 (or URL, for a sync capture) is answered with JSON instead: that is the
+/// job's choice, not the caller's, so it is described in words and by the `Base64Result` schema,
+/// not as a second media type (generators given two pick the JSON one and parse every image as
+/// JSON).
+const BINARY: &str = "application/octet-stream";
+
+fn result_meta(description: &'static str) -> MetaResponses {
+    MetaResponses {
+        responses: vec![MetaResponse {
+            description,
+            status: Some(200),
+            status_range: None,
+            content: vec![MetaMediaType { content_type: BINARY, schema: <Binary<Vec<u8>> as Payload>::schema_ref() }],
+            headers: vec![],
+        }],
+    }
+}
 
 impl ApiResponse for ResultResponse {
     fn meta() -> MetaResponses {
-        let mut content: Vec<MetaMediaType> = BINARY_TYPES
-            .iter()
-            .map(|ct| MetaMediaType { content_type: ct, schema: <Binary<Vec<u8>> as Payload>::schema_ref() })
-            .collect();
-        let json = MetaSchema { one_of: vec![Base64Result::schema_ref(), Job::schema_ref()], ..MetaSchema::ANY };
-        content.push(MetaMediaType { content_type: "application/json", schema: MetaSchemaRef::Inline(Box::new(json)) });
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "The result: bytes with the output's content type; JSON with base64 `data` \
-                              when the job's responseType is BASE64; for sync captures with responseType URL, \
-                              the finished job",
-                status: Some(200),
-                status_range: None,
-                content,
-                headers: vec![],
-            }],
-        }
+        result_meta(
+            "The result's bytes, answered with the output's own Content-Type: image/png, image/jpeg, \
+             image/webp, application/pdf, text/html, text/markdown, text/plain or application/json. \
+             When the job's responseType is BASE64 the answer is application/json instead, a \
+             Base64Result (components/schemas/Base64Result) with the bytes in `data`.",
+        )
     }
 
-    fn register(registry: &mut Registry) {
-        Base64Result::register(registry);
-        Job::register(registry);
+    fn register(_: &mut Registry) {}
+}
+
+/// A sync capture's answer: a job's result, or (responseType URL) the finished job.
+pub struct CaptureResponse(pub ResultResponse);
+
+impl ApiResponse for CaptureResponse {
+    fn meta() -> MetaResponses {
+        result_meta(
+            "The capture's bytes, answered with the output's own Content-Type (image/png unless the \
+             request says otherwise). With responseType BASE64 the answer is application/json, a \
+             Base64Result; with responseType URL it is the finished Job, as application/json.",
+        )
+    }
+
+    fn register(_: &mut Registry) {}
+}
+
+impl IntoResponse for CaptureResponse {
+    fn into_response(self) -> Response {
+        self.0.into_response()
     }
 }
 

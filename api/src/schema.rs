@@ -1,376 +1,321 @@
-//! Schemas of the OpenAPI spec. Requests are *parsed* by `pgshot-job` (the one definition of the
-//! request and its validation); these types describe that shape, with its ranges and enums, to
-//! the spec's readers and to client generators.
+//! The spec's schemas of what the API answers and of the bulk request's envelope.
+//!
+//! The request options themselves are not restated here: they are `pgshot-job`'s own types
+//! ([`pgshot_job::ScreenshotOptions`] and what it holds), which parse and validate every request
+//! and derive their schemas with the `openapi` feature. Bodies are still parsed as plain JSON and
+//! validated by `pgshot-job` (see `body.rs`), so that errors name the field the same way
+//! `screenshot_enqueue` does.
 
 use std::collections::BTreeMap;
 
+use pgshot_job::{ErrorCode, JobStatus, OutputType, ScreenshotOptions};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{Enum, Object};
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct ViewportSpec {
-    #[oai(validator(minimum(value = "100"), maximum(value = "2560")))]
-    pub width: Option<i64>,
-    #[oai(validator(minimum(value = "100"), maximum(value = "2160")))]
-    pub height: Option<i64>,
-    #[oai(validator(minimum(value = "1"), maximum(value = "3")))]
-    pub device_scale_factor: Option<f64>,
+/// A string with a `format` in the spec (`date-time`, `uri`): the same text on the wire, typed
+/// for client generators.
+macro_rules! formatted_string {
+    ($(#[$meta:meta])* $name:ident, $format:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> std::borrow::Cow<'static, str> {
+                concat!("string_", $format).into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", $format)))
+            }
+
+            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+                Box::new(self.as_raw_value().into_iter())
+            }
+        }
+
+        impl ToJSON for $name {
+            fn to_json(&self) -> Option<Value> {
+                Some(Value::String(self.0.clone()))
+            }
+        }
+
+        impl ParseFromJSON for $name {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                match value {
+                    Some(Value::String(s)) => Ok($name(s)),
+                    other => Err(ParseError::expected_type(other.unwrap_or_default())),
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum FormatSpec {
-    Png,
-    Jpeg,
-    Jpg,
-    Webp,
-    Pdf,
-}
-
-#[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum WaitUntilSpec {
-    Load,
-    Domcontentloaded,
-    Networkidle,
-    Commit,
-}
-
-#[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "UPPERCASE")]
-pub enum ResponseTypeSpec {
-    Binary,
-    Base64,
-    Url,
-    /// Older name of BASE64, sent by the official SDKs.
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum BlockLevelSpec {
-    None,
-    Light,
-    Normal,
-    Pro,
-    ProPlus,
-    Ultimate,
-}
-
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct CookieSpec {
-    pub name: String,
-    pub value: String,
-    pub url: Option<String>,
-    pub domain: Option<String>,
-    pub path: Option<String>,
-    pub secure: Option<bool>,
-    pub http_only: Option<bool>,
-    /// Strict, Lax or None.
-    pub same_site: Option<String>,
-    /// Unix time in seconds.
-    pub expires: Option<i64>,
-}
-
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct HeaderSpec {
-    #[oai(validator(max_length = 256, pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
-    pub name: String,
-    /// No CR or LF.
-    #[oai(validator(max_length = 8192, pattern = r"^[^\r\n\x00]*$"))]
-    pub value: String,
-    /// Send the header only to this origin (for example https://api.example.com).
-    pub origin: Option<String>,
-}
-
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct StorageItemSpec {
-    pub key: String,
-    pub value: String,
-    pub origin: Option<String>,
-}
-
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct SessionSpec {
-    #[oai(validator(max_items = 50))]
-    pub cookies: Option<Vec<CookieSpec>>,
-    #[oai(validator(max_items = 50))]
-    pub headers: Option<Vec<HeaderSpec>>,
-    #[oai(validator(max_items = 100))]
-    pub storage: Option<Vec<StorageItemSpec>>,
-}
-
-#[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum ActionType {
-    Click,
-    Type,
-    Press,
-    Hover,
-    Select,
-    Scroll,
-    Wait,
-}
-
-/// One step run after the page loads: click, hover and select take `selector`; type takes
-/// `selector` and `text`; press takes `key`; select takes `value`; scroll takes `selector` or
-/// `y`; wait takes `duration` (ms) or `selector`.
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct ActionSpec {
-    #[oai(rename = "type")]
-    pub action_type: ActionType,
-    #[oai(validator(max_length = 500))]
-    pub selector: Option<String>,
-    pub text: Option<String>,
-    pub key: Option<String>,
-    pub value: Option<String>,
-    pub y: Option<i64>,
-    #[oai(validator(minimum(value = "0"), maximum(value = "30000")))]
-    pub duration: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum OutputTypeSpec {
-    Screenshot,
-    Pdf,
-    Html,
-    Markdown,
-    Json,
-    Text,
-}
-
-/// One result of a multi-output job; all come from the same page load.
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct OutputRequestSpec {
-    #[oai(rename = "type")]
-    pub output_type: OutputTypeSpec,
-    /// Defaults to the type; unique within the job.
-    #[oai(validator(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
-    pub id: Option<String>,
-    pub format: Option<FormatSpec>,
-    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-    pub quality: Option<i64>,
-    pub full_page: Option<bool>,
-    pub selector: Option<String>,
-    pub landscape: Option<bool>,
-    pub print_background: Option<bool>,
-    /// A3, A4, A5, Letter, Legal or Tabloid.
-    pub paper_format: Option<String>,
-    /// json outputs: a name for each CSS selector whose matches' text is extracted.
-    pub selectors: Option<BTreeMap<String, String>>,
-}
-
-/// A screenshot request: the allscreenshots request shape, plus pgshot's queue fields.
-#[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct ScreenshotRequest {
-    /// http or https only; private and loopback addresses are refused unless the deployment allows them.
-    #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
-    pub url: String,
-    pub viewport: Option<ViewportSpec>,
-    pub device: Option<DeviceSpec>,
-    pub format: Option<FormatSpec>,
-    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-    pub quality: Option<i64>,
-    pub full_page: Option<bool>,
-    #[oai(validator(minimum(value = "1000"), maximum(value = "30000")))]
-    pub max_height: Option<i64>,
-    #[oai(validator(minimum(value = "0"), maximum(value = "30000")))]
-    pub delay: Option<i64>,
-    #[oai(validator(min_length = 1, max_length = 500, pattern = r"\S"))]
-    pub wait_for: Option<String>,
-    pub wait_until: Option<WaitUntilSpec>,
-    #[oai(validator(minimum(value = "1000"), maximum(value = "60000")))]
-    pub timeout: Option<i64>,
-    pub dark_mode: Option<bool>,
-    #[oai(validator(max_length = 10000))]
-    pub custom_css: Option<String>,
-    #[oai(validator(max_items = 50))]
-    pub hide_selectors: Option<Vec<String>>,
-    #[oai(validator(min_length = 1, max_length = 500, pattern = r"\S"))]
-    pub selector: Option<String>,
-    pub block_ads: Option<bool>,
-    pub block_cookie_banners: Option<bool>,
-    pub block_popups: Option<bool>,
-    pub block_level: Option<BlockLevelSpec>,
-    pub session: Option<SessionSpec>,
-    #[oai(validator(max_items = 25))]
-    pub actions: Option<Vec<ActionSpec>>,
-    #[oai(validator(min_items = 1, max_items = 10))]
-    pub outputs: Option<Vec<OutputRequestSpec>>,
-    pub response_type: Option<ResponseTypeSpec>,
-    #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
-    pub webhook_url: Option<String>,
-    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
-    pub webhook_secret: Option<String>,
-    /// Lower runs first.
-    #[oai(validator(minimum(value = "-100"), maximum(value = "100")))]
-    pub priority: Option<i64>,
-    /// RFC 3339: not rendered before this time.
-    #[oai(validator(pattern = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"))]
-    pub run_at: Option<String>,
-    #[oai(validator(minimum(value = "1"), maximum(value = "25")))]
-    pub max_attempts: Option<i64>,
-    #[oai(validator(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"))]
-    pub idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Enum)]
-pub enum DeviceSpec {
-    #[oai(rename = "Desktop HD")]
-    DesktopHd,
-    Desktop,
-    Laptop,
-    #[oai(rename = "iPhone 14")]
-    IPhone14,
-    #[oai(rename = "iPhone 14 Pro Max")]
-    IPhone14ProMax,
-    #[oai(rename = "iPad")]
-    IPad,
-    #[oai(rename = "iPad Pro")]
-    IPadPro,
-}
-
-#[derive(Debug, Clone, Copy, Enum, Deserialize, PartialEq, Eq)]
-#[oai(rename_all = "UPPERCASE")]
-#[serde(rename_all = "UPPERCASE")]
-pub enum JobStatus {
-    Queued,
-    Processing,
-    Completed,
-    Failed,
-    Cancelled,
-}
+formatted_string!(
+    /// An RFC 3339 time in UTC, for example 2026-01-15T10:30:00Z.
+    Timestamp,
+    "date-time"
+);
+formatted_string!(
+    /// An absolute URL.
+    Uri,
+    "uri"
+);
 
 /// 202 answer to an async request.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", example)]
 pub struct AsyncJobCreated {
+    /// The job's id: 16 lower-case letters and digits.
     pub id: String,
     pub status: JobStatus,
-    pub status_url: String,
-    pub created_at: String,
+    /// Where to poll the job (GET).
+    pub status_url: Uri,
+    /// When the job was enqueued.
+    pub created_at: Timestamp,
 }
 
+impl poem_openapi::types::Example for AsyncJobCreated {
+    fn example() -> Self {
+        AsyncJobCreated {
+            id: "k3v9q2m8x1c7b4na".into(),
+            status: JobStatus::Queued,
+            status_url: Uri("http://localhost:8080/v1/screenshots/jobs/k3v9q2m8x1c7b4na".into()),
+            created_at: Timestamp("2026-01-15T10:30:00Z".into()),
+        }
+    }
+}
+
+/// One output of a multi-output job.
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct OutputInfo {
     #[oai(rename = "type")]
     #[serde(rename = "type")]
-    pub output_type: String,
+    pub output_type: OutputType,
+    /// The Content-Type its download answers with, for example image/png or text/markdown; charset=utf-8.
     pub content_type: String,
+    /// Bytes.
     pub size: i64,
-    pub result_url: String,
+    /// Where to download it (GET, with the API key).
+    pub result_url: Uri,
+    /// Images and PDFs: width in device pixels.
     #[oai(skip_serializing_if_is_none)]
     pub width: Option<i64>,
+    /// Images and PDFs: height in device pixels.
     #[oai(skip_serializing_if_is_none)]
     pub height: Option<i64>,
 }
 
-/// A job, as in the hosted API's job status response.
+/// What a finished render measured.
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
+pub struct JobMetadata {
+    /// The first image's width in device pixels (the viewport's for outputs without pixels).
+    pub width: Option<i64>,
+    /// The first image's height in device pixels.
+    pub height: Option<i64>,
+    /// PNG, JPEG, WEBP, PDF, HTML, or MULTI for a job with `outputs`.
+    pub format: Option<String>,
+    /// Bytes of every output together.
+    pub size: Option<i64>,
+    /// Milliseconds from claiming the job to its last output.
+    pub render_time_ms: Option<i64>,
+    /// The page's title.
+    pub title: Option<String>,
+    /// The page's URL after redirects.
+    pub final_url: Option<String>,
+    /// The page's HTTP status.
+    pub http_status: Option<i64>,
+}
+
+/// A job, as in the hosted API's job status response.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
+#[serde(rename_all = "camelCase")]
 pub struct Job {
+    /// The job's id: 16 lower-case letters and digits.
     pub id: String,
     pub status: JobStatus,
+    /// The page requested.
     pub url: String,
-    pub result_url: Option<String>,
-    pub storage_url: Option<String>,
-    pub error_code: Option<String>,
+    /// COMPLETED jobs: where to download the (first) result.
+    pub result_url: Option<Uri>,
+    /// COMPLETED jobs: the same URL, under the hosted API's other name.
+    pub storage_url: Option<Uri>,
+    /// FAILED jobs: why; TIMEOUT, URL_UNREACHABLE, PAGE_CRASHED, PAGE_UNRESPONSIVE and the
+    /// other transient codes were retried up to maxAttempts first.
+    pub error_code: Option<ErrorCode>,
+    /// FAILED jobs: what happened, in words.
     pub error_message: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
-    pub expires_at: Option<String>,
-    /// width, height, format, size, renderTimeMs, title, finalUrl, httpStatus.
-    pub metadata: Option<Value>,
+    /// When the job was enqueued.
+    pub created_at: Timestamp,
+    /// When a worker last claimed it.
+    pub started_at: Option<Timestamp>,
+    /// When it became COMPLETED, FAILED or CANCELLED.
+    pub completed_at: Option<Timestamp>,
+    /// When its result is deleted (the deployment's retention).
+    pub expires_at: Option<Timestamp>,
+    /// COMPLETED jobs: what the render measured.
+    pub metadata: Option<JobMetadata>,
+    /// Jobs with `outputs`: each output by its id.
     pub outputs: Option<BTreeMap<String, OutputInfo>>,
     /// The job's webhook delivery, when it has a webhookUrl and has finished.
     pub webhook: Option<WebhookInfo>,
 }
 
+impl poem_openapi::types::Example for Job {
+    fn example() -> Self {
+        Job {
+            id: "k3v9q2m8x1c7b4na".into(),
+            status: JobStatus::Completed,
+            url: "https://example.com/".into(),
+            result_url: Some(Uri("http://localhost:8080/v1/screenshots/jobs/k3v9q2m8x1c7b4na/result".into())),
+            storage_url: Some(Uri("http://localhost:8080/v1/screenshots/jobs/k3v9q2m8x1c7b4na/result".into())),
+            error_code: None,
+            error_message: None,
+            created_at: Timestamp("2026-01-15T10:30:00Z".into()),
+            started_at: Some(Timestamp("2026-01-15T10:30:00Z".into())),
+            completed_at: Some(Timestamp("2026-01-15T10:30:02Z".into())),
+            expires_at: Some(Timestamp("2026-01-22T10:30:02Z".into())),
+            metadata: Some(JobMetadata {
+                width: Some(1920),
+                height: Some(1080),
+                format: Some("PNG".into()),
+                size: Some(245_760),
+                render_time_ms: Some(1840),
+                title: Some("Example Domain".into()),
+                final_url: Some("https://example.com/".into()),
+                http_status: Some(200),
+            }),
+            outputs: None,
+            webhook: None,
+        }
+    }
+}
+
+/// The state of a job's or bulk's webhook delivery.
+#[derive(Debug, Clone, Copy, Enum, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WebhookStatus {
+    Pending,
+    Delivering,
+    Delivered,
+    Failed,
+}
+
+/// A job's webhook delivery.
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookInfo {
-    /// PENDING, DELIVERING, DELIVERED or FAILED.
-    pub status: String,
+    pub status: WebhookStatus,
+    /// Attempts made so far.
     pub attempts: i32,
+    /// The receiver's HTTP status on the last attempt.
     pub last_status_code: Option<i32>,
+    /// Why the last attempt failed.
     pub last_error: Option<String>,
-    pub delivered_at: Option<String>,
+    /// When the receiver answered 2xx.
+    pub delivered_at: Option<Timestamp>,
 }
 
 /// A result as JSON, for jobs whose responseType is BASE64.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct Base64Result {
+    /// The result's own URL.
     pub url: String,
+    /// The subtype of its content type: png, jpeg, webp, pdf, html, markdown, plain, json.
     pub format: String,
+    /// Its content type, for example image/png.
     pub content_type: String,
+    /// Images: width in device pixels.
     #[oai(skip_serializing_if_is_none)]
     pub width: Option<i64>,
+    /// Images: height in device pixels.
     #[oai(skip_serializing_if_is_none)]
     pub height: Option<i64>,
+    /// Bytes before encoding.
     pub size: i64,
+    /// Milliseconds the render took.
     #[oai(skip_serializing_if_is_none)]
     pub render_time_ms: Option<i64>,
+    /// Always base64.
     pub encoding: String,
+    /// The bytes, base64 (RFC 4648, with padding).
     pub data: String,
 }
 
 /// One URL of a bulk request, with options that override the request's `defaults`.
 #[derive(Debug, Clone, Object)]
 pub struct BulkItem {
+    /// The page to capture: an http or https URL of at most 8192 characters.
     #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
     pub url: String,
-    /// The same options as an async request (without `url`).
-    pub options: Option<Value>,
+    pub options: Option<ScreenshotOptions>,
 }
 
 /// Up to 100 URLs rendered as one bulk job.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct BulkRequest {
+    /// 1 to 100 URLs; all are enqueued, or none.
     #[oai(validator(min_items = 1, max_items = 100))]
     pub urls: Vec<BulkItem>,
-    /// Options applied to every URL unless its own options say otherwise.
-    pub defaults: Option<Value>,
+    pub defaults: Option<ScreenshotOptions>,
     /// Receives one BULK_COMPLETED delivery when every job has finished.
     #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
     pub webhook_url: Option<String>,
+    /// Signs the bulk's webhook; 1 to 255 characters.
     #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
     pub webhook_secret: Option<String>,
 }
 
+/// One job of a bulk job.
 #[derive(Debug, Clone, Object, Deserialize)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkJobItem {
+    /// The job's id.
     pub id: String,
+    /// The page requested.
     pub url: String,
     pub status: JobStatus,
-    pub result_url: Option<String>,
+    /// COMPLETED jobs: where to download the result.
+    pub result_url: Option<Uri>,
+    /// PNG, JPEG, WEBP, PDF or MULTI.
     pub format: Option<String>,
+    /// Device pixels.
     pub width: Option<i64>,
+    /// Device pixels.
     pub height: Option<i64>,
+    /// Bytes.
     pub file_size: Option<i64>,
+    /// Milliseconds.
     pub render_time_ms: Option<i64>,
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
+    /// FAILED jobs: what happened.
     pub error_message: Option<String>,
-    pub created_at: Option<String>,
-    pub completed_at: Option<String>,
+    /// When the job was enqueued.
+    pub created_at: Option<Timestamp>,
+    /// When it finished.
+    pub completed_at: Option<Timestamp>,
 }
 
 /// A bulk job: counts and status derived from its jobs.
@@ -378,15 +323,85 @@ pub struct BulkJobItem {
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkJob {
+    /// The bulk's id.
     pub id: String,
-    /// QUEUED, PROCESSING, COMPLETED, FAILED or CANCELLED.
     pub status: JobStatus,
+    /// Jobs in the bulk.
     pub total_jobs: i32,
+    /// Jobs COMPLETED.
     pub completed_jobs: i32,
+    /// Jobs FAILED.
     pub failed_jobs: i32,
     /// Finished jobs, in percent.
     pub progress: i32,
-    pub created_at: String,
-    pub completed_at: Option<String>,
+    /// When the bulk was created.
+    pub created_at: Timestamp,
+    /// When its last job finished.
+    pub completed_at: Option<Timestamp>,
+    /// Its jobs, in request order (not in lists of bulks).
     pub jobs: Option<Vec<BulkJobItem>>,
+}
+
+/// What a job's webhook says happened.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobEvent {
+    JobCompleted,
+    JobFailed,
+}
+
+/// A bulk's webhook event.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BulkEvent {
+    BulkCompleted,
+}
+
+/// The job, with the hosted API's flat summary of its result.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct JobWebhookData {
+    #[oai(flatten)]
+    pub job: Job,
+    /// The job's id (as `id`).
+    pub job_id: String,
+    /// PNG, JPEG, WEBP, PDF, HTML or MULTI.
+    pub format: Option<String>,
+    /// Device pixels.
+    pub width: Option<i64>,
+    /// Device pixels.
+    pub height: Option<i64>,
+    /// Bytes of every output.
+    pub file_size: Option<i64>,
+    /// Milliseconds.
+    pub render_time_ms: Option<i64>,
+}
+
+/// The body POSTed to a job's webhookUrl when it is COMPLETED or FAILED. Signed as Standard
+/// Webhooks: `webhook-id` (the same on every retry), `webhook-timestamp` and `webhook-signature`
+/// (`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body` under the webhook secret).
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct JobWebhook {
+    pub event: JobEvent,
+    /// When the job finished.
+    pub timestamp: Timestamp,
+    /// The job's id.
+    pub job_id: String,
+    pub status: JobStatus,
+    pub data: JobWebhookData,
+}
+
+/// The body POSTed to a bulk's webhookUrl once, when its last job has finished; signed as a
+/// job's webhook is.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BulkWebhook {
+    pub event: BulkEvent,
+    /// When the last job finished.
+    pub timestamp: Timestamp,
+    /// The bulk's id.
+    pub bulk_id: String,
+    pub status: JobStatus,
+    pub data: BulkJob,
 }

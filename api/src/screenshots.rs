@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use std::time::{Duration, Instant};
 
-use pgshot_job::{new_job_id, JobRequest, NetworkPolicy, ResponseType};
+use pgshot_job::{new_job_id, JobRequest, JobStatus, NetworkPolicy, ResponseType, ScreenshotOptions};
 use poem_openapi::auth::{ApiKey, Bearer};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -17,9 +17,9 @@ use tokio::sync::Semaphore;
 use crate::body::JsonBody;
 use crate::completion::Completions;
 use crate::db::{Cursor, Db};
-use crate::error::{ApiError, ApiResult};
-use crate::result::ResultResponse;
-use crate::schema::{AsyncJobCreated, Base64Result, BulkJob, BulkRequest, Job, JobStatus, ScreenshotRequest};
+use crate::error::{operation_errors, ApiError, ApiResult, ErrorDetails};
+use crate::result::{CaptureResponse, ResultResponse};
+use crate::schema::{AsyncJobCreated, Base64Result, BulkJob, BulkRequest, Job, Timestamp, Uri};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -72,19 +72,119 @@ enum BulkCreated {
 
 #[derive(ApiResponse)]
 enum BulkFound {
+    /// The bulk job, with its jobs in request order.
     #[oai(status = 200)]
     Bulk(Json<BulkJob>),
 }
 
 #[derive(ApiResponse)]
 enum BulkListed {
-    /// Newest first, without their jobs.
+    /// Newest first, without their jobs; `X-Next-Cursor` is present when there are more.
     #[oai(status = 200)]
-    Bulks(Json<Vec<BulkJob>>),
+    Bulks(Json<Vec<BulkJob>>, #[oai(header = "X-Next-Cursor")] Option<String>),
 }
+
+operation_errors!(
+    /// Errors of createAsyncJob.
+    CreateErrors {
+        /// Malformed JSON, an unknown field or an invalid option: `validationErrors` names the field.
+        BadRequest = 400,
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
+        /// The idempotency key was used before with another request (IDEMPOTENCY_CONFLICT).
+        Conflict = 409,
+        /// The body is larger than the deployment's limit (1 MiB unless PGSHOT_MAX_BODY_BYTES says otherwise).
+        PayloadTooLarge = 413,
+    }
+);
+
+operation_errors!(
+    /// Errors of captureScreenshot.
+    CaptureErrors {
+        /// Malformed JSON, an unknown field or an invalid option: `validationErrors` names the field.
+        BadRequest = 400,
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
+        /// The job was cancelled while the capture waited (CANCELLED).
+        Conflict = 409,
+        /// The body is larger than the deployment's limit.
+        PayloadTooLarge = 413,
+        /// The render failed: `errorCode` is the job's (TIMEOUT, SELECTOR_NOT_FOUND, ...), `details.jobId` the job.
+        Unprocessable = 422,
+        /// Too many sync captures are waiting: retry after Retry-After seconds, or use the async endpoint.
+        TooManyRequests = 429 + retry_after,
+    }
+);
+
+operation_errors!(
+    /// Errors of the list operations.
+    ListErrors {
+        /// A parameter out of range, or a cursor this endpoint did not give (INVALID_CURSOR).
+        BadRequest = 400,
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
+    }
+);
+
+operation_errors!(
+    /// Errors of the operations on one job or bulk.
+    LookupErrors {
+        /// An id that cannot be one (for example with a NUL byte).
+        BadRequest = 400,
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
+        /// No such job or bulk for this API key.
+        NotFound = 404,
+    }
+);
+
+operation_errors!(
+    /// Errors of cancelJob.
+    CancelErrors {
+        /// An id that cannot be one.
+        BadRequest = 400,
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
+        /// No such job for this API key.
+        NotFound = 404,
+        /// The job has already finished (INVALID_STATE).
+        Conflict = 409,
+    }
+);
+
+operation_errors!(
+    /// Errors of the result downloads.
+    ResultErrors {
+        /// An id that cannot be one.
+        BadRequest = 400,
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
+        /// No such job, or no such output of it, for this API key.
+        NotFound = 404,
+        /// The job is not COMPLETED (yet): INVALID_STATE.
+        Conflict = 409,
+        /// The result expired and its bytes were deleted (RESULT_EXPIRED).
+        Gone = 410,
+    }
+);
+
+operation_errors!(
+    /// Errors of createBulkJob.
+    BulkErrors {
+        /// Malformed JSON, an unknown field or an invalid option: `validationErrors` names the field.
+        BadRequest = 400,
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
+        /// The body is larger than the deployment's limit.
+        PayloadTooLarge = 413,
+        /// More than 100 URLs (BULK_TOO_LARGE).
+        Unprocessable = 422,
+    }
+);
 
 #[derive(ApiResponse)]
 enum Found {
+    /// The job.
     #[oai(status = 200)]
     Job(Json<Job>),
 }
@@ -135,9 +235,12 @@ impl ScreenshotsApi {
     async fn create_async(
         &self,
         auth: Auth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: JsonBody<ScreenshotRequest>,
-    ) -> ApiResult<Created> {
+        /// The same as the body's idempotencyKey: a second request with the same key (and the same
+        /// body) returns the first job instead of a new one.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: JsonBody<ScreenshotOptions>,
+    ) -> Result<Created, CreateErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let (url, mut body) = split_url(&rid, body.0)?;
@@ -149,8 +252,9 @@ impl ScreenshotsApi {
                         &rid,
                         "INVALID_REQUEST",
                         "the Idempotency-Key header and idempotencyKey differ",
-                        Some(field("idempotencyKey")),
-                    ));
+                        Some(ErrorDetails::field("idempotencyKey")),
+                    )
+                    .into());
                 }
                 _ => {
                     fields.insert("idempotencyKey".into(), Value::String(key));
@@ -162,9 +266,9 @@ impl ScreenshotsApi {
         self.0.jobs_created.fetch_add(1, Ordering::Relaxed);
         let id = job["id"].as_str().unwrap_or_default().to_string();
         Ok(Created::Accepted(Json(AsyncJobCreated {
-            status_url: format!("{}/v1/screenshots/jobs/{id}", self.0.public_url),
+            status_url: Uri(format!("{}/v1/screenshots/jobs/{id}", self.0.public_url)),
             status: status_of(&job),
-            created_at: job["createdAt"].as_str().unwrap_or_default().to_string(),
+            created_at: Timestamp(job["createdAt"].as_str().unwrap_or_default().to_string()),
             id,
         })))
     }
@@ -176,11 +280,11 @@ impl ScreenshotsApi {
     /// answers 422 with the job's errorCode; too many waiting captures 429; a job no worker
     /// finished in time 503 (it stays queued: poll `details.statusUrl`).
     #[oai(path = "/v1/screenshots", method = "post", operation_id = "captureScreenshot", tag = "ApiTags::Screenshots")]
-    async fn capture(&self, auth: Auth, body: JsonBody<ScreenshotRequest>) -> ApiResult<ResultResponse> {
+    async fn capture(&self, auth: Auth, body: JsonBody<ScreenshotOptions>) -> Result<CaptureResponse, CaptureErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let Ok(_slot) = self.0.sync_slots.try_acquire() else {
-            return Err(ApiError::too_many_waiting(&rid));
+            return Err(ApiError::too_many_waiting(&rid).into());
         };
         let (url, body) = split_url(&rid, body.0)?;
         let request = JobRequest::parse(&url, &body, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
@@ -194,17 +298,17 @@ impl ScreenshotsApi {
             let job = self.0.db.job(&rid, &owner, &id).await?;
             match job["status"].as_str() {
                 Some("COMPLETED") if request.options.response_type == Some(ResponseType::Url) => {
-                    return Ok(ResultResponse::Job(Box::new(to_job(&rid, job)?)));
+                    return Ok(CaptureResponse(ResultResponse::Job(Box::new(to_job(&rid, job)?))));
                 }
-                Some("COMPLETED") => return self.result_of(&rid, &owner, &id, None).await,
-                Some("FAILED") => return Err(ApiError::render_failed(&rid, &job)),
-                Some("CANCELLED") => return Err(ApiError::conflict(&rid, "CANCELLED", "the job was cancelled")),
+                Some("COMPLETED") => return Ok(CaptureResponse(self.result_of(&rid, &owner, &id, None).await?)),
+                Some("FAILED") => return Err(ApiError::render_failed(&rid, &job).into()),
+                Some("CANCELLED") => return Err(ApiError::conflict(&rid, "CANCELLED", "the job was cancelled").into()),
                 _ => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let status_url = format!("{}/v1/screenshots/jobs/{id}", self.0.public_url);
-                return Err(ApiError::not_finished(&rid, &id, &status_url));
+                return Err(ApiError::not_finished(&rid, &id, &status_url).into());
             }
             // Woken by the job's notification; the timer covers a notification that was lost.
             tokio::select! {
@@ -229,16 +333,13 @@ impl ScreenshotsApi {
         /// Jobs per page, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
-    ) -> ApiResult<Listed> {
+    ) -> Result<Listed, ListErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let limit = limit.0.unwrap_or(20).clamp(1, MAX_PAGE);
-        let status = status.0.map(status_name);
+        let status = status.0.map(JobStatus::as_str);
         // An empty cursor is the first page, as an absent one.
-        let cursor = match cursor.0.as_deref().filter(|c| !c.is_empty()) {
-            None => None,
-            Some(raw) => Some(Cursor::parse(raw).ok_or_else(|| ApiError::invalid_cursor(&rid))?),
-        };
+        let cursor = cursor_of(&rid, cursor.0.as_deref())?;
         let mut rows = self.0.db.list(&rid, &owner, status, cursor.as_ref(), limit + 1).await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
@@ -248,8 +349,16 @@ impl ScreenshotsApi {
     }
 
     /// Get a job's status
+    ///
+    /// The job as it is now: poll it until its status is COMPLETED, FAILED or CANCELLED.
     #[oai(path = "/v1/screenshots/jobs/:jobId", method = "get", operation_id = "getJob", tag = "ApiTags::Jobs")]
-    async fn get_job(&self, auth: Auth, #[oai(name = "jobId")] job_id: Path<String>) -> ApiResult<Found> {
+    async fn get_job(
+        &self,
+        auth: Auth,
+        /// The job's id.
+        #[oai(name = "jobId")]
+        job_id: Path<String>,
+    ) -> Result<Found, LookupErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let job = self.0.db.job(&rid, &owner, &job_id.0).await?;
@@ -265,7 +374,13 @@ impl ScreenshotsApi {
         operation_id = "cancelJob",
         tag = "ApiTags::Jobs"
     )]
-    async fn cancel_job(&self, auth: Auth, #[oai(name = "jobId")] job_id: Path<String>) -> ApiResult<Found> {
+    async fn cancel_job(
+        &self,
+        auth: Auth,
+        /// The job's id.
+        #[oai(name = "jobId")]
+        job_id: Path<String>,
+    ) -> Result<Found, CancelErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let job = self.0.db.cancel(&rid, &owner, &job_id.0).await?;
@@ -282,15 +397,21 @@ impl ScreenshotsApi {
         operation_id = "getJobResult",
         tag = "ApiTags::Jobs"
     )]
-    async fn get_result(&self, auth: Auth, #[oai(name = "jobId")] job_id: Path<String>) -> ApiResult<ResultResponse> {
-        self.result(&auth, &job_id.0, None).await
+    async fn get_result(
+        &self,
+        auth: Auth,
+        /// The job's id.
+        #[oai(name = "jobId")]
+        job_id: Path<String>,
+    ) -> Result<ResultResponse, ResultErrors> {
+        Ok(self.result(&auth, &job_id.0, None).await?)
     }
 
     /// Create a bulk job
     ///
     /// Up to 100 URLs, each with options that override `defaults`; all or nothing.
     #[oai(path = "/v1/screenshots/bulk", method = "post", operation_id = "createBulkJob", tag = "ApiTags::Bulk")]
-    async fn create_bulk(&self, auth: Auth, body: JsonBody<BulkRequest>) -> ApiResult<BulkCreated> {
+    async fn create_bulk(&self, auth: Auth, body: JsonBody<BulkRequest>) -> Result<BulkCreated, BulkErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let JsonBody(body, _) = body;
@@ -298,9 +419,8 @@ impl ScreenshotsApi {
         // Validated here too, for the API's error codes; the extension validates again.
         pgshot_job::parse_bulk(&requests, "urls", MAX_BULK_URLS as usize, self.0.policy)
             .map_err(|e| ApiError::invalid(&rid, &e))?;
-        if let Some(url) = &webhook_url {
-            pgshot_job::check_url("webhookUrl", url, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
-        }
+        pgshot_job::check_bulk_webhook(webhook_url.as_deref(), webhook_secret.as_deref(), self.0.policy)
+            .map_err(|e| ApiError::invalid(&rid, &e))?;
         let bulk = self
             .0
             .db
@@ -312,24 +432,43 @@ impl ScreenshotsApi {
     }
 
     /// List your bulk jobs
+    ///
+    /// Newest first, without their jobs. Pass the `X-Next-Cursor` header of a page as `cursor`
+    /// for the next one.
     #[oai(path = "/v1/screenshots/bulk", method = "get", operation_id = "listBulkJobs", tag = "ApiTags::Bulk")]
     async fn list_bulk(
         &self,
         auth: Auth,
-        /// Bulk jobs to return, 1 to 100 (default 20).
+        /// The `X-Next-Cursor` of the previous page.
+        #[oai(validator(pattern = r"^([0-9]{1,16}-[0-9a-z]{16})?$"))]
+        cursor: Query<Option<String>>,
+        /// Bulk jobs per page, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
-    ) -> ApiResult<BulkListed> {
+    ) -> Result<BulkListed, ListErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
-        let rows = self.0.db.bulks(&rid, &owner, limit.0.unwrap_or(20).clamp(1, MAX_PAGE)).await?;
-        let bulks = rows.into_iter().map(|v| to_typed(&rid, v)).collect::<Result<_, _>>()?;
-        Ok(BulkListed::Bulks(Json(bulks)))
+        let limit = limit.0.unwrap_or(20).clamp(1, MAX_PAGE);
+        let cursor = cursor_of(&rid, cursor.0.as_deref())?;
+        let mut rows = self.0.db.bulks(&rid, &owner, cursor.as_ref(), limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = more.then(|| rows.last().map(|(_, c)| c.to_string())).flatten();
+        let bulks = rows.into_iter().map(|(v, _)| to_typed(&rid, v)).collect::<Result<_, _>>()?;
+        Ok(BulkListed::Bulks(Json(bulks), next_cursor))
     }
 
     /// Get a bulk job with its jobs
+    ///
+    /// Its counts, its status (derived from its jobs) and each job's summary, in request order.
     #[oai(path = "/v1/screenshots/bulk/:bulkId", method = "get", operation_id = "getBulkJob", tag = "ApiTags::Bulk")]
-    async fn get_bulk(&self, auth: Auth, #[oai(name = "bulkId")] bulk_id: Path<String>) -> ApiResult<BulkFound> {
+    async fn get_bulk(
+        &self,
+        auth: Auth,
+        /// The bulk's id.
+        #[oai(name = "bulkId")]
+        bulk_id: Path<String>,
+    ) -> Result<BulkFound, LookupErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let bulk = self.0.db.bulk(&rid, &owner, &bulk_id.0).await?;
@@ -337,13 +476,22 @@ impl ScreenshotsApi {
     }
 
     /// Cancel a bulk job's unfinished jobs
+    ///
+    /// Queued jobs are cancelled at once, processing ones at their worker's next heartbeat;
+    /// finished jobs keep their results.
     #[oai(
         path = "/v1/screenshots/bulk/:bulkId/cancel",
         method = "post",
         operation_id = "cancelBulkJob",
         tag = "ApiTags::Bulk"
     )]
-    async fn cancel_bulk(&self, auth: Auth, #[oai(name = "bulkId")] bulk_id: Path<String>) -> ApiResult<BulkFound> {
+    async fn cancel_bulk(
+        &self,
+        auth: Auth,
+        /// The bulk's id.
+        #[oai(name = "bulkId")]
+        bulk_id: Path<String>,
+    ) -> Result<BulkFound, LookupErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let bulk = self.0.db.cancel_bulk(&rid, &owner, &bulk_id.0).await?;
@@ -351,6 +499,9 @@ impl ScreenshotsApi {
     }
 
     /// Download one output of a multi-output job
+    ///
+    /// The output's bytes, with its own Content-Type. 409 while the job is not completed, 410
+    /// once the result expired.
     #[oai(
         path = "/v1/screenshots/jobs/:jobId/result/:outputId",
         method = "get",
@@ -360,10 +511,14 @@ impl ScreenshotsApi {
     async fn get_output(
         &self,
         auth: Auth,
-        #[oai(name = "jobId")] job_id: Path<String>,
-        #[oai(name = "outputId")] output_id: Path<String>,
-    ) -> ApiResult<ResultResponse> {
-        self.result(&auth, &job_id.0, Some(&output_id.0)).await
+        /// The job's id.
+        #[oai(name = "jobId")]
+        job_id: Path<String>,
+        /// The output's id: its `id` in the request, or its type's name.
+        #[oai(name = "outputId")]
+        output_id: Path<String>,
+    ) -> Result<ResultResponse, ResultErrors> {
+        Ok(self.result(&auth, &job_id.0, Some(&output_id.0)).await?)
     }
 }
 
@@ -408,26 +563,22 @@ fn split_url(rid: &str, mut body: Value) -> ApiResult<(String, Value)> {
     };
     match fields.remove("url") {
         Some(Value::String(url)) => Ok((url, body)),
-        Some(_) => Err(ApiError::bad_request(rid, "INVALID_URL", "url must be a string", Some(field("url")))),
-        None => Err(ApiError::bad_request(rid, "INVALID_URL", "url is required", Some(field("url")))),
+        Some(_) => {
+            Err(ApiError::bad_request(rid, "INVALID_URL", "url must be a string", Some(ErrorDetails::field("url"))))
+        }
+        None => Err(ApiError::bad_request(rid, "INVALID_URL", "url is required", Some(ErrorDetails::field("url")))),
     }
-}
-
-fn field(name: &str) -> Value {
-    serde_json::json!({"field": name})
 }
 
 fn status_of(job: &Value) -> JobStatus {
     serde_json::from_value(job["status"].clone()).unwrap_or(JobStatus::Queued)
 }
 
-fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Queued => "QUEUED",
-        JobStatus::Processing => "PROCESSING",
-        JobStatus::Completed => "COMPLETED",
-        JobStatus::Failed => "FAILED",
-        JobStatus::Cancelled => "CANCELLED",
+/// A list's `cursor` parameter; an empty one is the first page, as an absent one.
+fn cursor_of(rid: &str, raw: Option<&str>) -> ApiResult<Option<Cursor>> {
+    match raw.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(raw) => Cursor::parse(raw).map(Some).ok_or_else(|| ApiError::invalid_cursor(rid)),
     }
 }
 
@@ -446,8 +597,9 @@ fn to_job(rid: &str, value: Value) -> ApiResult<Job> {
 /// The allscreenshots bulk shape (`urls: [{url, options}]`, `defaults`) as the flat
 /// `[{url, ...options}]` items that the extension validates, and the bulk's own webhook.
 fn flatten_bulk(rid: &str, body: Value) -> ApiResult<(Value, Option<String>, Option<String>)> {
-    let invalid =
-        |field: &str, message: String| ApiError::bad_request(rid, "INVALID_OPTION", message, Some(self::field(field)));
+    let invalid = |field: &str, message: String| {
+        ApiError::bad_request(rid, "INVALID_OPTION", message, Some(ErrorDetails::field(field)))
+    };
     let Value::Object(mut body) = body else {
         return Err(ApiError::bad_request(rid, "INVALID_REQUEST", "the body must be a JSON object", None));
     };

@@ -2,7 +2,10 @@ use std::fmt;
 
 /// Why a job failed: the `errorCode` of a FAILED job. Whether a code is worth another attempt is
 /// decided here and nowhere else; the worker passes [`ErrorCode::is_retryable`] to `screenshot_fail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "SCREAMING_SNAKE_CASE"))]
 pub enum ErrorCode {
     /// The page did not load within the job's timeout.
     Timeout,
@@ -105,6 +108,8 @@ mod tests {
     fn codes_round_trip_and_only_transient_ones_retry() {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+            // The JSON name (serde, and the spec's enum) is the same name.
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
         assert!(ErrorCode::BrowserCrashed.is_retryable());
         assert!(!ErrorCode::BlockedUrl.is_retryable());

@@ -22,9 +22,9 @@ pub use error_code::ErrorCode;
 pub use invalid::InvalidOption;
 pub use job_id::new_job_id;
 pub use options::{
-    Action, BlockLevel, ClickAction, Cookie, Format, FullPageMode, Header, HoverAction, JsonField, JsonFieldType,
-    OutputSpec, OutputType, PaperFormat, PressAction, ResponseType, SameSite, ScreenshotOptions, ScrollAction,
-    SelectAction, Session, StorageItem, TypeAction, Viewport, WaitAction, WaitUntil,
+    check_bulk_webhook, Action, BlockLevel, ClickAction, Cookie, Format, FullPageMode, Header, HoverAction, JsonField,
+    JsonFieldType, OutputSpec, OutputType, PaperFormat, PressAction, ResponseType, SameSite, ScreenshotOptions,
+    ScrollAction, SelectAction, Session, StorageItem, TypeAction, Viewport, WaitAction, WaitUntil,
 };
 pub use request::{parse_bulk, JobRequest, DEFAULT_MAX_ATTEMPTS, MAX_BULK};
 pub use status::JobStatus;

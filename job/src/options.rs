@@ -39,7 +39,6 @@ options_struct! {
         pub viewport: Viewport,
         /// A device preset (case-insensitive): Desktop HD, Desktop, Laptop, iPhone 14,
         /// iPhone 14 Pro Max, iPad, iPad Pro. Sets the viewport, scale, touch and user agent.
-        #[cfg_attr(feature = "openapi", oai(validator(max_length = 64)))]
         pub device: String,
         /// The single result's format: png (default), jpeg (or jpg), webp, or pdf.
         pub format: Format,
@@ -181,14 +180,18 @@ pub struct Cookie {
     /// The URL the cookie belongs to (default: the page's URL, unless `domain` is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The cookie's domain, 1 to 253 characters (a leading dot includes subdomains).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 253)))]
     pub domain: Option<String>,
+    /// The cookie's path, 1 to 1024 characters (default /).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 1024)))]
     pub path: Option<String>,
+    /// Sent over https only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure: Option<bool>,
+    /// Hidden from the page's scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_only: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +320,8 @@ pub enum ResponseType {
     Url,
 }
 
+/// Ad and banner blocking in one setting: light and normal block ads; pro, pro_plus and ultimate
+/// also hide cookie banners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
@@ -377,6 +382,7 @@ macro_rules! action_struct {
 action_struct! {
     /// Clicks the first element the selector matches.
     pub struct ClickAction {
+        /// A CSS selector, 1 to 500 characters: the first element it matches.
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 500)))]
         pub selector: String,
     }
@@ -385,6 +391,7 @@ action_struct! {
 action_struct! {
     /// Types text into the first element the selector matches.
     pub struct TypeAction {
+        /// A CSS selector, 1 to 500 characters: the first element it matches.
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 500)))]
         pub selector: String,
         /// At most 10000 characters.
@@ -403,6 +410,7 @@ action_struct! {
         /// At most 50 characters.
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 50)))]
         pub key: String,
+        /// A CSS selector, 1 to 500 characters: the element focused before the key is pressed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 500)))]
         pub selector: Option<String>,
@@ -412,6 +420,7 @@ action_struct! {
 action_struct! {
     /// Moves the mouse over the first element the selector matches.
     pub struct HoverAction {
+        /// A CSS selector, 1 to 500 characters: the first element it matches.
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 500)))]
         pub selector: String,
     }
@@ -420,6 +429,7 @@ action_struct! {
 action_struct! {
     /// Chooses a value in the first `<select>` the selector matches.
     pub struct SelectAction {
+        /// A CSS selector, 1 to 500 characters: the first element it matches.
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 500)))]
         pub selector: String,
         /// At most 1000 characters.
@@ -432,9 +442,11 @@ action_struct! {
     /// Scrolls the page: to the element the selector matches, to `y` (CSS pixels, 0 to 100000),
     /// or to the bottom (`toBottom`; with a selector, the element's own content to its bottom).
     pub struct ScrollAction {
+        /// A CSS selector, 1 to 500 characters: the element scrolled into view.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 500)))]
         pub selector: Option<String>,
+        /// The page's vertical scroll position in CSS pixels, 0 to 100000.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"), maximum(value = "100000"))))]
         pub y: Option<i64>,
@@ -449,6 +461,7 @@ action_struct! {
     /// `timeout`, default 10000); or until the network is idle (`networkIdle`: no request in
     /// flight and none started or ended for 500 ms, within `timeout`).
     pub struct WaitAction {
+        /// Milliseconds to wait, 0 to 30000.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"), maximum(value = "30000"))))]
         pub duration: Option<i64>,
@@ -456,6 +469,7 @@ action_struct! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"), maximum(value = "30000"))))]
         pub ms: Option<i64>,
+        /// A CSS selector, 1 to 500 characters, that must match (within `timeout`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 500)))]
         pub selector: Option<String>,
@@ -465,6 +479,8 @@ action_struct! {
     }
 }
 
+/// What an output is: a screenshot (png, jpeg, webp), a pdf, the page's html, markdown or text,
+/// or json data extracted from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
@@ -1039,6 +1055,18 @@ impl OutputSpec {
         }
         Ok(())
     }
+}
+
+/// A bulk request's own webhook: the same rules as a job's `webhookUrl` and `webhookSecret`.
+pub fn check_bulk_webhook(url: Option<&str>, secret: Option<&str>, policy: NetworkPolicy) -> Result<(), InvalidOption> {
+    if let Some(url) = url {
+        check_url("webhookUrl", url, policy)?;
+    }
+    text("webhookSecret", secret, 1, MAX_WEBHOOK_SECRET)?;
+    if secret.is_some() && url.is_none() {
+        return Err(InvalidOption::new("webhookSecret", "webhookSecret is set but webhookUrl is not"));
+    }
+    Ok(())
 }
 
 fn range(field: &str, value: Option<i64>, lo: i64, hi: i64) -> Result<(), InvalidOption> {

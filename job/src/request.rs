@@ -94,7 +94,7 @@ pub fn parse_bulk(
             .with_code("BULK_TOO_LARGE")
             .with_detail(format!("got {}", items.len())));
     }
-    items
+    let requests: Vec<JobRequest> = items
         .iter()
         .enumerate()
         .map(|(i, item)| {
@@ -103,7 +103,22 @@ pub fn parse_bulk(
             let url = opts.url.take().ok_or_else(|| InvalidOption::new("url", "url is required").under(&prefix))?;
             JobRequest::from_options(&url, opts, policy).map_err(|e| e.under(&prefix))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // An idempotency key names one job: two items of one request cannot share it (a key in a
+    // bulk request's `defaults` would give it to every URL).
+    let mut keys = std::collections::HashMap::new();
+    for (i, request) in requests.iter().enumerate() {
+        if let Some(key) = &request.idempotency_key {
+            if let Some(first) = keys.insert(key.as_str(), i) {
+                return Err(InvalidOption::new(
+                    format!("{field}[{i}].idempotencyKey"),
+                    format!("{field}[{i}].idempotencyKey is the key of {field}[{first}] too"),
+                )
+                .with_hint("each job needs its own key; do not put idempotencyKey in defaults"));
+            }
+        }
+    }
+    Ok(requests)
 }
 
 #[cfg(test)]
@@ -285,6 +300,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.field, "requests[1].quality");
         assert_eq!(e.message, "requests[1].quality must be between 1 and 100");
+        let twice = json!([{"url": "https://a.example", "idempotencyKey": "k"}, {"url": "https://b.example", "idempotencyKey": "k"}]);
+        let e = parse_bulk(&twice, "requests", MAX_BULK, DENY).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("requests[1].idempotencyKey", "requests[1].idempotencyKey is the key of requests[0] too")
+        );
         let e = parse_bulk(&json!([{"fullPage": true}]), "requests", MAX_BULK, DENY).unwrap_err();
         assert_eq!(e.message, "requests[0].url is required");
         let e = parse_bulk(&json!([{"url": "https://a.example", "bogus": 1}]), "requests", MAX_BULK, DENY).unwrap_err();

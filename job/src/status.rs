@@ -3,7 +3,10 @@ use std::str::FromStr;
 
 /// The job state machine of DESIGN §2. The extension's `jobs_status_known` constraint holds the
 /// same five names; the transitions themselves live in the extension's SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "UPPERCASE"))]
 pub enum JobStatus {
     Queued,
     Processing,
@@ -56,6 +59,7 @@ mod tests {
     fn round_trips_and_knows_terminal_states() {
         for status in JobStatus::ALL {
             assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
         assert_eq!("queued".parse::<JobStatus>(), Ok(JobStatus::Queued));
         assert!("DONE".parse::<JobStatus>().is_err());

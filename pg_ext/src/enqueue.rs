@@ -55,12 +55,7 @@ mod pgshot {
     ) -> String {
         let max = usize::try_from(max).unwrap_or(0);
         let requests = parse_bulk(&requests.0, "urls", max, policy()).unwrap_or_else(|e| raise(e));
-        if let Some(url) = webhook_url {
-            pgshot_job::check_url("webhookUrl", url, policy()).unwrap_or_else(|e| raise(e));
-        }
-        if webhook_secret.is_some_and(|s| s.is_empty() || s.chars().count() > 255) {
-            raise(InvalidOption::new("webhookSecret", "webhookSecret must be 1 to 255 characters"));
-        }
+        pgshot_job::check_bulk_webhook(webhook_url, webhook_secret, policy()).unwrap_or_else(|e| raise(e));
         let bulk_id = new_job_id();
         Spi::run_with_args(
             "INSERT INTO pgshot.bulks (id, owner, webhook_url, webhook_secret) VALUES ($1, $2, $3, $4)",

@@ -43,11 +43,18 @@ fn authed(s: &Setup, method: &str, path: &str) -> ureq::Request {
     ureq::request(method, &s.api.url(path)).set("X-API-Key", &s.key)
 }
 
+/// The error body of the allscreenshots contract, with the flat `message`, `errorCode` and
+/// `validationErrors` that the official TypeScript SDK reads (src/errors/index.ts, parseApiError).
 fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert!(body["requestId"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+    assert_eq!((&body["message"], &body["errorCode"]), (&body["error"]["message"], &body["error"]["code"]), "{body}");
+    match body["error"]["details"]["field"].as_str() {
+        Some(field) => assert_eq!(body["validationErrors"], json!({field: body["message"]}), "{body}"),
+        None => assert!(body.get("validationErrors").is_none(), "{body}"),
+    }
 }
 
 fn wait_completed(s: &Setup, id: &str, worker: &WorkerProcess) -> Value {
@@ -366,6 +373,86 @@ fn bulk_requests_are_validated_whole_and_scoped_to_their_key() {
     assert_error(st, &body, 404, "NOT_FOUND");
     let (st, cancelled, _) = call(authed(&s, "POST", &format!("/v1/screenshots/bulk/{id}/cancel")), None);
     assert_eq!((st, cancelled["status"].as_str()), (200, Some("CANCELLED")), "{cancelled}");
+}
+
+/// What the official Python SDK (allscreenshots_sdk 2.0.0) sends: its ScreenshotRequest and
+/// BulkRequest models serialise every default (models/screenshot_request.py, bulk_defaults.py).
+#[test]
+fn the_sdks_request_bodies_are_accepted_and_bulks_page_with_a_cursor() {
+    let s = setup();
+    let url = "http://127.0.0.1:9/sdk";
+    let python_request = json!({"blockAds": true, "blockCookieBanners": true, "blockLevel": "none",
+        "blockPopups": true, "darkMode": false, "delay": 0, "format": "png", "freezeFixed": true,
+        "fullPage": false, "fullPageMode": "stitch", "maxSections": 50, "quality": 80,
+        "responseType": "BINARY", "scrollInterval": 150, "stealthMode": false, "timeout": 30000,
+        "url": url, "waitUntil": "domcontentloaded"});
+    let (st, created, _) = call(authed(&s, "POST", "/v1/screenshots/async"), Some(python_request));
+    assert_eq!(st, 202, "{created}");
+    let python_defaults = json!({"blockAds": true, "blockCookieBanners": true, "blockLevel": "none",
+        "blockPopups": true, "darkMode": false, "delay": 0, "format": "png", "fullPage": false,
+        "quality": 80, "stealthMode": false, "timeout": 30000, "waitUntil": "domcontentloaded",
+        "outputs": [{"mainContentOnly": true, "type": "markdown"}, {"format": "A4", "landscape": false,
+                     "printBackground": true, "type": "pdf"}]});
+    let mut bulk_ids = Vec::new();
+    for i in 0..3 {
+        let (st, bulk, _) = call(
+            authed(&s, "POST", "/v1/screenshots/bulk"),
+            Some(json!({"urls": [{"url": format!("{url}/{i}")}], "defaults": python_defaults})),
+        );
+        assert_eq!(st, 202, "{bulk}");
+        bulk_ids.push(bulk["id"].as_str().unwrap().to_string());
+    }
+    // The SDK sends null for an optional field set to None: read as not set.
+    let (st, bulk, _) = call(
+        authed(&s, "POST", "/v1/screenshots/bulk"),
+        Some(json!({"urls": [{"url": url, "options": null}], "defaults": null, "webhookUrl": null})),
+    );
+    assert_eq!(st, 202, "{bulk}");
+    bulk_ids.push(bulk["id"].as_str().unwrap().to_string());
+
+    // Listing bulks pages with X-Next-Cursor, as listing jobs does.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let resp = authed(&s, "GET", &format!("/v1/screenshots/bulk?limit=3&cursor={cursor}")).call().unwrap();
+        let next = resp.header("X-Next-Cursor").map(str::to_string);
+        let page: Vec<Value> = resp.into_json().unwrap();
+        assert!(page.len() <= 3 && page.iter().all(|b| b.get("jobs").is_none()), "{page:?}");
+        seen.extend(page.iter().map(|b| b["id"].as_str().unwrap().to_string()));
+        match next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    bulk_ids.reverse();
+    assert_eq!(seen, bulk_ids, "every bulk once, newest first");
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/bulk?cursor=1-aaaaaaaaaaaaaaaa"), None);
+    assert_eq!((st, body.as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    let (st, body, _) = call(authed(&s, "GET", "/v1/screenshots/bulk?cursor=nope"), None);
+    assert_error(st, &body, 400, "INVALID_CURSOR");
+
+    // What a bulk cannot carry, refused with the field named and nothing enqueued.
+    let mut s = s;
+    let before: i64 = s.db.query_one("SELECT count(*) FROM pgshot.jobs", &[]).unwrap().get(0);
+    let refusals = [
+        (
+            json!({"urls": [{"url": url}], "webhookUrl": "https://hooks.example.com/x", "webhookSecret": "  "}),
+            "webhookSecret",
+        ),
+        (json!({"urls": [{"url": url}], "webhookSecret": "s3cret"}), "webhookSecret"),
+        (
+            json!({"urls": [{"url": url}, {"url": url}], "defaults": {"idempotencyKey": "one"}}),
+            "urls[1].idempotencyKey",
+        ),
+        (json!({"urls": [{"url": url, "options": {"fullPageMode": "tiles"}}]}), "urls[0].fullPageMode"),
+    ];
+    for (body, field) in refusals {
+        let (st, answer, _) = call(authed(&s, "POST", "/v1/screenshots/bulk"), Some(body.clone()));
+        assert_error(st, &answer, 400, "INVALID_OPTION");
+        assert_eq!(answer["error"]["details"]["field"], field, "{body}: {answer}");
+    }
+    let after: i64 = s.db.query_one("SELECT count(*) FROM pgshot.jobs", &[]).unwrap().get(0);
+    assert_eq!(after, before);
 }
 
 #[test]

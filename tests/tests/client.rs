@@ -22,7 +22,7 @@ fn the_generated_client_creates_polls_downloads_and_reads_errors() {
         let client = pgshot_client::with_api_key(&api.base, &key).unwrap();
         let request = types::ScreenshotRequest::builder()
             .url(site.url("/plain"))
-            .viewport(Some(types::ViewportSpec::builder().width(Some(500)).height(Some(400)).try_into().unwrap()))
+            .viewport(Some(types::Viewport::builder().width(Some(500)).height(Some(400)).try_into().unwrap()))
             .full_page(Some(false));
         let created = client.create_async_job().body(request).send().await.unwrap().into_inner();
         assert_eq!(created.status, types::JobStatus::Queued);
@@ -36,7 +36,7 @@ fn the_generated_client_creates_polls_downloads_and_reads_errors() {
             assert!(Instant::now() < deadline, "{job:?}\n{}", worker.log());
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        assert_eq!(job.metadata.as_ref().unwrap()["width"], 500);
+        assert_eq!(job.metadata.as_ref().unwrap().width, Some(500));
 
         let bytes: Vec<u8> = client
             .get_job_result()
@@ -57,7 +57,7 @@ fn the_generated_client_creates_polls_downloads_and_reads_errors() {
         match client.get_job().job_id("nosuchjob0000000").send().await {
             Err(pgshot_client::Error::ErrorResponse(resp)) => {
                 assert_eq!(resp.status().as_u16(), 404);
-                assert_eq!(resp.error.code, "NOT_FOUND");
+                assert_eq!((resp.error.code.as_str(), resp.error_code.as_str()), ("NOT_FOUND", "NOT_FOUND"));
             }
             other => panic!("expected a typed 404, got {other:?}"),
         }
