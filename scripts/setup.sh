@@ -40,6 +40,27 @@ if [ "$(.pgshot/venv/bin/st --version 2>/dev/null)" != "st, version $SCHEMATHESI
   .pgshot/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# The generated-client tests (tests/tests/generated_clients.rs) generate a Python client with
+# openapi-python-client; the code it generates parses date-times with python-dateutil.
+OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
+if [ "$(.pgshot/venv/bin/openapi-python-client --version 2>/dev/null)" != "openapi-python-client version: $OPENAPI_PYTHON_CLIENT_VERSION" ] \
+  || ! .pgshot/venv/bin/python -c "import dateutil" 2>/dev/null; then
+  say "installing openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION into .pgshot/venv"
+  .pgshot/venv/bin/pip install --quiet --disable-pip-version-check \
+    "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION" "python-dateutil==2.9.0.post0"
+fi
+
+# ...and lint the spec with Redocly and generate a TypeScript client with openapi-typescript,
+# from the npm packages pinned in openapi/tools/package-lock.json.
+if ! command -v npm >/dev/null; then
+  say "installing Node.js and npm"
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if ! cmp -s openapi/tools/package-lock.json openapi/tools/node_modules/.pgshot-installed-lock 2>/dev/null; then
+  say "installing the spec's npm tools into openapi/tools/node_modules"
+  (cd openapi/tools && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.pgshot-installed-lock)
+fi
+
 say "building and installing the pgshot extension"
 # Installing writes into Postgres's own directories.
 install_cmd=(cargo pgrx install --pg-config "$PG_CONFIG" --package pgshot "$@")
