@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use pgshot_tests::api_process::{create_key, ApiProcess};
-use pgshot_tests::cluster;
 use pgshot_tests::site::Site;
 use pgshot_tests::worker_process::WorkerProcess;
+use pgshot_tests::{cluster, run};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -24,18 +24,6 @@ fn tool(relative: &str) -> PathBuf {
     let path = workspace().join(relative);
     assert!(path.exists(), "{} is missing: scripts/setup.sh installs it (make test runs it)", path.display());
     path
-}
-
-fn run(what: &str, command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// A database, an API with a key, a worker, and the test site the jobs render.
@@ -74,15 +62,12 @@ impl Stack {
 fn redocly_finds_no_error_in_the_spec() {
     let redocly = tool("openapi/tools/node_modules/.bin/redocly");
     let spec = workspace().join("openapi/openapi.json");
-    let output = run(
-        "redocly lint",
-        Command::new(redocly)
-            .current_dir(workspace().join("openapi"))
-            .args(["lint", "--format", "json"])
-            .arg(&spec)
-            .env("REDOCLY_TELEMETRY", "off")
-            .env("REDOCLY_SUPPRESS_UPDATE_NOTICE", "true"),
-    );
+    let output = run(Command::new(redocly)
+        .current_dir(workspace().join("openapi"))
+        .args(["lint", "--format", "json"])
+        .arg(&spec)
+        .env("REDOCLY_TELEMETRY", "off")
+        .env("REDOCLY_SUPPRESS_UPDATE_NOTICE", "true"));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("redocly's JSON report");
     let errors = report["totals"]["errors"].as_i64();
     assert_eq!(errors, Some(0), "{report:#}");
@@ -103,15 +88,12 @@ fn the_generated_python_client_runs_the_whole_flow() {
     // No post hooks: the formatters they call (ruff) are not what is tested here.
     let config = out.join("config.yaml");
     std::fs::write(&config, "post_hooks: []\n").unwrap();
-    let generated = run(
-        "openapi-python-client generate",
-        Command::new(generator)
-            .current_dir(&out)
-            .args(["generate", "--meta", "none", "--output-path", "pgshot_client", "--path"])
-            .arg(workspace().join("openapi/openapi.json"))
-            .arg("--config")
-            .arg(&config),
-    );
+    let generated = run(Command::new(generator)
+        .current_dir(&out)
+        .args(["generate", "--meta", "none", "--output-path", "pgshot_client", "--path"])
+        .arg(workspace().join("openapi/openapi.json"))
+        .arg("--config")
+        .arg(&config));
     let said = String::from_utf8_lossy(&generated.stdout).to_string() + &String::from_utf8_lossy(&generated.stderr);
     assert!(!said.contains("Warning"), "the generator left something out:\n{said}");
 
@@ -131,16 +113,13 @@ fn the_generated_typescript_client_runs_the_whole_flow() {
     let tsc = tool("openapi/tools/node_modules/.bin/tsc");
     let generated = tools.join("generated");
     let _ = std::fs::remove_dir_all(&generated);
-    run(
-        "openapi-typescript",
-        Command::new(generator)
-            .current_dir(&tools)
-            .arg(workspace().join("openapi/openapi.json"))
-            .args(["--output", "generated/pgshot.ts"]),
-    );
+    run(Command::new(generator)
+        .current_dir(&tools)
+        .arg(workspace().join("openapi/openapi.json"))
+        .args(["--output", "generated/pgshot.ts"]));
     // Type-checked (strict) against the generated types, then run: a field or operation that the
     // flow uses and the spec lacks fails here.
-    run("tsc", Command::new(tsc).current_dir(&tools).args(["--project", "tsconfig.json"]));
+    run(Command::new(tsc).current_dir(&tools).args(["--project", "tsconfig.json"]));
 
     let stack = Stack::start("typescript-client");
     let mut command = Command::new("node");
