@@ -208,10 +208,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Server::new(TcpListener::bind(args.listen.clone()))
         .run_with_graceful_shutdown(
             app,
+            // SIGTERM (what systemd, Kubernetes and `docker stop` send) or Ctrl-C: stop accepting,
+            // let requests in flight finish (a sync capture waits at most its bound), then exit.
             async {
-                let _ = tokio::signal::ctrl_c().await;
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler can be installed");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("shutting down");
             },
-            None,
+            Some(std::time::Duration::from_secs(args.sync_max_wait_seconds + 5)),
         )
         .await
         .map_err(|e| format!("cannot serve on {}: {e}", args.listen))

@@ -74,12 +74,21 @@ impl IntoResponse for CaptureResponse {
     }
 }
 
+/// A result is a page's own content (its HTML, text, or markup in a JSON field) served from the
+/// API's origin: a browser that opens it must neither guess another type (`nosniff`) nor run
+/// it as a page of that origin (`sandbox`, no subresources but inline styles and data: images).
+pub const RESULT_CSP: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
 impl IntoResponse for ResultResponse {
     fn into_response(self) -> Response {
-        match self {
+        let mut response = match self {
             ResultResponse::Bytes { content_type, bytes } => Response::builder().content_type(content_type).body(bytes),
             ResultResponse::Base64(result) => poem::web::Json(result.to_json()).into_response(),
             ResultResponse::Job(job) => poem::web::Json(job.to_json()).into_response(),
-        }
+        };
+        let headers = response.headers_mut();
+        headers.insert("X-Content-Type-Options", poem::http::HeaderValue::from_static("nosniff"));
+        headers.insert("Content-Security-Policy", poem::http::HeaderValue::from_static(RESULT_CSP));
+        response
     }
 }

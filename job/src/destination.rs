@@ -69,7 +69,12 @@ pub fn non_public_reason(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
+    let [a, b, c, d] = ip.octets();
+    if [a, b, c, d] == [168, 63, 129, 16] {
+        // Public by its prefix, but answered by the cloud host itself on every Azure VM: the
+        // WireServer (instance configuration, the guest agent's channel).
+        return Some("cloud host endpoint (Azure WireServer)");
+    }
     let reason = match (a, b, c) {
         (0, _, _) => "unspecified (\"this network\")",
         (10, _, _) | (172, 16..=31, _) | (192, 168, _) => "private (RFC 1918)",
@@ -98,7 +103,10 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     let reason = match s {
         // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible) reach the IPv4 address itself.
-        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] => return v4_reason(embedded(hi, lo)),
+        // ::ffff:0:a.b.c.d (IPv4-translated, RFC 2765) likewise.
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] | [0, 0, 0, 0, 0xffff, 0, hi, lo] => {
+            return v4_reason(embedded(hi, lo))
+        }
         // NAT64 well-known prefix: the gateway connects to the embedded IPv4 address.
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => return v4_reason(embedded(hi, lo)),
         [0x64, 0xff9b, 1, ..] => "local-use NAT64",
@@ -233,6 +241,11 @@ mod tests {
     #[test]
     fn is_public_ip_classifies_embedded_ipv4() {
         assert!(!is_public_ip("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!is_public_ip("::ffff:0:127.0.0.1".parse().unwrap()), "IPv4-translated");
+        assert!(!is_public_ip("::ffff:0:169.254.169.254".parse().unwrap()));
+        assert!(is_public_ip("::ffff:0:8.8.8.8".parse().unwrap()));
+        assert!(!is_public_ip("168.63.129.16".parse().unwrap()), "Azure WireServer");
+        assert!(is_public_ip("168.63.129.17".parse().unwrap()));
         assert!(is_public_ip("::ffff:8.8.8.8".parse().unwrap()));
         assert!(!is_public_ip("64:ff9b:1::1".parse().unwrap()));
         assert!(is_public_ip("8.8.8.8".parse().unwrap()));

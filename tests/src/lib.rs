@@ -261,6 +261,8 @@ pub const SSRF_CORPUS: &[&str] = &[
     "http://[fe80::1]/",
     "http://[::ffff:127.0.0.1]/",
     "http://[::ffff:169.254.169.254]/",
+    "http://[::ffff:0:127.0.0.1]/",
+    "http://168.63.129.16/machine?comp=goalstate",
     "http://2130706433/",
     "http://0177.0.0.1/",
     "http://0x7f000001/",

@@ -72,6 +72,22 @@ fn wait_completed(s: &Setup, id: &str, worker: &WorkerProcess) -> Value {
     }
 }
 
+/// A result is the page's content served from the API's origin: never sniffed, never run as a
+/// page of that origin.
+fn assert_result_headers(resp: &ureq::Response) {
+    assert_eq!(resp.header("X-Content-Type-Options"), Some("nosniff"));
+    let csp = resp.header("Content-Security-Policy").unwrap_or_default();
+    assert!(csp.contains("sandbox") && csp.contains("default-src 'none'"), "{csp}");
+}
+
+#[test]
+fn the_api_finishes_on_sigterm() {
+    let mut s = setup();
+    let status = s.api.terminate(Duration::from_secs(10)).expect("pgshot-api exits on SIGTERM");
+    assert!(status.success(), "{status}\n{}", s.api.log());
+    assert!(s.api.log().contains("shutting down"), "{}", s.api.log());
+}
+
 #[test]
 fn async_create_poll_and_download_results() {
     let site = Site::start();
@@ -112,6 +128,7 @@ fn async_create_poll_and_download_results() {
     assert_eq!(job["metadata"]["width"], 640);
     let resp = authed(&s, "GET", &format!("/v1/screenshots/jobs/{id}/result")).call().unwrap();
     assert_eq!(resp.content_type(), "image/png");
+    assert_result_headers(&resp);
     let mut png = Vec::new();
     std::io::Read::read_to_end(&mut resp.into_reader(), &mut png).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -128,6 +145,7 @@ fn async_create_poll_and_download_results() {
     assert_eq!(job["outputs"]["markdown"]["type"], "markdown");
     let md = authed(&s, "GET", &format!("/v1/screenshots/jobs/{multi}/result/markdown")).call().unwrap();
     assert!(md.content_type().starts_with("text/markdown"));
+    assert_result_headers(&md);
     assert!(md.into_string().unwrap().contains("# Hello pgshot"));
     let (status, body, _) = call(authed(&s, "GET", &format!("/v1/screenshots/jobs/{multi}/result/pdf")), None);
     assert_error(status, &body, 404, "NOT_FOUND");

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use pgshot_tests::receiver::{Received, Receiver};
-use pgshot_tests::site::Site;
+use pgshot_tests::site::{closed_port, Site};
 use pgshot_tests::worker_process::WorkerProcess;
 use pgshot_tests::{cluster, Client};
 use serde_json::{json, Value};
@@ -84,7 +84,15 @@ fn a_failing_receiver_gets_the_same_signed_delivery_again_and_both_handler_style
     let c = &mut db.client;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let id = enqueue(c, &site.url("/plain"), json!({"webhookUrl": receiver.url("/hook"), "webhookSecret": secret}));
-    let worker = WorkerProcess::start(&db.url, "hooks", &private());
+    // Proxies in the environment are not used for deliveries (through one, the address policy
+    // would judge the proxy instead of the receiver): this one is not even listening.
+    let proxy = format!("http://127.0.0.1:{}", closed_port());
+    let mut env = private();
+    for name in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        env.push((name, proxy.clone()));
+    }
+    env.extend([("NO_PROXY", String::new()), ("no_proxy", String::new())]);
+    let worker = WorkerProcess::start(&db.url, "hooks", &env);
 
     let job = wait_delivery(c, &id, "DELIVERED", &worker);
     assert_eq!(job["webhook"]["attempts"], 2, "{job}");

@@ -56,6 +56,9 @@ impl Deliverer {
             .timeout(ATTEMPT_TIMEOUT)
             .user_agent(concat!("pgshot-webhooks/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(PolicyResolver { rules: rules.clone() })
+            // HTTP(S)_PROXY from the environment would send every delivery through the proxy,
+            // and the resolver above would then judge the proxy's address, not the receiver's.
+            .no_proxy()
             .build()
             .map_err(|e| format!("cannot build the webhook client: {e}"))?;
         Ok(Deliverer { queue, http, rules })
