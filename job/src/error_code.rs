@@ -32,12 +32,15 @@ pub enum ErrorCode {
     LeaseExpired,
     /// An output is larger than the configured limit.
     OutputTooLarge,
+    /// The job's stored URL or options are not a request `screenshot_enqueue` would accept (the
+    /// row was written or changed by hand): the worker checks every job again before rendering it.
+    InvalidJob,
     /// Anything else; details are in the worker's log.
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::Timeout,
         ErrorCode::UrlUnreachable,
         ErrorCode::BlockedUrl,
@@ -50,6 +53,7 @@ impl ErrorCode {
         ErrorCode::DocumentTooLarge,
         ErrorCode::LeaseExpired,
         ErrorCode::OutputTooLarge,
+        ErrorCode::InvalidJob,
         ErrorCode::InternalError,
     ];
 
@@ -67,6 +71,7 @@ impl ErrorCode {
             ErrorCode::DocumentTooLarge => "DOCUMENT_TOO_LARGE",
             ErrorCode::LeaseExpired => "LEASE_EXPIRED",
             ErrorCode::OutputTooLarge => "OUTPUT_TOO_LARGE",
+            ErrorCode::InvalidJob => "INVALID_JOB",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }
     }

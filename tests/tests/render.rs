@@ -221,6 +221,12 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     let refused = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 1}));
     let missing = enqueue(c, &site.url("/plain"), json!({"waitFor": "#never", "timeout": 1500, "maxAttempts": 3}));
     let retried = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 2}));
+    // Rows changed by hand after screenshot_enqueue checked them: the worker checks them again.
+    let hand_url = enqueue(c, &site.url("/plain"), json!({"maxAttempts": 1}));
+    c.execute("UPDATE pgshot.jobs SET url = 'file:///etc/passwd' WHERE id = $1", &[&hand_url]).unwrap();
+    let hand_options = enqueue(c, &site.url("/plain"), json!({"maxAttempts": 1}));
+    let huge = json!({"viewport": {"width": 100000, "height": 100000}});
+    c.execute("UPDATE pgshot.jobs SET options = $2 WHERE id = $1", &[&hand_options, &huge]).unwrap();
     let worker = WorkerProcess::start(&db.url, "errors", &private());
 
     let started = Instant::now();
@@ -242,6 +248,12 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     assert_eq!(job["errorCode"], "URL_UNREACHABLE");
     let attempts: i32 = c.query_one("SELECT attempt FROM pgshot.jobs WHERE id = $1", &[&retried]).unwrap().get(0);
     assert_eq!(attempts, 2, "an unreachable URL is retried up to maxAttempts");
+
+    for (id, field) in [(&hand_url, "url"), (&hand_options, "viewport.width")] {
+        let job = finished(c, id, Duration::from_secs(30), &worker);
+        assert_eq!(job["errorCode"], "INVALID_JOB", "{job}");
+        assert!(job["errorMessage"].as_str().unwrap().contains(field), "{job}");
+    }
 }
 
 #[test]

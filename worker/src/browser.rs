@@ -502,24 +502,47 @@ pub fn kill_orphans() -> usize {
     let prefix = format!("--user-data-dir={}", chromium_dir("").display());
     let is_worker =
         |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "pgshot-worker");
+    let me = uid_of("self");
     let mut killed = 0;
     let mut dirs = std::collections::BTreeSet::new();
     for pid in pids() {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
         let cmdline = String::from_utf8_lossy(&cmdline);
-        let Some(dir) = cmdline.split('\0').find_map(|arg| arg.strip_prefix(&prefix)) else { continue };
-        let owner = dir.split('-').next().unwrap_or_default();
-        if owner.is_empty() || is_worker(owner) {
+        let Some(suffix) = cmdline.split('\0').find_map(|arg| arg.strip_prefix(&prefix)) else { continue };
+        // Only a name this worker could have made (`<pid>-<generation>`, digits only): anything
+        // else, a path with `/` or `..` above all, is somebody else's process, and its directory
+        // somebody else's, whatever its arguments say.
+        let Some((owner, _)) = orphan_suffix(suffix) else { continue };
+        // Only processes of this worker's own user: another user's are not ours to kill.
+        if is_worker(owner) || me.is_none() || uid_of(&pid.to_string()) != me {
             continue;
         }
         let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
-        dirs.insert(chromium_dir(dir));
+        dirs.insert(chromium_dir(suffix));
         killed += 1;
     }
     for dir in dirs {
-        let _ = std::fs::remove_dir_all(dir);
+        // A real directory (not a link to elsewhere) that this user owns.
+        let ours = std::fs::symlink_metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && Some(std::os::unix::fs::MetadataExt::uid(&m)) == me);
+        if ours {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     killed
+}
+
+/// `<pid>-<generation>`, both decimal: the only user-data-dir suffix a worker makes.
+fn orphan_suffix(suffix: &str) -> Option<(&str, &str)> {
+    let (pid, generation) = suffix.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(pid) && digits(generation)).then_some((pid, generation))
+}
+
+/// The real user id of a process (`self` for this one).
+fn uid_of(pid: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn is_root() -> bool {
@@ -605,4 +628,41 @@ async fn close_when_unused(chrome: Arc<Chrome>) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     chrome.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_names_a_worker_makes_are_orphans() {
+        assert_eq!(orphan_suffix("4242-0"), Some(("4242", "0")));
+        for hostile in ["x/../../var/lib/postgresql", "1/../victim", "1-2/..", "-1", "1-", "a-1", "1-2-3", ""] {
+            assert_eq!(orphan_suffix(hostile), None, "{hostile}");
+        }
+    }
+
+    /// A process whose arguments claim a user-data-dir that climbs out of the temp dir (the
+    /// security review's exploit) is neither killed nor followed: its target directory stays.
+    #[test]
+    fn a_hostile_user_data_dir_is_neither_killed_nor_removed() {
+        let victim = std::env::temp_dir().join(format!("pgshot-victim-{}", std::process::id()));
+        std::fs::create_dir_all(victim.join("data")).unwrap();
+        // The step the path climbs out through exists, as an attacker would make it.
+        let step = chromium_dir(&format!("x{}", std::process::id()));
+        std::fs::create_dir_all(&step).unwrap();
+        let arg = format!("--user-data-dir={}/../{}", step.display(), victim.file_name().unwrap().to_string_lossy());
+        let mut hostile = std::process::Command::new("sh").args(["-c", "sleep 30", &arg]).spawn().unwrap();
+        // Give the kernel a moment to show its command line in /proc.
+        std::thread::sleep(Duration::from_millis(200));
+        kill_orphans();
+        let still_running = hostile.try_wait().unwrap().is_none();
+        let _ = hostile.kill();
+        let _ = hostile.wait();
+        let victim_kept = victim.join("data").exists();
+        let _ = std::fs::remove_dir_all(&victim);
+        let _ = std::fs::remove_dir_all(&step);
+        assert!(still_running, "a process that is not ours was killed");
+        assert!(victim_kept, "a directory outside the worker's own was removed");
+    }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgshot_job::{ErrorCode, ScreenshotOptions};
+use pgshot_job::{ErrorCode, JobRequest, NetworkPolicy};
 use tokio::sync::{watch, Notify, Semaphore};
 use tracing::Instrument;
 
@@ -126,12 +126,16 @@ impl Worker {
     }
 
     async fn run_job(&self, job: ClaimedJob) {
-        let opts = match ScreenshotOptions::from_json(&job.options) {
-            Ok(opts) => opts,
+        // The row is checked again as `screenshot_enqueue` checks a request: a row written or
+        // changed by hand (a file: URL, a viewport of 100000 pixels) is not rendered. The network
+        // policy itself is the egress proxy's to enforce, connection by connection (it knows the
+        // allowed destinations), so here every address passes and only the request's shape counts.
+        let permissive = NetworkPolicy { allow_private_networks: true };
+        let opts = match JobRequest::parse(&job.url, &job.options, permissive) {
+            Ok(request) => request.options,
             Err(e) => {
-                // The extension validated these options; only a schema drift gets here.
-                let message = format!("stored options do not parse: {e}");
-                self.settle_failure(&job, &RenderError::new(ErrorCode::InternalError, message), false).await;
+                let message = format!("the stored job is not a valid request: {e}");
+                self.settle_failure(&job, &RenderError::new(ErrorCode::InvalidJob, message), false).await;
                 return;
             }
         };
