@@ -282,8 +282,8 @@ pub struct BulkRequest {
     /// Receives one BULK_COMPLETED delivery when every job has finished.
     #[oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$"))]
     pub webhook_url: Option<String>,
-    /// Signs the bulk's webhook; 1 to 255 characters.
-    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
+    /// Signs the bulk's webhook (HMAC-SHA256); 16 to 255 characters.
+    #[oai(validator(min_length = 16, max_length = 255, pattern = r"\S"))]
     pub webhook_secret: Option<String>,
 }
 

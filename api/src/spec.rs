@@ -314,6 +314,15 @@ mod tests {
                     assert_eq!(e.field, path, "{path} = {past}: {e:?}");
                     checked += 1;
                 }
+                if let (Some(min), Some("string")) = (property["minLength"].as_u64(), property["type"].as_str()) {
+                    if min > 1 {
+                        let text = |n: u64| json!("a".repeat(n as usize));
+                        assert!(parse(&body_with(&path, text(min))).is_ok(), "{path}: {min} characters");
+                        let e = parse(&body_with(&path, text(min - 1))).expect_err(&path);
+                        assert_eq!(e.field, path, "{e:?}");
+                        checked += 1;
+                    }
+                }
                 if let (Some(max), Some("string")) = (property["maxLength"].as_u64(), property["type"].as_str()) {
                     if property.get("pattern").is_some_and(|p| p != r"\S") {
                         continue;

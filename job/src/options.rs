@@ -115,8 +115,9 @@ options_struct! {
         /// Receives a signed POST when the job finishes (Standard Webhooks).
         #[cfg_attr(feature = "openapi", oai(validator(max_length = 8192, pattern = r"^https?://[^\s/?#]+\S*$")))]
         pub webhook_url: String,
-        /// Signs the webhook; 1 to 255 characters. Without it the deployment's key signs.
-        #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 255, pattern = r"\S")))]
+        /// Signs the webhook (HMAC-SHA256); 16 to 255 characters, for example `whsec_` and 32
+        /// random base64 characters.
+        #[cfg_attr(feature = "openapi", oai(validator(min_length = 16, max_length = 255, pattern = r"\S")))]
         pub webhook_secret: String,
         /// -100 to 100 (default 0); lower runs first, as in graphile-worker and River.
         #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "-100"), maximum(value = "100"))))]
@@ -644,6 +645,8 @@ pub const MAX_COOKIES: usize = 50;
 pub const MAX_HEADERS: usize = 50;
 pub const MAX_STORAGE_ITEMS: usize = 100;
 pub const MAX_WEBHOOK_SECRET: usize = 255;
+/// A webhook secret is an HMAC key: a short one can be guessed from one signed delivery.
+pub const MIN_WEBHOOK_SECRET: usize = 16;
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Headers that describe the connection or that Chromium sets itself: overriding them breaks
 /// requests or smuggles a different request past the page's server.
@@ -746,7 +749,7 @@ impl ScreenshotOptions {
         if let Some(url) = &self.webhook_url {
             check_url("webhookUrl", url, policy)?;
         }
-        text("webhookSecret", self.webhook_secret.as_deref(), 1, MAX_WEBHOOK_SECRET)?;
+        webhook_secret(self.webhook_secret.as_deref())?;
         if self.webhook_secret.is_some() && self.webhook_url.is_none() {
             return Err(InvalidOption::new("webhookSecret", "webhookSecret is set but webhookUrl is not"));
         }
@@ -1062,9 +1065,25 @@ pub fn check_bulk_webhook(url: Option<&str>, secret: Option<&str>, policy: Netwo
     if let Some(url) = url {
         check_url("webhookUrl", url, policy)?;
     }
-    text("webhookSecret", secret, 1, MAX_WEBHOOK_SECRET)?;
+    webhook_secret(secret)?;
     if secret.is_some() && url.is_none() {
         return Err(InvalidOption::new("webhookSecret", "webhookSecret is set but webhookUrl is not"));
+    }
+    Ok(())
+}
+
+fn webhook_secret(secret: Option<&str>) -> Result<(), InvalidOption> {
+    text("webhookSecret", secret, 1, MAX_WEBHOOK_SECRET)?;
+    if let Some(secret) = secret {
+        let len = secret.chars().count();
+        if len < MIN_WEBHOOK_SECRET {
+            return Err(InvalidOption::new(
+                "webhookSecret",
+                format!("webhookSecret must be at least {MIN_WEBHOOK_SECRET} characters"),
+            )
+            .with_detail(format!("got {len} characters"))
+            .with_hint("use a random secret, for example whsec_ and 32 base64 characters"));
+        }
     }
     Ok(())
 }

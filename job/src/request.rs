@@ -148,7 +148,7 @@ mod tests {
                 "blockPopups": true,
                 "responseType": "JSON",
                 "webhookUrl": "https://hooks.example.com/x",
-                "webhookSecret": "s3cret",
+                "webhookSecret": "whsec_s3cret-s3cret",
                 "priority": -5,
                 "maxAttempts": 5,
                 "runAt": "2030-01-15T12:30:00+02:00",
@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(req.priority, -5);
         assert_eq!(req.max_attempts, 5);
         assert_eq!(req.run_at.as_deref(), Some("2030-01-15T12:30:00+02:00"));
-        assert_eq!(req.webhook_secret.as_deref(), Some("s3cret"));
+        assert_eq!(req.webhook_secret.as_deref(), Some("whsec_s3cret-s3cret"));
     }
 
     #[test]
@@ -267,7 +267,12 @@ mod tests {
                 "webhookSecret",
                 "webhookSecret must be at most 255 characters",
             ),
-            (json!({"webhookSecret": "s"}), "webhookSecret", "webhookSecret is set but webhookUrl is not"),
+            (json!({"webhookSecret": "s".repeat(16)}), "webhookSecret", "webhookSecret is set but webhookUrl is not"),
+            (
+                json!({"webhookUrl": "https://h.example.com", "webhookSecret": "s3cret"}),
+                "webhookSecret",
+                "webhookSecret must be at least 16 characters",
+            ),
             (json!({"priority": 101}), "priority", "priority must be between -100 and 100"),
             (json!({"maxAttempts": 0}), "maxAttempts", "maxAttempts must be between 1 and 25"),
             (json!({"runAt": "tomorrow"}), "runAt", "runAt must be an RFC 3339 timestamp"),
