@@ -88,6 +88,9 @@ struct ServeArgs {
     /// Accept jobs whose URL or webhook is a loopback or private address.
     #[arg(long, env = "PGSHOT_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     allow_private_networks: bool,
+    /// When set, GET /metrics wants `Authorization: Bearer <this token>` (401 otherwise).
+    #[arg(long, env = "PGSHOT_METRICS_TOKEN", global = true, hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 #[tokio::main]
@@ -153,6 +156,7 @@ pub fn spec() -> String {
         sync_wait_seconds: 60,
         sync_max_wait_seconds: 180,
         max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
+        metrics_token: None,
     };
     let state = state(&args, "host=localhost").expect("a pool can be built without connecting");
     spec::finish(&openapi_service(state).spec())
@@ -189,6 +193,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         })
         .data(state.clone())
         .data(counters.clone())
+        .data(MetricsToken(args.metrics_token.clone().filter(|t| !t.is_empty())))
         .around(move |ep, req| {
             let counters = counters.clone();
             let routes = routes.clone();
@@ -285,8 +290,38 @@ impl Counters {
     }
 }
 
+/// `PGSHOT_METRICS_TOKEN`, when set.
+#[derive(Clone)]
+struct MetricsToken(Option<String>);
+
+impl MetricsToken {
+    /// Whether `req` may read the metrics: any request when no token is set, else one that sends
+    /// it as a bearer token (compared in constant time).
+    fn admits(&self, req: &poem::Request) -> bool {
+        let Some(token) = &self.0 else { return true };
+        let sent = req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        sent.len() == token.len() && sent.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
 #[handler]
-async fn metrics(state: Data<&Arc<State>>, counters: Data<&Arc<Counters>>) -> Response {
+async fn metrics(
+    req: &poem::Request,
+    state: Data<&Arc<State>>,
+    counters: Data<&Arc<Counters>>,
+    token: Data<&MetricsToken>,
+) -> Response {
+    if !token.admits(req) {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("WWW-Authenticate", "Bearer")
+            .body("the metrics token is required: Authorization: Bearer <PGSHOT_METRICS_TOKEN>");
+    }
     let mut out = String::from("# HELP pgshot_http_responses_total HTTP responses by status class.\n# TYPE pgshot_http_responses_total counter\n");
     for class in 1..=5 {
         let n = counters.by_class[class].load(Ordering::Relaxed);
@@ -295,13 +330,14 @@ async fn metrics(state: Data<&Arc<State>>, counters: Data<&Arc<Counters>>) -> Re
     out.push_str("# HELP pgshot_jobs_created_total Jobs created through this API process.\n# TYPE pgshot_jobs_created_total counter\n");
     out.push_str(&format!("pgshot_jobs_created_total {}\n", state.jobs_created.load(Ordering::Relaxed)));
     match state.db.stats().await {
-        Ok((counts, oldest)) => {
-            out.push_str("# HELP pgshot_jobs Jobs in the queue by status.\n# TYPE pgshot_jobs gauge\n");
-            for (status, n) in counts {
-                out.push_str(&format!("pgshot_jobs{{status=\"{status}\"}} {n}\n"));
-            }
+        Ok(stats) => {
+            out.push_str("# HELP pgshot_jobs Jobs queued or processing.\n# TYPE pgshot_jobs gauge\n");
+            out.push_str(&format!("pgshot_jobs{{status=\"QUEUED\"}} {}\n", stats.queued));
+            out.push_str(&format!("pgshot_jobs{{status=\"PROCESSING\"}} {}\n", stats.processing));
             out.push_str("# HELP pgshot_oldest_queued_seconds Age of the oldest queued job.\n# TYPE pgshot_oldest_queued_seconds gauge\n");
-            out.push_str(&format!("pgshot_oldest_queued_seconds {oldest}\n"));
+            out.push_str(&format!("pgshot_oldest_queued_seconds {}\n", stats.oldest_queued_seconds));
+            out.push_str("# HELP pgshot_job_rows Rows of pgshot.jobs, every status, as the planner's statistics estimate them.\n# TYPE pgshot_job_rows gauge\n");
+            out.push_str(&format!("pgshot_job_rows {}\n", stats.job_rows_estimate));
         }
         Err(e) => tracing::warn!(error = %e, "queue statistics unavailable"),
     }

@@ -345,7 +345,22 @@ fn serves_its_committed_spec_health_readiness_and_metrics() {
     let metrics = ureq::get(&s.api.url("/metrics")).call().unwrap().into_string().unwrap();
     assert!(metrics.contains("pgshot_jobs_created_total 1"), "{metrics}");
     assert!(metrics.contains("pgshot_jobs{status=\"QUEUED\"} 1"), "{metrics}");
+    assert!(metrics.contains("pgshot_jobs{status=\"PROCESSING\"} 0"), "{metrics}");
+    assert!(metrics.contains("pgshot_job_rows "), "{metrics}");
     assert!(metrics.contains("pgshot_http_responses_total{class=\"2xx\"}"), "{metrics}");
+    // Finished jobs only grow: they are not counted on every scrape (no full scan of the table).
+    assert!(!metrics.contains("COMPLETED"), "{metrics}");
+
+    // PGSHOT_METRICS_TOKEN puts the metrics behind a bearer token.
+    let token = "metrics-token-0123456789";
+    let guarded = ApiProcess::start(&s.url, &[("PGSHOT_METRICS_TOKEN", token.into())]);
+    let (status, body, _) = call(ureq::get(&guarded.url("/metrics")), None);
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) =
+        call(ureq::get(&guarded.url("/metrics")).set("Authorization", "Bearer wrong-token-0123456789"), None);
+    assert_eq!(status, 401);
+    let metrics = ureq::get(&guarded.url("/metrics")).set("Authorization", &format!("Bearer {token}")).call().unwrap();
+    assert!(metrics.into_string().unwrap().contains("pgshot_jobs{status=\"QUEUED\"} 1"));
 }
 
 #[test]
