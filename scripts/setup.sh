@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PGRX_VERSION=0.18.1
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev libssl-dev pkg-config chromium fonts-liberation fonts-noto-color-emoji fonts-noto-cjk)
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev libssl-dev pkg-config openssl chromium fonts-liberation fonts-noto-color-emoji fonts-noto-cjk)
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 say() { printf '==> %s\n' "$*" >&2; }

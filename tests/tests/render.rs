@@ -212,6 +212,60 @@ fn formats_have_their_magic_numbers_and_multi_output_comes_from_one_load() {
     assert_eq!(extracted["title"], "Plain page");
 }
 
+/// An HTTPS server on 127.0.0.1 with a certificate made for the test (openssl, self-signed), and
+/// its port; it stops when the returned guard is dropped.
+fn self_signed_https_server() -> (ChildGuard, u16) {
+    let dir = std::env::temp_dir().join(format!("pgshot-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    pgshot_tests::run(
+        std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let server = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'<h1>over TLS</h1>'
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/html')
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", server])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("the HTTPS server did not start: {line:?}"));
+    (ChildGuard(child), port)
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     let site = Site::start();
@@ -221,6 +275,14 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     let refused = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 1}));
     let missing = enqueue(c, &site.url("/plain"), json!({"waitFor": "#never", "timeout": 1500, "maxAttempts": 3}));
     let retried = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 2}));
+    // A page whose certificate no one vouches for (self-signed): the navigation fails, so that
+    // nobody on the path sees the cookies and headers the job sends.
+    let (_https, https_port) = self_signed_https_server();
+    let untrusted = enqueue(
+        c,
+        &format!("https://127.0.0.1:{https_port}/"),
+        json!({"maxAttempts": 1, "session": {"cookies": [{"name": "sid", "value": "secret"}]}}),
+    );
     // Rows changed by hand after screenshot_enqueue checked them: the worker checks them again.
     let hand_url = enqueue(c, &site.url("/plain"), json!({"maxAttempts": 1}));
     c.execute("UPDATE pgshot.jobs SET url = 'file:///etc/passwd' WHERE id = $1", &[&hand_url]).unwrap();
@@ -248,6 +310,10 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     assert_eq!(job["errorCode"], "URL_UNREACHABLE");
     let attempts: i32 = c.query_one("SELECT attempt FROM pgshot.jobs WHERE id = $1", &[&retried]).unwrap().get(0);
     assert_eq!(attempts, 2, "an unreachable URL is retried up to maxAttempts");
+
+    let job = finished(c, &untrusted, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "URL_UNREACHABLE", "{job}");
+    assert!(job["errorMessage"].as_str().unwrap().contains("ERR_CERT"), "{job}");
 
     for (id, field) in [(&hand_url, "url"), (&hand_options, "viewport.width")] {
         let job = finished(c, id, Duration::from_secs(30), &worker);
