@@ -247,7 +247,7 @@ fn a_bulk_request_announces_itself_once_when_all_its_jobs_are_done() {
     let requests = json!([{"url": site.url("/plain")}, {"url": site.url("/box")}, {"url": site.url("/tall")}]);
     let bulk: String = c
         .query_one(
-            "SELECT pgshot.enqueue_bulk_owned($1, $2, 100, $3, 'bulk-secret')",
+            "SELECT pgshot.enqueue_bulk_owned($1, $2, 100, $3, 'bulk-secret-0123456789')",
             &[&key, &requests, &receiver.url("/bulk")],
         )
         .unwrap()
@@ -262,5 +262,5 @@ fn a_bulk_request_announces_itself_once_when_all_its_jobs_are_done() {
     let body = got[0].json();
     assert_eq!((body["event"].as_str(), body["bulkId"].as_str()), (Some("BULK_COMPLETED"), Some(bulk.as_str())));
     assert_eq!((body["data"]["completedJobs"].as_i64(), body["data"]["progress"].as_i64()), (Some(3), Some(100)));
-    assert_signed(&got[0], "bulk-secret");
+    assert_signed(&got[0], "bulk-secret-0123456789");
 }
