@@ -270,11 +270,12 @@ fn serve(mut stream: TcpStream, port: u16) {
             ),
             String::new(),
         ),
-        // Starts a request every 100 ms, for ever: the network never goes idle.
+        // Starts a request every 100 ms, each answered after 2 s: the network is never idle, even
+        // when a loaded machine delays the timer.
         "/busy" => (
             "200 OK",
             html,
-            page("Busy", "", "<script>setInterval(() => fetch('/plain?' + Math.random()), 100);</script>"),
+            page("Busy", "", "<script>setInterval(() => fetch('/slow?ms=2000&' + Math.random()), 100);</script>"),
             String::new(),
         ),
         "/slow" => {
