@@ -105,7 +105,8 @@ operation_errors!(
         BadRequest = 400,
         /// A missing, unknown or revoked API key.
         Unauthorized = 401,
-        /// The job was cancelled while the capture waited (CANCELLED).
+        /// The idempotency key was used before with another request (IDEMPOTENCY_CONFLICT), or the
+        /// job was cancelled while the capture waited (CANCELLED).
         Conflict = 409,
         /// The body is larger than the deployment's limit.
         PayloadTooLarge = 413,
