@@ -584,7 +584,8 @@ fn cursor_of(rid: &str, raw: Option<&str>) -> ApiResult<Option<Cursor>> {
 }
 
 /// The extension's JSON as the typed response; a mismatch is our bug, not the client's.
-fn to_typed<T: serde::de::DeserializeOwned>(rid: &str, value: Value) -> ApiResult<T> {
+fn to_typed<T: serde::de::DeserializeOwned>(rid: &str, mut value: Value) -> ApiResult<T> {
+    foreign_error_codes(&mut value);
     serde_json::from_value(value).map_err(|e| {
         tracing::error!(request_id = rid, error = %e, "the extension's JSON does not match the API schema");
         ApiError::internal(rid)
@@ -593,6 +594,27 @@ fn to_typed<T: serde::de::DeserializeOwned>(rid: &str, value: Value) -> ApiResul
 
 fn to_job(rid: &str, value: Value) -> ApiResult<Job> {
     to_typed(rid, value)
+}
+
+/// `screenshot_fail` takes any code of the right shape: a worker of the user's own may fail a
+/// job with a code pgshot does not know. The spec's `errorCode` is pgshot's enum, so such a job
+/// (or a bulk's such job) is answered with INTERNAL_ERROR and its own code leads the message,
+/// instead of a job nobody can read.
+fn foreign_error_codes(value: &mut Value) {
+    let fix = |job: &mut Value| {
+        let Some(code) = job["errorCode"].as_str().map(str::to_string) else { return };
+        if pgshot_job::ErrorCode::parse(&code).is_none() {
+            let message = job["errorMessage"].as_str().unwrap_or_default().to_string();
+            job["errorCode"] = Value::String(pgshot_job::ErrorCode::InternalError.as_str().into());
+            job["errorMessage"] = Value::String(format!("{code}: {message}"));
+        }
+    };
+    if value.get("errorCode").is_some() {
+        fix(value);
+    }
+    if let Some(jobs) = value.get_mut("jobs").and_then(Value::as_array_mut) {
+        jobs.iter_mut().for_each(fix);
+    }
 }
 
 /// The allscreenshots bulk shape (`urls: [{url, options}]`, `defaults`) as the flat
@@ -647,4 +669,26 @@ fn flatten_bulk(rid: &str, body: Value) -> ApiResult<(Value, Option<String>, Opt
         flat.push(Value::Object(merged));
     }
     Ok((Value::Array(flat), webhook_url, webhook_secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_job_failed_with_a_code_pgshot_does_not_know_is_still_readable() {
+        let job = json!({"id": "j", "status": "FAILED", "url": "https://example.com", "createdAt": "2026-01-01T00:00:00Z",
+                         "errorCode": "MY_OWN_CODE", "errorMessage": "it broke"});
+        let typed = to_job("rid", job).unwrap();
+        assert_eq!(typed.error_code, Some(pgshot_job::ErrorCode::InternalError));
+        assert_eq!(typed.error_message.as_deref(), Some("MY_OWN_CODE: it broke"));
+        let known = json!({"id": "j", "status": "FAILED", "url": "u", "createdAt": "t", "errorCode": "TIMEOUT"});
+        assert_eq!(to_job("rid", known).unwrap().error_code, Some(pgshot_job::ErrorCode::Timeout));
+        let bulk = json!({"id": "b", "status": "FAILED", "totalJobs": 1, "completedJobs": 0, "failedJobs": 1,
+                          "progress": 100, "createdAt": "t", "jobs": [{"id": "j", "url": "u", "status": "FAILED",
+                          "errorCode": "NOPE"}]});
+        let typed: BulkJob = to_typed("rid", bulk).unwrap();
+        assert_eq!(typed.jobs.unwrap()[0].error_code, Some(pgshot_job::ErrorCode::InternalError));
+    }
 }
