@@ -70,3 +70,7 @@ else
   install_cmd+=(--sudo)
   "${install_cmd[@]}"
 fi
+# The install scripts of released versions, so that `CREATE EXTENSION pgshot VERSION '0.1.0'`
+# followed by `ALTER EXTENSION pgshot UPDATE` can be tested (tests/tests/upgrade.rs). pgrx
+# installs the current version and the upgrade scripts (pg_ext/sql/pgshot--A--B.sql) itself.
+sudo_if_needed install -m 0644 pg_ext/sql/released/pgshot--*.sql "$($PG_CONFIG --sharedir)/extension/"

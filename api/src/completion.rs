@@ -42,7 +42,7 @@ impl Completions {
     }
 
     /// Keeps the LISTEN connection up for as long as the API runs.
-    pub async fn listen(self: Arc<Self>, database_url: String) {
+    pub async fn listen(self: Arc<Self>, database: pgshot_db::Database) {
         let finished = |_: &str, payload: &str| {
             if let Ok(done) = serde_json::from_str::<serde_json::Value>(payload) {
                 if let Some(id) = done["id"].as_str() {
@@ -52,6 +52,6 @@ impl Completions {
         };
         // Anything missed while disconnected: let every waiter look at its job again.
         let sweep = || self.waiting.lock().unwrap().values().for_each(|notify| notify.notify_one());
-        pgshot_listen::listen_forever(database_url, vec![CHANNEL], finished, sweep).await;
+        pgshot_db::listen_forever(database, vec![CHANNEL], finished, sweep).await;
     }
 }

@@ -1,17 +1,17 @@
 //! Every query pgshot-api runs, each through the extension's functions (reads may look at the
 //! tables to scope a job to its API key).
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{Object, Pool};
+use pgshot_db::Database;
 use serde_json::Value;
-use tokio_postgres::NoTls;
 
 use crate::error::{ApiError, ApiResult};
 
 pub struct Db {
     pool: Pool,
+    database: Database,
 }
 
 /// A completed job's result, with what the result endpoints need to answer.
@@ -40,20 +40,12 @@ pub struct KeyRow {
 
 impl Db {
     /// `public_url` makes the extension's `resultUrl` values absolute.
-    pub fn new(database_url: &str, public_url: &str, pool_size: usize) -> Result<Db, String> {
-        let mut config = tokio_postgres::Config::from_str(database_url).map_err(|e| format!("DATABASE_URL: {e}"))?;
-        config.options(format!("-c pgshot.public_url={}", public_url.replace(' ', "%20")));
-        config.application_name("pgshot-api");
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Db { pool })
+    pub fn new(database: &Database, public_url: &str, pool_size: usize) -> Result<Db, String> {
+        let database = database
+            .clone()
+            .application_name("pgshot-api")
+            .session_setting("pgshot.public_url", &public_url.replace(' ', "%20"));
+        Ok(Db { pool: database.pool(pool_size, Duration::from_secs(5))?, database })
     }
 
     async fn client(&self, rid: &str) -> ApiResult<Object> {
@@ -227,14 +219,22 @@ impl Db {
         Ok(rows.iter().map(|r| (r.get(0), Cursor { micros: r.get(1), id: r.get(2) })).collect())
     }
 
-    /// Reachable, with the extension installed.
+    /// Reachable, with the extension installed at the version this binary speaks.
     pub async fn ready(&self) -> Result<(), String> {
-        let c = self.pool.get().await.map_err(|e| e.to_string())?;
-        let found = c
-            .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'pgshot'", &[])
-            .await
-            .map_err(|e| e.to_string())?;
-        found.map(|_| ()).ok_or_else(|| "the pgshot extension is not installed".to_string())
+        let c = self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pgshot_db::connect_error(&e),
+            other => other.to_string(),
+        })?;
+        pgshot_db::check_extension(&c).await
+    }
+
+    /// The same check on a connection of its own, for startup and the CLI: a connection error
+    /// comes with its cause (a certificate that does not name the host, say).
+    pub async fn check(&self) -> Result<(), String> {
+        let (client, done) = self.database.connect_driven().await?;
+        let checked = pgshot_db::check_extension(&client).await;
+        done.await;
+        checked
     }
 
     /// (status, jobs) pairs and the age of the oldest queued job, for /metrics.

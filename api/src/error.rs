@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use pgshot_db::Failure;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde_json::Value;
-use tokio_postgres::error::SqlState;
 
 /// `{"error": {"code", "message", "details"}, "requestId", "message", "errorCode",
 /// "validationErrors"}`: the nested error of the allscreenshots contract, and the same code and
@@ -273,26 +273,22 @@ impl ApiError {
             };
             (d.detail().is_some() || d.hint().is_some()).then_some(v)
         });
-        match code.code() {
-            "22023" => ApiError::bad_request(rid, "INVALID_REQUEST", message, details),
+        match pgshot_db::classify(e) {
+            // 22023 is the extension's "invalid parameter value", with the field in its DETAIL.
+            Failure::Invalid if code.code() == "22023" => {
+                ApiError::bad_request(rid, "INVALID_REQUEST", message, details)
+            }
             // Other data exceptions come from values the client sent (a NUL byte in an id, say).
-            c if c.starts_with("22") => ApiError::bad_request(rid, "INVALID_REQUEST", message, None),
-            "P0002" => ApiError::not_found(rid, message),
-            "55000" => ApiError::Conflict(body(rid, "INVALID_STATE", message, details)),
-            "23505" => ApiError::Conflict(body(rid, "IDEMPOTENCY_CONFLICT", message, details)),
-            "PS410" => ApiError::Gone(body(rid, "RESULT_EXPIRED", message, details)),
-            c if *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED
-                || *code == SqlState::LOCK_NOT_AVAILABLE
-                || *code == SqlState::QUERY_CANCELED
-                || c.starts_with("08")
-                || c.starts_with("53")
-                || c.starts_with("57") =>
-            {
+            Failure::Invalid => ApiError::bad_request(rid, "INVALID_REQUEST", message, None),
+            Failure::NotFound => ApiError::not_found(rid, message),
+            Failure::WrongState => ApiError::Conflict(body(rid, "INVALID_STATE", message, details)),
+            Failure::Duplicate => ApiError::Conflict(body(rid, "IDEMPOTENCY_CONFLICT", message, details)),
+            Failure::Gone => ApiError::Gone(body(rid, "RESULT_EXPIRED", message, details)),
+            Failure::Transient => {
                 tracing::warn!(request_id = rid, error = %e, "database busy or unavailable");
                 ApiError::Unavailable(body(rid, "SERVICE_UNAVAILABLE", "the database is busy; retry shortly", None), 1)
             }
-            _ => {
+            Failure::Denied | Failure::Other => {
                 tracing::error!(request_id = rid, error = %e, "database error");
                 ApiError::internal(rid)
             }

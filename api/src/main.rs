@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use pgshot_db::Database;
 use pgshot_job::NetworkPolicy;
 use poem::http::StatusCode;
 use poem::listener::TcpListener;
@@ -123,10 +124,10 @@ fn public_url(args: &ServeArgs) -> String {
     args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string()
 }
 
-fn state(args: &ServeArgs, database_url: &str) -> Result<Arc<State>, String> {
+fn state(args: &ServeArgs, database: &Database) -> Result<Arc<State>, String> {
     let public_url = public_url(args);
     Ok(Arc::new(State {
-        db: Db::new(database_url, &public_url, 16)?,
+        db: Db::new(database, &public_url, 16)?,
         completions: Arc::new(completion::Completions::default()),
         sync_slots: tokio::sync::Semaphore::new(args.max_sync_waiting),
         sync_allowance: std::time::Duration::from_secs(args.sync_wait_seconds),
@@ -158,15 +159,16 @@ pub fn spec() -> String {
         max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
         metrics_token: None,
     };
-    let state = state(&args, "host=localhost").expect("a pool can be built without connecting");
+    let database = Database::parse("host=localhost").expect("a plain connection string");
+    let state = state(&args, &database).expect("a pool can be built without connecting");
     spec::finish(&openapi_service(state).spec())
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let database_url = args.database_url.clone().ok_or("DATABASE_URL is required")?;
-    let state = state(&args, &database_url)?;
-    state.db.ready().await.map_err(|e| format!("database not ready: {e}"))?;
-    tokio::spawn(state.completions.clone().listen(database_url.clone()));
+    let database = Database::parse(args.database_url.as_deref().ok_or("DATABASE_URL is required")?)?;
+    let state = state(&args, &database)?;
+    state.db.check().await.map_err(|e| format!("database not ready: {e}"))?;
+    tokio::spawn(state.completions.clone().listen(database.application_name("pgshot-api listen")));
     let api = openapi_service(state.clone());
     let spec_json = spec::finish(&api.spec());
     let docs = api.swagger_ui();
@@ -345,8 +347,9 @@ async fn metrics(
 }
 
 async fn keys(args: ServeArgs, command: KeysCommand) -> Result<(), String> {
-    let database_url = args.database_url.clone().ok_or("DATABASE_URL is required")?;
-    let db = Db::new(&database_url, &public_url(&args), 1)?;
+    let database = Database::parse(args.database_url.as_deref().ok_or("DATABASE_URL is required")?)?;
+    let db = Db::new(&database, &public_url(&args), 1)?;
+    db.check().await?;
     match command {
         KeysCommand::Create { name } => {
             let (id, key) = db.create_key(&name).await?;

@@ -499,12 +499,16 @@ $$;
 COMMENT ON FUNCTION screenshot_result(text, text) IS
     'a completed job''s result bytes, first output or the one named; PS410 once expired';
 
--- Deletes the result bytes of jobs whose expiresAt has passed; the jobs keep their status and
--- metadata. Returns how many jobs were purged.
+-- Deletes the result bytes of jobs whose expiresAt has passed (the jobs keep their status and
+-- metadata), then, past pgshot.job_retention, finished jobs themselves (their outputs, webhook
+-- deliveries and attempts go with them) and bulk requests left without jobs. At most max_jobs of
+-- each per call. Returns how many jobs were purged or deleted.
 CREATE FUNCTION screenshot_purge(max_jobs integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     purged integer;
+    deleted integer := 0;
+    retention interval := pgshot.job_retention();
 BEGIN
     WITH due AS (
         SELECT id FROM pgshot.jobs
@@ -518,11 +522,27 @@ BEGIN
         UPDATE pgshot.jobs j SET purged_at = now() FROM due WHERE j.id = due.id RETURNING 1
     )
     SELECT count(*) INTO purged FROM marked;
-    RETURN purged;
+    IF retention IS NOT NULL THEN
+        -- A result is never deleted before its own expiresAt, whatever the retention.
+        WITH old AS (
+            SELECT id FROM pgshot.jobs
+            WHERE completed_at < now() - retention AND (expires_at IS NULL OR expires_at <= now())
+            ORDER BY completed_at
+            LIMIT max_jobs
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM pgshot.jobs j USING old WHERE j.id = old.id RETURNING j.bulk_id
+        )
+        SELECT count(*) INTO deleted FROM gone;
+        DELETE FROM pgshot.bulks b
+        WHERE b.id IN (SELECT id FROM pgshot.bulks WHERE created_at < now() - retention ORDER BY created_at LIMIT max_jobs)
+          AND NOT EXISTS (SELECT 1 FROM pgshot.jobs j WHERE j.bulk_id = b.id);
+    END IF;
+    RETURN purged + deleted;
 END
 $$;
 COMMENT ON FUNCTION screenshot_purge(integer) IS
-    'for workers: delete result bytes past expiresAt, keeping the jobs; returns how many';
+    'for workers: delete result bytes past expiresAt, and finished jobs past pgshot.job_retention; returns how many jobs';
 
 -- Queue depth at a glance, for dashboards and /metrics.
 CREATE FUNCTION screenshot_stats()
@@ -787,3 +807,21 @@ END
 $$;
 COMMENT ON FUNCTION screenshot_webhook_record(text, text, integer, integer, text, integer) IS
     'for workers: record a webhook attempt; returns DELIVERED, PENDING (retry) or FAILED';
+
+-- Every function of the extension runs with a fixed search_path, so that no object a user creates
+-- in a schema of their search_path (a table or operator named like one of ours) is used in its
+-- place. pg_temp last: a temporary object cannot shadow one either.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT d.objid::regprocedure
+        FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+        WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+          AND d.deptype = 'e' AND e.extname = 'pgshot'
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+    END LOOP;
+END
+$$;

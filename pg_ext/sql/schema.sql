@@ -40,7 +40,8 @@ CREATE TABLE pgshot.bulks (
     webhook_url    text,
     webhook_secret text,
     CONSTRAINT bulks_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
-    CONSTRAINT bulks_secret_needs_webhook CHECK (webhook_secret IS NULL OR webhook_url IS NOT NULL)
+    CONSTRAINT bulks_secret_needs_webhook CHECK (webhook_secret IS NULL OR webhook_url IS NOT NULL),
+    CONSTRAINT bulks_webhook_url_http CHECK (webhook_url ~ '^https?://')
 );
 
 COMMENT ON TABLE pgshot.bulks IS 'bulk requests; their jobs carry jobs.bulk_id';
@@ -98,6 +99,10 @@ CREATE TABLE pgshot.jobs (
     CONSTRAINT jobs_cancel_requested_only_processing
         CHECK (NOT cancel_requested OR status IN ('PROCESSING', 'CANCELLED')),
     CONSTRAINT jobs_secret_needs_webhook CHECK (webhook_secret IS NULL OR webhook_url IS NOT NULL),
+    -- Enqueueing validates URLs; this keeps a row written any other way from sending a browser
+    -- to file:, chrome: or javascript: (the worker re-validates as well).
+    CONSTRAINT jobs_url_http CHECK (url ~ '^https?://'),
+    CONSTRAINT jobs_webhook_url_http CHECK (webhook_url ~ '^https?://'),
     CONSTRAINT jobs_options_object CHECK (jsonb_typeof(options) = 'object'),
     CONSTRAINT jobs_errors_array CHECK (jsonb_typeof(errors) = 'array')
 );

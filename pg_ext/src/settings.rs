@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 pub static ALLOW_PRIVATE_NETWORKS: GucSetting<bool> = GucSetting::<bool>::new(false);
 static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
+static JOB_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
 static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static WEBHOOK_RETRY_SCHEDULE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"0,5,300,1800,7200,18000,36000,36000"));
@@ -40,6 +41,18 @@ pub fn register() {
         &RESULT_RETENTION_S,
         60,
         i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pgshot.job_retention",
+        c"How long finished jobs are kept before screenshot_purge deletes them; 0 keeps them forever.",
+        c"Counted from completedAt; a completed job is never deleted before its expiresAt.",
+        &JOB_RETENTION_S,
+        0,
+        i32::MAX,
+        // The database owner sets it (ALTER DATABASE … SET) on managed Postgres, without superuser;
+        // only a role that may call screenshot_purge (a worker's) acts on it.
         GucContext::Userset,
         GucFlags::UNIT_S,
     );
@@ -75,6 +88,13 @@ mod pgshot {
     #[pg_extern(stable, parallel_safe)]
     fn result_retention() -> Interval {
         Interval::from_micros(i64::from(RESULT_RETENTION_S.get()) * 1_000_000)
+    }
+
+    /// How long finished jobs are kept (`pgshot.job_retention`), or NULL to keep them forever.
+    #[pg_extern(stable, parallel_safe)]
+    fn job_retention() -> Option<Interval> {
+        let seconds = JOB_RETENTION_S.get();
+        (seconds > 0).then(|| Interval::from_micros(i64::from(seconds) * 1_000_000))
     }
 
     /// The delay before the next webhook attempt after attempt `attempt` failed, or NULL when

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub mod api_process;
 pub mod receiver;
 pub mod site;
+pub mod tls;
 pub mod worker_process;
 
 pub use postgres::error::SqlState;
@@ -22,12 +23,15 @@ pub use postgres::{Client, NoTls};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const TEMPLATE: &str = "pgshot_template";
+/// The one database of the test cluster that refuses connections without TLS (pg_hba.conf).
+pub const TLS_ONLY_DB: &str = "tls_only";
 
 pub struct Cluster {
     dir: PathBuf,
     port: u16,
     next_db: AtomicUsize,
     create_db: Mutex<()>,
+    tls_only: OnceLock<()>,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -112,10 +116,31 @@ impl Cluster {
         } else {
             "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
         };
+        // TLS on, with a certificate for `localhost` from the tests' own CA; one database
+        // (TLS_ONLY_DB) takes TLS connections only.
+        let tls_dir = dir.join("tls");
+        std::fs::create_dir_all(&tls_dir).expect("create the TLS directory");
+        let ca = tls::authority(&tls_dir, "ca");
+        let (cert, key) = tls::server_certificate(&tls_dir, &ca, "server", "localhost");
+        if is_root() {
+            run(Command::new("chown").args(["-R", "postgres:postgres", tls_dir.to_str().unwrap()]));
+        }
+        run(Command::new("chmod").args(["0600", key.to_str().unwrap()]));
+        let hba = dir.join("pg_hba.conf");
+        let default_hba = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!(
+                "hostnossl {TLS_ONLY_DB} all all reject\nhostssl {TLS_ONLY_DB} all 127.0.0.1/32 trust\n{default_hba}"
+            ),
+        )
+        .expect("write pg_hba.conf");
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-             max_connections = 100\n{durability}",
-            dir.display()
+             max_connections = 100\n{durability}ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            dir.display(),
+            cert.display(),
+            key.display()
         );
         std::fs::OpenOptions::new()
             .append(true)
@@ -127,7 +152,8 @@ impl Cluster {
             // pgrx appends a Rust backtrace to every error's DETAIL when backtraces are enabled.
             .env("RUST_LIB_BACKTRACE", "0")
             .args(["-D", dir.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "start"]));
-        let cluster = Cluster { dir, port, next_db: AtomicUsize::new(0), create_db: Mutex::new(()) };
+        let cluster =
+            Cluster { dir, port, next_db: AtomicUsize::new(0), create_db: Mutex::new(()), tls_only: OnceLock::new() };
         // SAFETY: registering a plain extern "C" function with no captured state.
         unsafe { atexit(stop_cluster_at_exit) };
         let mut admin = cluster.connect("postgres");
@@ -165,6 +191,25 @@ impl Cluster {
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
             .expect("clone the template database");
         name
+    }
+
+    /// The CA that signed the cluster's server certificate (for `sslrootcert`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    /// TLS_ONLY_DB, created on first use from the template with local pages allowed; the
+    /// connection string without any TLS parameter (the caller adds `sslmode` and the host).
+    pub fn tls_only_db(&self) -> String {
+        self.tls_only.get_or_init(|| {
+            let _serial = self.create_db.lock().unwrap_or_else(|e| e.into_inner());
+            let mut admin = self.connect("postgres");
+            admin.batch_execute(&format!("CREATE DATABASE {TLS_ONLY_DB} TEMPLATE {TEMPLATE}")).unwrap();
+            admin
+                .batch_execute(&format!("ALTER DATABASE {TLS_ONLY_DB} SET pgshot.allow_private_networks = on"))
+                .unwrap();
+        });
+        format!("port={} user=postgres dbname={TLS_ONLY_DB}", self.port)
     }
 
     /// A fresh database whose jobs may point at 127.0.0.1 (the tests' pages and receivers; the

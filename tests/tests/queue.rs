@@ -427,6 +427,124 @@ fn cancel_handles_queued_processing_and_terminal_jobs() {
 }
 
 #[test]
+fn finished_jobs_past_the_job_retention_are_deleted_with_their_outputs_and_deliveries() {
+    let mut c = db();
+    let ids: Vec<String> = (0..5).map(|i| enqueue(&mut c, &format!("https://example.com/{i}"), json!({}))).collect();
+    c.execute("UPDATE pgshot.jobs SET webhook_url = 'https://hooks.example.com/x' WHERE id = $1", &[&ids[0]]).unwrap();
+    let claimed = claim(&mut c, "w", 4, "30 seconds");
+    for (id, attempt) in &claimed[..3] {
+        complete(&mut c, id, "w", *attempt, b"png").unwrap();
+    }
+    // ids[0..3] completed, one of them still 4 claimed, ids[4] queued; make them 40 days old,
+    // and the third a result that is old but has not expired yet.
+    let (still_processing, _) = &claimed[3];
+    c.execute("UPDATE pgshot.jobs SET created_at = now() - interval '41 days' WHERE true", &[]).unwrap();
+    c.execute(
+        "UPDATE pgshot.jobs SET completed_at = now() - interval '40 days', expires_at = now() - interval '33 days'          WHERE status = 'COMPLETED'",
+        &[],
+    )
+    .unwrap();
+    let unexpired = &claimed[2].0;
+    c.execute("UPDATE pgshot.jobs SET expires_at = now() + interval '1 day' WHERE id = $1", &[unexpired]).unwrap();
+    let deliveries: i64 = c.query_one("SELECT count(*) FROM pgshot.webhook_deliveries", &[]).unwrap().get(0);
+    assert_eq!(deliveries, 1, "the completed job with a webhook has its delivery");
+
+    // 0 keeps every job forever: only the expired bytes go.
+    c.batch_execute("SET pgshot.job_retention = 0").unwrap();
+    assert_eq!(c.query_one("SELECT screenshot_purge()", &[]).unwrap().get::<_, i32>(0), 2);
+    assert_eq!(count_jobs(&mut c), 5);
+
+    // The default, 30 days: the two expired completed jobs go, with their outputs and delivery;
+    // the unexpired result, the held job and the queued one stay.
+    c.batch_execute("RESET pgshot.job_retention").unwrap();
+    let shown: String = c.query_one("SHOW pgshot.job_retention", &[]).unwrap().get(0);
+    assert_eq!(shown, "30d");
+    assert_eq!(c.query_one("SELECT screenshot_purge()", &[]).unwrap().get::<_, i32>(0), 2);
+    let left: HashSet<String> = c.query("SELECT id FROM pgshot.jobs", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(left, HashSet::from([unexpired.clone(), still_processing.clone(), ids[4].clone()]));
+    let orphans: i64 = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM pgshot.outputs WHERE job_id NOT IN (SELECT id FROM pgshot.jobs)) \
+                  + (SELECT count(*) FROM pgshot.webhook_deliveries)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0, "outputs and deliveries went with their jobs");
+    assert_eq!(c.query_one("SELECT screenshot_purge()", &[]).unwrap().get::<_, i32>(0), 0);
+    assert_eq!(sqlstate(c.query("SELECT screenshot_job($1)", &[&ids[0]])), NO_DATA_FOUND);
+
+    // The setting is checked when it is set, with its name in the error.
+    let (state, message) = db_message(c.batch_execute("SET pgshot.job_retention = '-1'"));
+    assert_eq!(state, "22023");
+    assert!(message.contains("pgshot.job_retention"), "{message}");
+}
+
+#[test]
+fn a_bulk_request_whose_jobs_were_all_deleted_goes_too() {
+    let mut c = db();
+    let key: String = c.query_one("SELECT id FROM pgshot.api_key_create('retention')", &[]).unwrap().get(0);
+    let bulk: String = c
+        .query_one(
+            "SELECT pgshot.enqueue_bulk_owned($1, '[{\"url\": \"https://example.com/a\"}]', 10, NULL, NULL)",
+            &[&key],
+        )
+        .unwrap()
+        .get(0);
+    let (id, attempt) = claim(&mut c, "w", 1, "30 seconds").remove(0);
+    complete(&mut c, &id, "w", attempt, b"png").unwrap();
+    c.execute(
+        "UPDATE pgshot.jobs SET completed_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'",
+        &[],
+    )
+    .unwrap();
+    c.execute("UPDATE pgshot.bulks SET created_at = now() - interval '3 hours'", &[]).unwrap();
+    c.batch_execute("SET pgshot.job_retention = '1h'").unwrap();
+    assert_eq!(c.query_one("SELECT screenshot_purge()", &[]).unwrap().get::<_, i32>(0), 2, "purged, then deleted");
+    let bulks: i64 = c.query_one("SELECT count(*) FROM pgshot.bulks WHERE id = $1", &[&bulk]).unwrap().get(0);
+    assert_eq!(bulks, 0);
+}
+
+#[test]
+fn a_row_written_past_the_functions_cannot_send_the_browser_off_the_web() {
+    let mut c = db();
+    for url in ["file:///proc/self/environ", "chrome://settings", "javascript:alert(1)", "HTTP://example.com"] {
+        let (state, message) =
+            db_message(c.execute("INSERT INTO pgshot.jobs (id, url) VALUES ('abcdefghij0123', $1)", &[&url]));
+        assert_eq!(state, "23514", "{url}");
+        assert!(message.contains("jobs_url_http"), "{url}: {message}");
+    }
+    let (state, message) = db_message(c.execute(
+        "INSERT INTO pgshot.jobs (id, url, webhook_url) VALUES ('abcdefghij0123', 'https://example.com', 'file:///x')",
+        &[],
+    ));
+    assert_eq!((state.as_str(), message.contains("jobs_webhook_url_http")), ("23514", true), "{message}");
+}
+
+#[test]
+fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
+    let mut c = db();
+    let rows = c
+        .query(
+            "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
+             WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pgshot') \
+               AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'",
+            &[],
+        )
+        .unwrap();
+    assert!(rows.len() > 30, "the extension's functions: {}", rows.len());
+    for row in rows {
+        let (name, config): (String, Option<Vec<String>>) = (row.get(0), row.get(1));
+        assert_eq!(config, Some(vec!["search_path=pg_catalog, public, pgshot, pg_temp".to_string()]), "{name}");
+    }
+    // A table of the caller's named like one of ours is not what the functions read.
+    c.batch_execute("CREATE TABLE public.jobs (id text); CREATE SCHEMA evil; SET search_path = evil, public").unwrap();
+    c.batch_execute("CREATE TABLE evil.api_keys (id text, key_hash bytea, revoked_at timestamptz)").unwrap();
+    let id = enqueue(&mut c, "https://example.com/", json!({}));
+    assert_eq!(job(&mut c, &id)["status"], "QUEUED");
+}
+
+#[test]
 fn purge_after_expiry_removes_the_bytes_and_keeps_the_status() {
     let mut c = db();
     let old = enqueue(&mut c, "https://example.com/old", json!({}));

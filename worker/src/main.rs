@@ -43,8 +43,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     let worker_id = config.worker_id();
-    let queue = Queue::new(&config.database_url, &worker_id, config.lease(), config.concurrency as usize + 2)?;
-    check_extension(&config.database_url).await?;
+    let database = pgshot_db::Database::parse(&config.database_url)?.application_name("pgshot-worker");
+    let queue = Queue::new(&database, &worker_id, config.lease(), config.concurrency as usize + 2)?;
+    check_extension(&database).await?;
     tracing::info!(
         worker_id,
         concurrency = config.concurrency,
@@ -55,7 +56,7 @@ async fn run(config: Config) -> Result<(), String> {
     let wake = Arc::new(Notify::new());
     let webhooks_wake = Arc::new(Notify::new());
     let listener = tokio::spawn(queue::listen(
-        config.database_url.clone(),
+        database.clone().application_name("pgshot-worker listen"),
         vec![(queue::JOBS_CHANNEL, wake.clone()), (queue::WEBHOOKS_CHANNEL, webhooks_wake.clone())],
     ));
     let rules = egress::Rules {
@@ -94,19 +95,10 @@ async fn wait_for_signal() {
     }
 }
 
-/// Fails early, with what to do, when the database lacks the extension.
-async fn check_extension(database_url: &str) -> Result<(), String> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to DATABASE_URL: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let found = client
-        .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'pgshot'", &[])
-        .await
-        .map_err(|e| format!("cannot query the database: {e}"))?;
-    driver.abort();
-    match found {
-        Some(_) => Ok(()),
-        None => Err("the database has no pgshot extension: run CREATE EXTENSION pgshot".into()),
-    }
+/// Fails early, with what to do, when the database lacks the extension or has another version.
+async fn check_extension(database: &pgshot_db::Database) -> Result<(), String> {
+    let (client, done) = database.connect_driven().await?;
+    let checked = pgshot_db::check_extension(&client).await;
+    done.await;
+    checked
 }

@@ -1,15 +1,13 @@
 //! The worker's side of the SQL queue API: every call goes through a `screenshot_*` function.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
+use pgshot_db::{Database, Failure};
 use postgres_types::ToSql;
 use serde_json::Value;
 use tokio::sync::Notify;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 /// Channel the extension notifies when jobs become runnable.
 pub const JOBS_CHANNEL: &str = "pgshot_jobs";
@@ -43,21 +41,11 @@ impl std::fmt::Display for QueueError {
 
 impl From<DbError> for QueueError {
     fn from(e: DbError) -> Self {
-        match e.code() {
-            Some(c) if *c == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE || *c == SqlState::NO_DATA_FOUND => {
-                QueueError::LeaseLost(db_message(&e))
-            }
-            Some(c)
-                if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED
-                    || *c == SqlState::LOCK_NOT_AVAILABLE
-                    || *c == SqlState::ADMIN_SHUTDOWN
-                    || *c == SqlState::CANNOT_CONNECT_NOW =>
-            {
-                QueueError::Unavailable(db_message(&e))
-            }
-            Some(_) => QueueError::Refused(db_message(&e)),
-            None => QueueError::Unavailable(e.to_string()),
+        let message = pgshot_db::message(&e);
+        match pgshot_db::classify(&e) {
+            Failure::WrongState | Failure::NotFound => QueueError::LeaseLost(message),
+            Failure::Transient => QueueError::Unavailable(message),
+            _ => QueueError::Refused(message),
         }
     }
 }
@@ -69,10 +57,6 @@ impl From<deadpool_postgres::PoolError> for QueueError {
             other => QueueError::Unavailable(other.to_string()),
         }
     }
-}
-
-fn db_message(e: &DbError) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
 }
 
 /// A job this worker holds: the attempt is its fencing token.
@@ -113,16 +97,8 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(database_url: &str, worker_id: &str, lease: Duration, pool_size: usize) -> Result<Queue, String> {
-        let config = tokio_postgres::Config::from_str(database_url).map_err(|e| format!("DATABASE_URL: {e}"))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| e.to_string())?;
+    pub fn new(database: &Database, worker_id: &str, lease: Duration, pool_size: usize) -> Result<Queue, String> {
+        let pool = database.pool(pool_size, Duration::from_secs(10))?;
         Ok(Queue { pool, worker_id: worker_id.into(), lease_seconds: lease.as_secs_f64() })
     }
 
@@ -240,7 +216,7 @@ impl Queue {
 
 /// Wakes each channel's `Notify` on its notifications, and all of them after every
 /// (re)connection, when the worker sweeps for work it may have missed.
-pub async fn listen(database_url: String, channels: Vec<(&'static str, Arc<Notify>)>) {
+pub async fn listen(database: Database, channels: Vec<(&'static str, Arc<Notify>)>) {
     let names = channels.iter().map(|(c, _)| *c).collect();
     let wake = |channel: &str, _: &str| {
         if let Some((_, notify)) = channels.iter().find(|(c, _)| *c == channel) {
@@ -248,5 +224,5 @@ pub async fn listen(database_url: String, channels: Vec<(&'static str, Arc<Notif
         }
     };
     let sweep = || channels.iter().for_each(|(_, notify)| notify.notify_one());
-    pgshot_listen::listen_forever(database_url, names, wake, sweep).await;
+    pgshot_db::listen_forever(database, names, wake, sweep).await;
 }

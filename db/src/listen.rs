@@ -8,22 +8,20 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use crate::Database;
 
 /// LISTENs on `channels` for as long as the task runs, calling `on_notification(channel, payload)`
 /// for each notification and `on_connected()` once LISTEN is in place after each (re)connection.
-pub async fn listen_forever<N, C>(
-    database_url: String,
-    channels: Vec<&'static str>,
-    on_notification: N,
-    on_connected: C,
-) where
+pub async fn listen_forever<N, C>(database: Database, channels: Vec<&'static str>, on_notification: N, on_connected: C)
+where
     N: Fn(&str, &str) + Send + Sync,
     C: Fn() + Send + Sync,
 {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match listen_once(&database_url, &channels, &on_notification, &on_connected).await {
+        match listen_once(&database, &channels, &on_notification, &on_connected).await {
             Ok(()) => tracing::warn!("notification connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "notification connection failed; reconnecting"),
         }
@@ -33,7 +31,7 @@ pub async fn listen_forever<N, C>(
 }
 
 async fn listen_once<N, C>(
-    database_url: &str,
+    database: &Database,
     channels: &[&'static str],
     on_notification: &N,
     on_connected: &C,
@@ -42,7 +40,7 @@ where
     N: Fn(&str, &str),
     C: Fn(),
 {
-    let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    let (client, mut connection) = database.connect().await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
