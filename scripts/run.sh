@@ -2,8 +2,10 @@
 # `make run`: set up, then serve pgshot in the foreground until Ctrl-C.
 #
 # Without DATABASE_URL, pgshot gets its own Postgres cluster in .pgshot/postgres (port
-# PGSHOT_PG_PORT, default 5433), run by the `postgres` OS user. With DATABASE_URL, it uses that
-# database and creates the extension there.
+# PGSHOT_PG_PORT, default 5433), run by the `postgres` OS user, and the worker, the API and the
+# keys CLI each log in as a role of their own, with a password (scram-sha-256) kept in
+# .pgshot/roles.env, and no privilege beyond their pgshot group role. With DATABASE_URL, it uses
+# that database (and that role for every process) and creates the extension there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,14 +17,42 @@ cargo build --release --quiet -p pgshot-worker -p pgshot-api
 psql_url() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 
 own_cluster=
+worker_url=${DATABASE_URL:-}
+api_url=${DATABASE_URL:-}
 if [ -z "${DATABASE_URL:-}" ]; then
   dir=.pgshot/postgres
-  DATABASE_URL=$(scripts/cluster.sh "$dir" "${PGSHOT_PG_PORT:-5433}")
+  port=${PGSHOT_PG_PORT:-5433}
+  scripts/cluster.sh "$dir" "$port"
   own_cluster=$dir
+  secrets=.pgshot/roles.env
+  if [ ! -s "$secrets" ]; then
+    (umask 077 && for r in worker api admin app; do echo "${r}_password=$(openssl rand -hex 24)"; done > "$secrets")
+  fi
+  # shellcheck disable=SC1090
+  . "$secrets"
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  for r in worker api admin app; do
+    password_var=${r}_password
+    as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$(realpath "$dir")" -p "$port" -U postgres -d pgshot \
+      -v role="pgshot_${r}_login" -v group="pgshot_${r}" -v password="${!password_var}" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
+SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', :'role', :'password') \gexec
+SELECT format('GRANT %I TO %I', :'group', :'role') \gexec
+SQL
+  done
+  role_url() { local p=${1}_password; echo "postgres://pgshot_${1}_login:${!p}@127.0.0.1:$port/pgshot"; }
+  worker_url=$(role_url worker)
+  api_url=$(role_url api)
+  admin_url=$(role_url admin)
+  app_url=$(role_url app)
+  # The settings below are the database owner's to make: over the socket, as postgres.
+  psql_url() { as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$(realpath "$dir")" -p "$port" -U postgres -d pgshot "$@"; }
 else
   psql_url -c "CREATE EXTENSION IF NOT EXISTS pgshot"
+  psql_url -c "ALTER EXTENSION pgshot UPDATE"
+  admin_url=$DATABASE_URL
+  app_url=$DATABASE_URL
 fi
-export DATABASE_URL
 
 if [ "${PGSHOT_ALLOW_PRIVATE_NETWORKS:-false}" = true ]; then
   say "allowing private network destinations (PGSHOT_ALLOW_PRIVATE_NETWORKS=true)"
@@ -48,16 +78,17 @@ stop() {
 trap stop INT TERM EXIT
 
 export PGSHOT_ALLOW_PRIVATE_NETWORKS=${PGSHOT_ALLOW_PRIVATE_NETWORKS:-false}
-target/release/pgshot-worker &
+DATABASE_URL=$worker_url target/release/pgshot-worker &
 children+=("$!")
-target/release/pgshot-api &
+DATABASE_URL=$api_url target/release/pgshot-api &
 children+=("$!")
 
 cat >&2 <<MSG
-==> pgshot is ready: DATABASE_URL=$DATABASE_URL, API on http://${PGSHOT_LISTEN:-127.0.0.1:8080}
-    SQL:  psql "$DATABASE_URL" -c "SELECT screenshot_enqueue('https://example.com', '{\"fullPage\": true}')"
-    REST: create a key (printed once, on the last line), then call the API with it:
-          DATABASE_URL=$DATABASE_URL target/release/pgshot-api keys create --name me
+==> pgshot is ready, API on http://${PGSHOT_LISTEN:-127.0.0.1:8080}
+    SQL (as an application role, pgshot_app):
+          psql "$app_url" -c "SELECT screenshot_enqueue('https://example.com', '{\"fullPage\": true}')"
+    REST: create a key (as pgshot_admin; printed once, on the last line), then call the API with it:
+          DATABASE_URL='$admin_url' target/release/pgshot-api keys create --name me
           curl -X POST http://${PGSHOT_LISTEN:-127.0.0.1:8080}/v1/screenshots/async -H "X-API-Key: <key>" \\
                -H 'Content-Type: application/json' -d '{"url": "https://example.com"}'
     Spec: http://${PGSHOT_LISTEN:-127.0.0.1:8080}/openapi.json, docs: http://${PGSHOT_LISTEN:-127.0.0.1:8080}/docs

@@ -134,6 +134,16 @@ LANGUAGE sql STABLE AS $$
     ) o
 $$;
 
+-- Whether the calling role may see job j: members of pgshot_app see the jobs they enqueued, and
+-- no other; every other role that may call the function (pgshot_api, pgshot_admin, the database
+-- owner, superusers) sees every job. To the others, a job that is not theirs does not exist.
+CREATE FUNCTION pgshot.visible(j pgshot.jobs) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT j.enqueued_by IS NOT DISTINCT FROM pgshot.caller()
+        OR NOT pg_catalog.pg_has_role(pgshot.caller()::name, 'pgshot_app', 'MEMBER')
+        OR pg_catalog.pg_has_role(pgshot.caller()::name, 'pgshot_admin', 'MEMBER')
+$$;
+
 -- VOLATILE, not STABLE: a STABLE function sees the snapshot of the statement that calls it, so
 -- SELECT screenshot_job(screenshot_enqueue(...)) would not find the job it just created.
 CREATE FUNCTION screenshot_job(id text) RETURNS jsonb
@@ -142,7 +152,7 @@ DECLARE
     j pgshot.jobs;
 BEGIN
     SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_job.id;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR NOT pgshot.visible(j) THEN
         RAISE EXCEPTION 'job "%" does not exist', id USING ERRCODE = 'no_data_found';
     END IF;
     RETURN pgshot.job_json(j);
@@ -434,7 +444,7 @@ DECLARE
     j pgshot.jobs;
 BEGIN
     SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_cancel.id FOR UPDATE;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR NOT pgshot.visible(j) THEN
         RAISE EXCEPTION 'job "%" does not exist', id USING ERRCODE = 'no_data_found';
     END IF;
     IF j.status = 'QUEUED' THEN
@@ -463,7 +473,7 @@ DECLARE
     j pgshot.jobs;
 BEGIN
     SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_result.id;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR NOT pgshot.visible(j) THEN
         RAISE EXCEPTION 'job "%" does not exist', screenshot_result.id USING ERRCODE = 'no_data_found';
     END IF;
     IF j.status IN ('QUEUED', 'PROCESSING') THEN
@@ -808,9 +818,36 @@ $$;
 COMMENT ON FUNCTION screenshot_webhook_record(text, text, integer, integer, text, integer) IS
     'for workers: record a webhook attempt; returns DELIVERED, PENDING (retry) or FAILED';
 
--- Every function of the extension runs with a fixed search_path, so that no object a user creates
--- in a schema of their search_path (a table or operator named like one of ours) is used in its
--- place. pg_temp last: a temporary object cannot shadow one either.
+ALTER TABLE pgshot.jobs ALTER COLUMN enqueued_by SET DEFAULT pgshot.caller();
+
+-- Privileges (README "Running in production"). Four group roles, created once per cluster and
+-- kept if the extension is dropped; grant them to login roles:
+--   pgshot_app     enqueue, and read, cancel and fetch the results of its own jobs, from SQL
+--   pgshot_worker  claim, heartbeat, complete, fail, release, rescue, purge, deliver webhooks
+--   pgshot_api     what pgshot-api does: jobs on behalf of API keys, reading the tables it lists
+--   pgshot_admin   all of the above and API keys (`pgshot-api keys`), every table
+-- Every function runs as its owner (SECURITY DEFINER) with a fixed search_path, so that callers
+-- need no privilege on the tables; EXECUTE is revoked from PUBLIC and granted to these roles.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_app') THEN
+        CREATE ROLE pgshot_app NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_worker') THEN
+        CREATE ROLE pgshot_worker NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_api') THEN
+        CREATE ROLE pgshot_api NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_admin') THEN
+        CREATE ROLE pgshot_admin NOLOGIN;
+    END IF;
+END
+$$;
+
+-- Every function of the extension runs as its owner, with a fixed search_path, so that no object
+-- a caller creates in a schema of their search_path (a table or operator named like one of ours)
+-- is used in its place; pg_temp last, so that a temporary object cannot shadow one either.
 DO $$
 DECLARE
     f regprocedure;
@@ -821,7 +858,37 @@ BEGIN
         WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.refclassid = 'pg_catalog.pg_extension'::regclass
           AND d.deptype = 'e' AND e.extname = 'pgshot'
     LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgshot_admin', f);
     END LOOP;
 END
 $$;
+
+-- Who am I: anyone may ask (it is also the default of jobs.enqueued_by).
+GRANT EXECUTE ON FUNCTION pgshot.caller() TO PUBLIC;
+GRANT USAGE ON SCHEMA pgshot TO pgshot_app, pgshot_worker, pgshot_api, pgshot_admin;
+GRANT EXECUTE ON FUNCTION
+    screenshot_enqueue(text, jsonb), screenshot_enqueue_bulk(jsonb),
+    screenshot_job(text), screenshot_cancel(text), screenshot_result(text, text)
+    TO pgshot_app, pgshot_api;
+GRANT EXECUTE ON FUNCTION
+    screenshot_claim(text, integer, interval), screenshot_heartbeat(text, text, integer, interval),
+    screenshot_complete(text, text, integer, jsonb, pgshot.output[]),
+    screenshot_fail(text, text, integer, text, text, boolean), screenshot_release(text, text, integer),
+    screenshot_rescue(integer), screenshot_purge(integer),
+    screenshot_webhook_claim(text, integer, interval),
+    screenshot_webhook_record(text, text, integer, integer, text, integer)
+    TO pgshot_worker;
+GRANT EXECUTE ON FUNCTION
+    pgshot.api_key_owner(text), pgshot.enqueue_owned(text, text, jsonb),
+    pgshot.enqueue_bulk_owned(text, jsonb, integer, text, text),
+    pgshot.job_json(pgshot.jobs), pgshot.bulk_json(pgshot.bulks, boolean), pgshot.bulk_cancel(text),
+    pgshot.timestamp_json(timestamptz)
+    TO pgshot_api;
+GRANT SELECT ON pgshot.jobs, pgshot.bulks, pgshot.outputs TO pgshot_api;
+GRANT SELECT ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs, pgshot.webhook_deliveries,
+    pgshot.webhook_attempts TO pgshot_admin;
+GRANT pgshot_app, pgshot_worker, pgshot_api TO pgshot_admin;
+-- The database owner who created the extension administers it and hands the roles out.
+GRANT pgshot_admin TO @extowner@ WITH ADMIN OPTION;

@@ -77,6 +77,9 @@ CREATE TABLE pgshot.jobs (
     metadata         jsonb,
     -- One entry per failed attempt: {attempt, at, code, message}.
     errors           jsonb NOT NULL DEFAULT '[]',
+    -- The database role that enqueued the job (pgshot.caller(), the default set in queue.sql);
+    -- a member of pgshot_app sees only its own jobs. NULL for jobs enqueued before 0.2.0.
+    enqueued_by      text,
 
     CONSTRAINT jobs_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
     CONSTRAINT jobs_bulk_position_iff_bulk CHECK ((bulk_id IS NULL) = (bulk_position IS NULL)),

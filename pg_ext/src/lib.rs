@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+mod caller;
 mod enqueue;
 mod settings;
 

@@ -107,3 +107,35 @@ pub fn keys_command(database_url: &str, args: &[&str]) -> String {
 pub fn create_key(database_url: &str, name: &str) -> String {
     keys_command(database_url, &["create", "--name", name]).lines().last().expect("the key").trim().to_string()
 }
+
+/// Creates a job through `POST /v1/screenshots/async` with `body`, polls it until it finishes
+/// (within `limit`), and returns the finished job; `logs` says what the processes did on a timeout.
+pub fn run_job(
+    api: &ApiProcess,
+    key: &str,
+    body: serde_json::Value,
+    limit: Duration,
+    logs: impl Fn() -> String,
+) -> serde_json::Value {
+    let created: serde_json::Value = ureq::post(&api.url("/v1/screenshots/async"))
+        .set("X-API-Key", key)
+        .send_json(body)
+        .expect("create a job")
+        .into_json()
+        .expect("the created job is JSON");
+    let id = created["id"].as_str().expect("a job id").to_string();
+    let deadline = Instant::now() + limit;
+    loop {
+        let job: serde_json::Value = ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}")))
+            .set("X-API-Key", key)
+            .call()
+            .expect("get the job")
+            .into_json()
+            .expect("the job is JSON");
+        if ["COMPLETED", "FAILED", "CANCELLED"].iter().any(|s| job["status"] == *s) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish: {job}\n{}\n{}", logs(), api.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

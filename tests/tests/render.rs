@@ -284,8 +284,9 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
         json!({"maxAttempts": 1, "session": {"cookies": [{"name": "sid", "value": "secret"}]}}),
     );
     // Rows changed by hand after screenshot_enqueue checked them: the worker checks them again.
+    // (A file: or chrome: URL does not get this far: jobs_url_http refuses it, queue.rs.)
     let hand_url = enqueue(c, &site.url("/plain"), json!({"maxAttempts": 1}));
-    c.execute("UPDATE pgshot.jobs SET url = 'file:///etc/passwd' WHERE id = $1", &[&hand_url]).unwrap();
+    c.execute("UPDATE pgshot.jobs SET url = 'http://exa mple.com:99999/' WHERE id = $1", &[&hand_url]).unwrap();
     let hand_options = enqueue(c, &site.url("/plain"), json!({"maxAttempts": 1}));
     let huge = json!({"viewport": {"width": 100000, "height": 100000}});
     c.execute("UPDATE pgshot.jobs SET options = $2 WHERE id = $1", &[&hand_options, &huge]).unwrap();

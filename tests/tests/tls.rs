@@ -3,13 +3,13 @@
 //! connections without TLS (`hostnossl … reject` in pg_hba.conf).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pgshot_tests::api_process::{create_key, ApiProcess};
+use pgshot_tests::api_process::{create_key, run_job, ApiProcess};
 use pgshot_tests::site::Site;
 use pgshot_tests::worker_process::{binary, WorkerProcess};
 use pgshot_tests::{cluster, tls};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// `pgshot-api keys list` against `database_url`: (succeeded, stderr).
 fn keys_list(database_url: &str) -> (bool, String) {
@@ -84,27 +84,9 @@ fn the_api_and_a_worker_run_a_job_over_verify_full_and_every_connection_is_encry
     let api = ApiProcess::start(&url, &[("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())]);
     let worker = WorkerProcess::start(&url, "tls-worker", &[("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".into())]);
 
-    let created: Value = ureq::post(&api.url("/v1/screenshots/async"))
-        .set("X-API-Key", &key)
-        .send_json(json!({"url": site.url("/plain"), "format": "png"}))
-        .expect("create a job")
-        .into_json()
-        .unwrap();
-    let id = created["id"].as_str().expect("a job id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let job: Value = ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}")))
-            .set("X-API-Key", &key)
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap();
-        if job["status"] == "COMPLETED" || job["status"] == "FAILED" {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "no result: {job}\n{}", worker.log());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let body = json!({"url": site.url("/plain"), "format": "png"});
+    let job = run_job(&api, &key, body, Duration::from_secs(60), || worker.log());
+    let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(job["status"], "COMPLETED", "{job}\n{}", worker.log());
     let result =
         ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", &key).call().unwrap();

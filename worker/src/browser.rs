@@ -129,8 +129,7 @@ impl Chrome {
         spare_target: usize,
         page_heap_mb: u32,
     ) -> Result<Chrome, String> {
-        let user_data_dir = chromium_dir(&format!("{}-{generation}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&user_data_dir);
+        let user_data_dir = profile_dir(generation)?;
         let mut config = BrowserConfig::builder()
             .chrome_executable(chromium)
             .user_data_dir(&user_data_dir)
@@ -488,10 +487,22 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
-/// A Chromium user-data-dir, `pgshot-chromium-<worker pid>-<generation>` in the temp dir: the pid
-/// in its name is how [`kill_orphans`] tells whose browser a process is.
+/// A Chromium user-data-dir, `pgshot-chromium-<worker pid>-<generation>-<random>` in the temp
+/// dir: the pid in its name is how [`kill_orphans`] tells whose browser a process is.
 fn chromium_dir(suffix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pgshot-chromium-{suffix}"))
+}
+
+/// A new browser profile directory. Unpredictable (16 characters from the CSPRNG) and made here
+/// with mode 0700, failing if anything is already there: no other local user can plant a
+/// directory or a link for the browser to use, nor read the profile (the cookies of `session`,
+/// the page cache).
+fn profile_dir(generation: u32) -> Result<PathBuf, String> {
+    let dir = chromium_dir(&format!("{}-{generation}-{}", std::process::id(), pgshot_job::new_job_id()));
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create the browser profile {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Kills Chromium processes left behind by pgshot workers that no longer run. A worker killed
@@ -532,11 +543,14 @@ pub fn kill_orphans() -> usize {
     killed
 }
 
-/// `<pid>-<generation>`, both decimal: the only user-data-dir suffix a worker makes.
+/// `<pid>-<generation>-<random>`, decimal, decimal and 16 of `[0-9a-z]`: the only user-data-dir
+/// suffix a worker makes. Returns the pid and the generation.
 fn orphan_suffix(suffix: &str) -> Option<(&str, &str)> {
-    let (pid, generation) = suffix.split_once('-')?;
+    let mut parts = suffix.split('-');
+    let (pid, generation, random) = (parts.next()?, parts.next()?, parts.next()?);
     let digits = |s: &str| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(pid) && digits(generation)).then_some((pid, generation))
+    let random_ok = random.len() == 16 && random.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+    (parts.next().is_none() && digits(pid) && digits(generation) && random_ok).then_some((pid, generation))
 }
 
 /// The real user id of a process (`self` for this one).
@@ -636,9 +650,37 @@ mod tests {
 
     #[test]
     fn only_the_names_a_worker_makes_are_orphans() {
-        assert_eq!(orphan_suffix("4242-0"), Some(("4242", "0")));
-        for hostile in ["x/../../var/lib/postgresql", "1/../victim", "1-2/..", "-1", "1-", "a-1", "1-2-3", ""] {
+        assert_eq!(orphan_suffix("4242-0-0123456789abcdef"), Some(("4242", "0")));
+        for hostile in [
+            "x/../../var/lib/postgresql",
+            "1/../victim",
+            "1-2/..",
+            "1-2-0123456789abcdef/..",
+            "1-2-../../../../etc/x",
+            "1-2-0123456789ABCDEF",
+            "1-2-0123456789abcdef-3",
+            "4242-0",
+            "-1",
+            "1-",
+            "a-1",
+            "",
+        ] {
             assert_eq!(orphan_suffix(hostile), None, "{hostile}");
+        }
+    }
+
+    #[test]
+    fn a_profile_is_private_unpredictable_and_one_the_sweep_recognises() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, b) = (profile_dir(7).unwrap(), profile_dir(7).unwrap());
+        assert_ne!(a, b);
+        for dir in [&a, &b] {
+            let mode = std::fs::symlink_metadata(dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let suffix = name.strip_prefix("pgshot-chromium-").unwrap();
+            assert_eq!(orphan_suffix(suffix), Some((std::process::id().to_string().as_str(), "7")));
+            std::fs::remove_dir(dir).unwrap();
         }
     }
 
