@@ -7,6 +7,7 @@ mod connect;
 mod extension;
 mod failure;
 mod listen;
+pub mod worker_queue;
 
 pub use connect::{connect_error, Database, SslMode};
 pub use extension::{check_extension, EXTENSION_VERSION};

@@ -10,8 +10,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::egress::{refused, Refusal, Rules, Target};
-use crate::queue::{Delivery, Queue, QueueError};
 use crate::signing;
+use pgshot_db::worker_queue::{Delivery, Queue, QueueError};
 
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const BATCH: i32 = 8;

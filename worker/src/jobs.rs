@@ -10,8 +10,8 @@ use tracing::Instrument;
 
 use crate::browser::Browsers;
 use crate::config::Config;
-use crate::queue::{ClaimedJob, Queue, QueueError};
 use crate::render::{render, timeout_error, RenderError, RenderSettings, Rendered};
+use pgshot_db::worker_queue::{ClaimedJob, Queue, QueueError};
 
 /// Besides its page-load timeout and delay, the time a job may spend on actions and capture.
 const CAPTURE_ALLOWANCE: Duration = Duration::from_secs(60);

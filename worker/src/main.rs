@@ -14,12 +14,11 @@ mod dns;
 mod document;
 mod egress;
 mod jobs;
-mod queue;
 mod render;
 mod signing;
 
 use config::Config;
-use queue::Queue;
+use pgshot_db::worker_queue::{self as queue, Queue};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -40,7 +40,7 @@ use crate::blocklist::blocklists;
 use crate::browser::{Chrome, TAB_VIEWPORT};
 use crate::document::{self, Conversion};
 use crate::egress::{Allowed, Egress, Refusal, Rules};
-use crate::queue::OutputRow;
+use pgshot_db::worker_queue::OutputRow;
 
 /// Most DevTools calls answer in milliseconds; one that takes this long means a hung browser.
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);

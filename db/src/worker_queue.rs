@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{Database, Failure};
 use deadpool_postgres::Pool;
-use pgshot_db::{Database, Failure};
 use postgres_types::ToSql;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -41,8 +41,8 @@ impl std::fmt::Display for QueueError {
 
 impl From<DbError> for QueueError {
     fn from(e: DbError) -> Self {
-        let message = pgshot_db::message(&e);
-        match pgshot_db::classify(&e) {
+        let message = crate::message(&e);
+        match crate::classify(&e) {
             Failure::WrongState | Failure::NotFound => QueueError::LeaseLost(message),
             Failure::Transient => QueueError::Unavailable(message),
             _ => QueueError::Refused(message),
@@ -224,5 +224,5 @@ pub async fn listen(database: Database, channels: Vec<(&'static str, Arc<Notify>
         }
     };
     let sweep = || channels.iter().for_each(|(_, notify)| notify.notify_one());
-    pgshot_db::listen_forever(database, names, wake, sweep).await;
+    crate::listen_forever(database, names, wake, sweep).await;
 }
