@@ -266,6 +266,28 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A public address that is one of the worker machine's own (a host with a public IP) is
+/// refused like a private one: services listening on every interface answer there.
+#[test]
+fn an_address_of_the_workers_own_machine_is_refused_even_when_public() {
+    let cluster = cluster();
+    let name = cluster.fresh_db();
+    let mut c = cluster.connect(&name);
+    let own = enqueue(&mut c, "http://9.9.9.9:8080/", json!({"maxAttempts": 1}));
+    let other = enqueue(&mut c, "http://9.9.9.8:8080/", json!({"maxAttempts": 1}));
+    // Over the cluster's Unix socket: the worker's network namespace has no route to 127.0.0.1
+    // of the test's.
+    let socket = format!("host={} port={} user=postgres dbname={name}", cluster.dir().display(), cluster.port());
+    let worker = WorkerProcess::start_in_network_namespace(&socket, "own-address", &[], "9.9.9.9");
+    let job = finished(&mut c, &own, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "BLOCKED_URL", "{job}\n{}", worker.log());
+    assert!(job["errorMessage"].as_str().unwrap().contains("an address of this machine"), "{job}");
+    // The address beside it is public and not the machine's: tried, and unreachable here.
+    let job = finished(&mut c, &other, Duration::from_secs(30), &worker);
+    assert_eq!(job["status"], "FAILED", "{job}");
+    assert_ne!(job["errorCode"], "BLOCKED_URL", "{job}");
+}
+
 #[test]
 fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     let site = Site::start();

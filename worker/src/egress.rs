@@ -257,7 +257,9 @@ pub fn refused(target: &Target, port: u16, addrs: &[SocketAddr], rules: &Rules) 
         return None;
     }
     let (bad, reason) = addrs.iter().find_map(|a| {
-        non_public_reason(a.ip()).filter(|_| !rules.allowed.iter().any(|allowed| allowed.matches(a))).map(|r| (a, r))
+        let reason = non_public_reason(a.ip())
+            .or_else(|| crate::own_addresses::is_own_address(a.ip()).then_some("an address of this machine"));
+        reason.filter(|_| !rules.allowed.iter().any(|allowed| allowed.matches(a))).map(|r| (a, r))
     })?;
     let destination = match target {
         Target::Name(name) if name.parse::<IpAddr>().is_err() => format!("{name}:{port} ({})", bad.ip()),

@@ -14,6 +14,7 @@ mod dns;
 mod document;
 mod egress;
 mod jobs;
+mod own_addresses;
 mod render;
 mod signing;
 
