@@ -61,6 +61,12 @@ if ! cmp -s openapi/tools/package-lock.json openapi/tools/node_modules/.pgshot-i
   (cd openapi/tools && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.pgshot-installed-lock)
 fi
 
+# A worker running as root renders as this user, never as root (worker/src/launcher.rs).
+if ! id pgshot-render >/dev/null 2>&1; then
+  say "creating the unprivileged user pgshot-render that Chromium runs as"
+  sudo_if_needed useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pgshot-render
+fi
+
 say "building and installing the pgshot extension"
 # Installing writes into Postgres's own directories.
 install_cmd=(cargo pgrx install --pg-config "$PG_CONFIG" --package pgshot "$@")

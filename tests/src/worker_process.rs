@@ -61,7 +61,12 @@ impl WorkerProcess {
     /// Like [`WorkerProcess::start`], in a network namespace of its own where `address` is an
     /// address of the (loopback) interface, as a public address of the machine would be: the
     /// worker's pages reach nothing else. `database_url` must use the cluster's Unix socket.
-    pub fn start_in_network_namespace(database_url: &str, id: &str, env: &[(&str, String)], address: &str) -> WorkerProcess {
+    pub fn start_in_network_namespace(
+        database_url: &str,
+        id: &str,
+        env: &[(&str, String)],
+        address: &str,
+    ) -> WorkerProcess {
         let mut cmd = Command::new("unshare");
         cmd.args(["--net", "sh", "-c", "ip link set lo up && ip addr add \"$0/32\" dev lo && exec \"$1\""])
             .arg(address)

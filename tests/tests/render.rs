@@ -266,6 +266,55 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The real user id of a process (`self` for this one).
+fn uid_of(pid: &str) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find(|l| l.starts_with("Uid:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Chromium never runs as root: a root worker renders as pgshot-render (scripts/setup.sh makes
+/// it), another worker as itself; the sandbox is on (renderers live in user namespaces of their
+/// own); the profile is private to the render user.
+#[test]
+fn chromium_renders_as_an_unprivileged_user_inside_its_sandbox() {
+    let site = Site::start();
+    let mut db = db();
+    let c = &mut db.client;
+    let id = enqueue(c, &site.url("/plain"), json!({}));
+    let worker = WorkerProcess::start(&db.url, "sandboxed", &private());
+    completed(c, &id, &worker);
+    let expected = match uid_of("self") {
+        0 => {
+            let out = std::process::Command::new("id").args(["-u", "pgshot-render"]).output().unwrap();
+            assert!(out.status.success(), "no user pgshot-render: scripts/setup.sh makes it");
+            String::from_utf8(out.stdout).unwrap().trim().parse::<u32>().unwrap()
+        }
+        me => me,
+    };
+    assert_ne!(expected, 0);
+    let cmdline = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let chromium: Vec<(u32, String)> = descendants(worker.pid())
+        .into_iter()
+        .map(|pid| (pid, String::from_utf8_lossy(&cmdline(pid)).replace('\0', " ")))
+        .filter(|(_, cmd)| cmd.contains("chromium"))
+        .collect();
+    let browser = chromium.iter().find(|(_, cmd)| !cmd.contains("--type=")).expect("the browser process");
+    let renderers: Vec<&(u32, String)> = chromium.iter().filter(|(_, cmd)| cmd.contains("--type=renderer")).collect();
+    assert!(!renderers.is_empty(), "{chromium:?}");
+    for (pid, cmd) in &chromium {
+        assert_eq!(uid_of(&pid.to_string()), expected, "{cmd}");
+        assert!(!cmd.contains("--no-sandbox"), "{cmd}");
+    }
+    let user_ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    for (pid, cmd) in renderers {
+        assert_ne!(user_ns(*pid), user_ns(browser.0), "a renderer outside the sandbox's namespace: {cmd}");
+    }
+    let profile = browser.1.split(' ').find_map(|arg| arg.strip_prefix("--user-data-dir=")).expect("a profile");
+    let meta = std::fs::symlink_metadata(profile).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o700, "{profile}");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), expected, "{profile}");
+}
+
 /// A public address that is one of the worker machine's own (a host with a public IP) is
 /// refused like a private one: services listening on every interface answer there.
 #[test]

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
+
+use crate::launcher::Launcher;
 use chromiumoxide::cdp::browser_protocol::browser::{
     BrowserContextId, GetVersionParams, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
 };
@@ -124,15 +126,17 @@ pub struct Chrome {
 
 impl Chrome {
     async fn launch(
-        chromium: &std::path::Path,
+        launcher: &Launcher,
         generation: u32,
         spare_target: usize,
         page_heap_mb: u32,
     ) -> Result<Chrome, String> {
-        let user_data_dir = profile_dir(generation)?;
+        let user_data_dir = profile_dir(generation, launcher.render_as)?;
         let mut config = BrowserConfig::builder()
-            .chrome_executable(chromium)
+            .chrome_executable(&launcher.executable)
             .user_data_dir(&user_data_dir)
+            // Whatever Chromium keeps in its home (the font cache) goes in its own profile.
+            .env("HOME", user_data_dir.display().to_string())
             .launch_timeout(LAUNCH_TIMEOUT)
             .request_timeout(Duration::from_secs(30))
             .viewport(None)
@@ -146,13 +150,13 @@ impl Chrome {
                 None => config.arg(*switch),
             };
         }
-        // Chromium's sandbox needs user namespaces that a root process in a container lacks.
-        if is_root() {
+        if !launcher.sandbox {
             config = config.no_sandbox();
         }
         let config = config.build()?;
-        let (mut browser, mut handler) =
-            Browser::launch(config).await.map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
+        let (mut browser, mut handler) = Browser::launch(config)
+            .await
+            .map_err(|e| format!("cannot start {}: {e}", launcher.executable.display()))?;
         let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let dead = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
@@ -497,11 +501,16 @@ fn chromium_dir(suffix: &str) -> PathBuf {
 /// with mode 0700, failing if anything is already there: no other local user can plant a
 /// directory or a link for the browser to use, nor read the profile (the cookies of `session`,
 /// the page cache).
-fn profile_dir(generation: u32) -> Result<PathBuf, String> {
+fn profile_dir(generation: u32, owner: Option<(u32, u32)>) -> Result<PathBuf, String> {
     let dir = chromium_dir(&format!("{}-{generation}-{}", std::process::id(), pgshot_job::new_job_id()));
     std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
         .create(&dir)
         .map_err(|e| format!("cannot create the browser profile {}: {e}", dir.display()))?;
+    // The render user's own, and nobody else's (not even readable by the group).
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give the browser profile {} to uid {uid}: {e}", dir.display()))?;
+    }
     Ok(dir)
 }
 
@@ -509,7 +518,7 @@ fn profile_dir(generation: u32) -> Result<PathBuf, String> {
 /// with SIGKILL (or by the OOM killer) cannot close its browser, whose processes then live on,
 /// holding memory, until a worker on this machine starts again and finds them: their
 /// user-data-dir names the pid of the worker that started them. Returns how many were killed.
-pub fn kill_orphans() -> usize {
+pub fn kill_orphans(render_uid: Option<u32>) -> usize {
     let prefix = format!("--user-data-dir={}", chromium_dir("").display());
     let is_worker =
         |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "pgshot-worker");
@@ -524,8 +533,10 @@ pub fn kill_orphans() -> usize {
         // else, a path with `/` or `..` above all, is somebody else's process, and its directory
         // somebody else's, whatever its arguments say.
         let Some((owner, _)) = orphan_suffix(suffix) else { continue };
-        // Only processes of this worker's own user: another user's are not ours to kill.
-        if is_worker(owner) || me.is_none() || uid_of(&pid.to_string()) != me {
+        // Only processes of this worker's own user or its render user: another user's are not
+        // ours to kill.
+        let uid = uid_of(&pid.to_string());
+        if is_worker(owner) || me.is_none() || (uid != me && (uid.is_none() || uid != render_uid)) {
             continue;
         }
         let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
@@ -533,9 +544,11 @@ pub fn kill_orphans() -> usize {
         killed += 1;
     }
     for dir in dirs {
-        // A real directory (not a link to elsewhere) that this user owns.
-        let ours = std::fs::symlink_metadata(&dir)
-            .is_ok_and(|m| m.is_dir() && Some(std::os::unix::fs::MetadataExt::uid(&m)) == me);
+        // A real directory (not a link to elsewhere) that this user or the render user owns.
+        let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| {
+            let uid = Some(std::os::unix::fs::MetadataExt::uid(&m));
+            m.is_dir() && (uid == me || uid == render_uid)
+        });
         if ours {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -559,7 +572,7 @@ fn uid_of(pid: &str) -> Option<u32> {
     status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
@@ -568,7 +581,7 @@ fn is_root() -> bool {
 
 /// The worker's browser: handed to jobs, replaced when it dies or has rendered `recycle_after` pages.
 pub struct Browsers {
-    chromium: PathBuf,
+    launcher: Launcher,
     page_heap_mb: u32,
     recycle_after: u32,
     spare_tabs: usize,
@@ -580,9 +593,9 @@ pub struct Browsers {
 
 impl Browsers {
     /// `spare_tabs`: how many tabs to keep open ahead of the jobs (one per render slot, and one more).
-    pub fn new(chromium: PathBuf, recycle_after: u32, spare_tabs: usize, page_heap_mb: u32) -> Browsers {
+    pub fn new(launcher: Launcher, recycle_after: u32, spare_tabs: usize, page_heap_mb: u32) -> Browsers {
         Browsers {
-            chromium,
+            launcher,
             page_heap_mb,
             recycle_after: recycle_after.max(1),
             spare_tabs,
@@ -590,6 +603,11 @@ impl Browsers {
             retired: Mutex::new(Vec::new()),
             generation: AtomicU32::new(0),
         }
+    }
+
+    /// The uid Chromium runs as, when it is not the worker's own.
+    pub fn render_uid(&self) -> Option<u32> {
+        self.launcher.render_as.map(|(uid, _)| uid)
     }
 
     /// Starts Chromium and its spare tabs before the first job needs them.
@@ -617,7 +635,7 @@ impl Browsers {
             tokio::spawn(async move { close_when_unused(old).await });
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst);
-        let chrome = Arc::new(Chrome::launch(&self.chromium, generation, self.spare_tabs, self.page_heap_mb).await?);
+        let chrome = Arc::new(Chrome::launch(&self.launcher, generation, self.spare_tabs, self.page_heap_mb).await?);
         chrome.close_popups();
         chrome.close_start_page().await;
         chrome.replenish();
@@ -672,7 +690,7 @@ mod tests {
     #[test]
     fn a_profile_is_private_unpredictable_and_one_the_sweep_recognises() {
         use std::os::unix::fs::PermissionsExt;
-        let (a, b) = (profile_dir(7).unwrap(), profile_dir(7).unwrap());
+        let (a, b) = (profile_dir(7, None).unwrap(), profile_dir(7, None).unwrap());
         assert_ne!(a, b);
         for dir in [&a, &b] {
             let mode = std::fs::symlink_metadata(dir).unwrap().permissions().mode();
@@ -697,7 +715,7 @@ mod tests {
         let mut hostile = std::process::Command::new("sh").args(["-c", "sleep 30", &arg]).spawn().unwrap();
         // Give the kernel a moment to show its command line in /proc.
         std::thread::sleep(Duration::from_millis(200));
-        kill_orphans();
+        kill_orphans(None);
         let still_running = hostile.try_wait().unwrap().is_none();
         let _ = hostile.kill();
         let _ = hostile.wait();

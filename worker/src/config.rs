@@ -64,6 +64,16 @@ pub struct Config {
     #[arg(long, env = "PGSHOT_PAGE_HEAP_MB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=16384))]
     pub page_heap_mb: u32,
 
+    /// Whom Chromium runs as when the worker runs as root (never root itself); default
+    /// pgshot-render, or nobody when that user does not exist.
+    #[arg(long, env = "PGSHOT_RENDER_USER")]
+    pub render_user: Option<String>,
+
+    /// Chromium's sandbox (user namespaces and seccomp). Turn it off only where the machine
+    /// cannot give an unprivileged process user namespaces (some containers).
+    #[arg(long, env = "PGSHOT_CHROMIUM_SANDBOX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub chromium_sandbox: bool,
+
     /// How often one worker (under an advisory lock) rescues expired leases and purges results.
     #[arg(long, env = "PGSHOT_MAINTENANCE_INTERVAL_SECONDS", default_value_t = 10)]
     pub maintenance_interval_seconds: u64,

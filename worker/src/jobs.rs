@@ -37,11 +37,11 @@ enum Outcome {
 }
 
 impl Worker {
-    pub fn new(config: &Config, queue: Queue, wake: Arc<Notify>) -> Arc<Worker> {
+    pub fn new(config: &Config, launcher: crate::launcher::Launcher, queue: Queue, wake: Arc<Notify>) -> Arc<Worker> {
         Arc::new(Worker {
             queue,
             browsers: Browsers::new(
-                config.chromium.clone(),
+                launcher,
                 config.recycle_after,
                 config.concurrency as usize + 1,
                 config.page_heap_mb,
@@ -63,7 +63,7 @@ impl Worker {
 
     /// Claims and runs jobs until `stop` turns true, then drains within `grace`.
     pub async fn run(self: &Arc<Self>, poll: Duration, grace: Duration, mut stop: watch::Receiver<bool>) {
-        let orphans = crate::browser::kill_orphans();
+        let orphans = crate::browser::kill_orphans(self.browsers.render_uid());
         if orphans > 0 {
             tracing::warn!(
                 processes = orphans,

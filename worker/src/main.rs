@@ -14,6 +14,7 @@ mod dns;
 mod document;
 mod egress;
 mod jobs;
+mod launcher;
 mod own_addresses;
 mod render;
 mod signing;
@@ -43,6 +44,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     let worker_id = config.worker_id();
+    let launcher = launcher::Launcher::new(&config.chromium, config.render_user.as_deref(), config.chromium_sandbox)?;
     let database = pgshot_db::Database::parse(&config.database_url)?.application_name("pgshot-worker");
     let queue = Queue::new(&database, &worker_id, config.lease(), config.concurrency as usize + 2)?;
     check_extension(&database).await?;
@@ -76,7 +78,7 @@ async fn run(config: Config) -> Result<(), String> {
     });
 
     let delivering = tokio::spawn(deliverer.run(webhooks_wake, config.poll_interval(), stop_rx.clone()));
-    let worker = jobs::Worker::new(&config, queue, wake);
+    let worker = jobs::Worker::new(&config, launcher, queue, wake);
     worker.run(config.poll_interval(), Duration::from_secs(config.shutdown_grace_seconds), stop_rx).await;
     // Deliveries in flight finish within their own timeout.
     let _ = tokio::time::timeout(Duration::from_secs(20), delivering).await;

@@ -120,7 +120,11 @@ Local:
         let own = OwnAddresses { v4: local_ipv4(FIB_TRIE), v6: interface_ipv6(IF_INET6) };
         assert_eq!(
             own.v4,
-            [("127.0.0.0".parse().unwrap(), 8), ("127.0.0.1".parse().unwrap(), 32), ("203.0.113.7".parse().unwrap(), 32)]
+            [
+                ("127.0.0.0".parse().unwrap(), 8),
+                ("127.0.0.1".parse().unwrap(), 32),
+                ("203.0.113.7".parse().unwrap(), 32)
+            ]
         );
         for ip in ["203.0.113.7", "127.1.2.3", "::1", "2001:67c:1234::abcd", "::ffff:203.0.113.7"] {
             assert!(own.contains(ip.parse().unwrap()), "{ip}");
