@@ -272,9 +272,37 @@ fn uid_of(pid: &str) -> u32 {
     status.lines().find(|l| l.starts_with("Uid:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// The inodes of every TCP socket in the LISTEN state (IPv4 and IPv6).
+fn listening_socket_inodes() -> Vec<String> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f).unwrap_or_default().lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+        })
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(3) == Some(&"0A")).then(|| fields.get(9).map(|i| i.to_string())).flatten()
+        })
+        .collect()
+}
+
+/// The inodes of the sockets a process holds open.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')).map(str::to_string)
+        })
+        .collect()
+}
+
 /// Chromium never runs as root: a root worker renders as pgshot-render (scripts/setup.sh makes
 /// it), another worker as itself; the sandbox is on (renderers live in user namespaces of their
-/// own); the profile is private to the render user.
+/// own); DevTools is a pipe, not a port; the profile is private to the render user.
 #[test]
 fn chromium_renders_as_an_unprivileged_user_inside_its_sandbox() {
     let site = Site::start();
@@ -308,6 +336,19 @@ fn chromium_renders_as_an_unprivileged_user_inside_its_sandbox() {
     let user_ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     for (pid, cmd) in renderers {
         assert_ne!(user_ns(*pid), user_ns(browser.0), "a renderer outside the sandbox's namespace: {cmd}");
+    }
+    // DevTools on a pipe: no debugging port, and no Chromium process listens on any TCP socket.
+    assert!(
+        browser.1.contains("--remote-debugging-pipe") && !browser.1.contains("--remote-debugging-port"),
+        "{}",
+        browser.1
+    );
+    let listening = listening_socket_inodes();
+    // (What a listener looks like here: the worker's own egress proxies listen on 127.0.0.1.)
+    assert!(socket_inodes(worker.pid()).iter().any(|s| listening.contains(s)), "no listener seen at all");
+    for (pid, cmd) in &chromium {
+        let sockets = socket_inodes(*pid);
+        assert!(sockets.iter().all(|s| !listening.contains(s)), "a Chromium process listens: {cmd}");
     }
     let profile = browser.1.split(' ').find_map(|arg| arg.strip_prefix("--user-data-dir=")).expect("a profile");
     let meta = std::fs::symlink_metadata(profile).unwrap();

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::browser::Browser;
+use chromiumoxide::handler::HandlerConfig;
 
+use crate::devtools_pipe;
 use crate::launcher::Launcher;
 use chromiumoxide::cdp::browser_protocol::browser::{
     BrowserContextId, GetVersionParams, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
@@ -107,6 +109,9 @@ impl Drop for Tab {
 /// A running Chromium and the task that drives its DevTools connection.
 pub struct Chrome {
     browser: Mutex<Option<Browser>>,
+    /// The browser process (started by the worker, not by chromiumoxide: see devtools_pipe).
+    child: Mutex<Option<tokio::process::Child>>,
+    bridge: JoinHandle<()>,
     handler: JoinHandle<()>,
     /// Not to be given new jobs: it exited, or a call went unanswered.
     dead: Arc<AtomicBool>,
@@ -132,32 +137,48 @@ impl Chrome {
         page_heap_mb: u32,
     ) -> Result<Chrome, String> {
         let user_data_dir = profile_dir(generation, launcher.render_as)?;
-        let mut config = BrowserConfig::builder()
-            .chrome_executable(&launcher.executable)
-            .user_data_dir(&user_data_dir)
-            // Whatever Chromium keeps in its home (the font cache) goes in its own profile.
-            .env("HOME", user_data_dir.display().to_string())
-            .launch_timeout(LAUNCH_TIMEOUT)
-            .request_timeout(Duration::from_secs(30))
-            .viewport(None)
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|switch| format!("--{switch}")).collect();
+        args.extend(
+            [
+                format!("--js-flags=--max-old-space-size={page_heap_mb}"),
+                "--headless".into(),
+                "--hide-scrollbars".into(),
+                "--mute-audio".into(),
+                "--disable-extensions".into(),
+                format!("--user-data-dir={}", user_data_dir.display()),
+            ]
+            .into_iter()
+            .chain((!launcher.sandbox).then(|| "--no-sandbox".to_string())),
+        );
+        // Whatever Chromium keeps in its home (the font cache) goes in its own profile.
+        let home = [("HOME", user_data_dir.display().to_string())];
+        let piped = devtools_pipe::launch(&launcher.executable, &args, &home).await?;
+        let pid = piped.child.id();
+        let handler_config = HandlerConfig {
             // A certificate error fails the navigation (chromiumoxide ignores them by default).
-            .respect_https_errors()
-            .disable_default_args()
-            .arg(("js-flags", format!("--max-old-space-size={page_heap_mb}").as_str()));
-        for switch in CHROMIUM_ARGS {
-            config = match switch.split_once('=') {
-                Some((key, value)) => config.arg((key, value)),
-                None => config.arg(*switch),
-            };
-        }
-        if !launcher.sandbox {
-            config = config.no_sandbox();
-        }
-        let config = config.build()?;
-        let (mut browser, mut handler) = Browser::launch(config)
-            .await
-            .map_err(|e| format!("cannot start {}: {e}", launcher.executable.display()))?;
-        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
+            ignore_https_errors: false,
+            ignore_invalid_messages: true,
+            viewport: None,
+            context_ids: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            request_intercept: false,
+            cache_enabled: true,
+        };
+        let connected =
+            tokio::time::timeout(LAUNCH_TIMEOUT, Browser::connect_with_config(piped.ws_url.clone(), handler_config));
+        let (browser, mut handler) = match connected.await {
+            Ok(Ok(connected)) => connected,
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no DevTools answer within {LAUNCH_TIMEOUT:?}"),
+                };
+                piped.bridge.abort();
+                let _ = std::fs::remove_dir_all(&user_data_dir);
+                return Err(format!("cannot start {}: {why}", launcher.executable.display()));
+            }
+        };
+        let child = piped.child;
         let dead = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
         let exited = tokio::sync::watch::Sender::new(false);
@@ -199,6 +220,8 @@ impl Chrome {
         tracing::info!(generation, "chromium started");
         Ok(Chrome {
             browser: Mutex::new(Some(browser)),
+            child: Mutex::new(Some(child)),
+            bridge: piped.bridge,
             handler,
             dead,
             closing,
@@ -406,21 +429,23 @@ impl Chrome {
         self.closing.store(true, Ordering::SeqCst);
         // Chromium's helpers (zygote, renderers, GPU) are its children, not ours: a hung or stopped
         // browser would leave them behind, so they are noted now and killed after it.
-        let helpers = browser.get_mut_child().and_then(|c| c.as_mut_inner().id()).map(descendants).unwrap_or_default();
+        let mut child = self.child.lock().await.take();
+        let helpers = child.as_ref().and_then(|c| c.id()).map(descendants).unwrap_or_default();
         let closed = tokio::time::timeout(CLOSE_TIMEOUT, browser.close()).await;
-        let exited = match closed {
-            Ok(Ok(_)) => tokio::time::timeout(CLOSE_TIMEOUT, browser.wait()).await.is_ok(),
-            _ => false,
-        };
-        if !exited {
-            let _ = browser.kill().await;
-            let _ = browser.wait().await;
+        if let Some(child) = child.as_mut() {
+            let exited = closed.is_ok_and(|c| c.is_ok())
+                && tokio::time::timeout(CLOSE_TIMEOUT, child.wait()).await.is_ok_and(|w| w.is_ok());
+            if !exited {
+                let _ = child.kill().await;
+                let _ = child.wait().await;
+            }
         }
         for pid in helpers {
             // SIGKILL reaches stopped processes too; one that already exited is simply not found.
             let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
         }
         self.handler.abort();
+        self.bridge.abort();
         let _ = std::fs::remove_dir_all(&self.user_data_dir);
         drop(guard);
         tracing::info!("chromium closed");

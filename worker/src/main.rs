@@ -10,6 +10,7 @@ mod blocklist;
 mod browser;
 mod config;
 mod deliver;
+mod devtools_pipe;
 mod dns;
 mod document;
 mod egress;
