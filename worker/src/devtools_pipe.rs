@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::StatusCode;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::Message;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,7 +93,10 @@ async fn bridge(
                 Err(refusal)
             }
         };
-        let handshake = async_tungstenite::tokio::accept_hdr_async(stream, check);
+        // No size limits, as chromiumoxide sets for its side: a full-page capture is one message
+        // of many megabytes.
+        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        let handshake = async_tungstenite::tokio::accept_hdr_async_with_config(stream, check, Some(config));
         if let Ok(Ok(ws)) = tokio::time::timeout(Duration::from_secs(10), handshake).await {
             break ws;
         }
