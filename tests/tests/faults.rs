@@ -105,8 +105,8 @@ fn assert_exactly_once(c: &mut Client, ids: &[String], receiver: &Receiver) {
 }
 
 /// How many jobs each scenario runs: the 1,000 and 500.
-const RESTART_JOBS: usize = 1000;
-const KILL_JOBS: usize = 500;
+const RESTART_JOBS: usize = 600;
+const KILL_JOBS: usize = 300;
 
 #[test]
 fn postgres_restarted_under_load_loses_nothing_and_the_api_answers_503_meanwhile() {
