@@ -228,13 +228,9 @@ impl Db {
         pgshot_db::check_extension(&c).await
     }
 
-    /// The same check on a connection of its own, for startup and the CLI: a connection error
-    /// comes with its cause (a certificate that does not name the host, say).
+    /// The same check on a connection of its own, for startup and the CLI.
     pub async fn check(&self) -> Result<(), String> {
-        let (client, done) = self.database.connect_driven().await?;
-        let checked = pgshot_db::check_extension(&client).await;
-        done.await;
-        checked
+        self.database.check_extension().await
     }
 
     /// (status, jobs) pairs and the age of the oldest queued job, for /metrics.

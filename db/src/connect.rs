@@ -15,7 +15,6 @@
 //! `sslrootcert=system` means the system's roots (as in libpq 16); `sslcert` and `sslkey` (PEM,
 //! the key in PKCS#8) present a client certificate.
 
-use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -127,17 +126,6 @@ impl Database {
         &self,
     ) -> Result<(Client, Connection<Socket, postgres_native_tls::TlsStream<Socket>>), tokio_postgres::Error> {
         self.config.connect(self.tls.clone()).await
-    }
-
-    /// One connection driven on its own task, for short command-line work and startup checks.
-    pub async fn connect_driven(&self) -> Result<(Client, impl Future<Output = ()>), String> {
-        let (client, connection) = self.connect().await.map_err(|e| connect_error(&e))?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "database connection closed");
-            }
-        });
-        Ok((client, async move { driver.abort() }))
     }
 
     /// A pool of up to `size` connections, each opened with the same settings and TLS; waiting

@@ -3,6 +3,8 @@
 
 use tokio_postgres::Client;
 
+use crate::connect::{connect_error, Database};
+
 /// The extension version these binaries need (the workspace's version, as the extension's).
 pub const EXTENSION_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -25,4 +27,16 @@ pub async fn check_extension(client: &Client) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+impl Database {
+    /// [`check_extension`] on a connection of its own, for startup and the CLI: a connection
+    /// error comes with its cause (a certificate that does not name the host, say).
+    pub async fn check_extension(&self) -> Result<(), String> {
+        let (client, connection) = self.connect().await.map_err(|e| connect_error(&e))?;
+        let driver = tokio::spawn(connection);
+        let checked = check_extension(&client).await;
+        driver.abort();
+        checked
+    }
 }

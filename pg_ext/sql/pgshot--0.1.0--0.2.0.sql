@@ -178,19 +178,14 @@ ALTER TABLE pgshot.jobs ALTER COLUMN enqueued_by SET DEFAULT pgshot.caller();
 -- Every function runs as its owner (SECURITY DEFINER) with a fixed search_path, so that callers
 -- need no privilege on the tables; EXECUTE is revoked from PUBLIC and granted to these roles.
 DO $$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_app') THEN
-        CREATE ROLE pgshot_app NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_worker') THEN
-        CREATE ROLE pgshot_worker NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_api') THEN
-        CREATE ROLE pgshot_api NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgshot_admin') THEN
-        CREATE ROLE pgshot_admin NOLOGIN;
-    END IF;
+    FOREACH r IN ARRAY ARRAY['pgshot_app', 'pgshot_worker', 'pgshot_api', 'pgshot_admin'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
 END
 $$;
 

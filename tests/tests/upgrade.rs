@@ -232,7 +232,9 @@ fn updating_from_every_released_version_keeps_every_job_and_ends_where_a_fresh_i
         complete(&mut c, &filled.processing, "w-old", 1, b"\x89PNG held");
         let status: Value = c.query_one("SELECT screenshot_job($1)", &[&filled.processing]).unwrap().get(0);
         assert_eq!(status["status"], "COMPLETED");
-        c.execute("SELECT screenshot_heartbeat($1, 'w-old', 1)", &[&filled.cancelling]).ok();
+        let renewed: bool =
+            c.query_one("SELECT screenshot_heartbeat($1, 'w-old', 1)", &[&filled.cancelling]).unwrap().get(0);
+        assert!(!renewed, "the heartbeat reports the cancel");
         let status: Value = c.query_one("SELECT screenshot_job($1)", &[&filled.cancelling]).unwrap().get(0);
         assert_eq!(status["status"], "CANCELLED");
         c.execute("UPDATE pgshot.jobs SET run_at = now() WHERE id = $1", &[&filled.retrying]).unwrap();

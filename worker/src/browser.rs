@@ -9,10 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chromiumoxide::browser::Browser;
-use chromiumoxide::handler::HandlerConfig;
-
-use crate::devtools_pipe;
-use crate::launcher::Launcher;
 use chromiumoxide::cdp::browser_protocol::browser::{
     BrowserContextId, GetVersionParams, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
 };
@@ -26,12 +22,15 @@ use chromiumoxide::cdp::browser_protocol::page::{
 use chromiumoxide::cdp::browser_protocol::target::{
     CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, EventTargetCreated, GetTargetsParams, TargetId,
 };
+use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::Page;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::devtools_pipe;
 use crate::egress::{Egress, Rules};
+use crate::launcher::Launcher;
 
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -554,14 +553,15 @@ pub fn kill_orphans(render_uid: Option<u32>) -> usize {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
         let cmdline = String::from_utf8_lossy(&cmdline);
         let Some(suffix) = cmdline.split('\0').find_map(|arg| arg.strip_prefix(&prefix)) else { continue };
-        // Only a name this worker could have made (`<pid>-<generation>`, digits only): anything
-        // else, a path with `/` or `..` above all, is somebody else's process, and its directory
-        // somebody else's, whatever its arguments say.
+        // Only a name this worker could have made (see `orphan_suffix`): anything else, a path
+        // with `/` or `..` above all, is somebody else's process, and its directory somebody
+        // else's, whatever its arguments say.
         let Some((owner, _)) = orphan_suffix(suffix) else { continue };
         // Only processes of this worker's own user or its render user: another user's are not
         // ours to kill.
         let uid = uid_of(&pid.to_string());
-        if is_worker(owner) || me.is_none() || (uid != me && (uid.is_none() || uid != render_uid)) {
+        let ours = uid.is_some() && (uid == me || uid == render_uid);
+        if is_worker(owner) || !ours {
             continue;
         }
         let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).output();
@@ -593,15 +593,18 @@ fn orphan_suffix(suffix: &str) -> Option<(&str, &str)> {
 
 /// The real user id of a process (`self` for this one).
 fn uid_of(pid: &str) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
+    status_uid(pid, 1)
 }
 
+/// Whether this process runs with the effective user id 0.
 pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
+    status_uid("self", 2) == Some(0)
+}
+
+/// Field `n` of the `Uid:` line of /proc/<pid>/status (1 real, 2 effective).
+fn status_uid(pid: &str, n: usize) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(n)?.parse().ok()
 }
 
 /// The worker's browser: handed to jobs, replaced when it dies or has rendered `recycle_after` pages.

@@ -84,6 +84,8 @@ async fn bridge(
     let ws = loop {
         let Ok((stream, _)) = listener.accept().await else { return };
         let expected = path.clone();
+        // The signature is tungstenite's `Callback`: its refusal is an HTTP response.
+        #[allow(clippy::result_large_err)]
         let check = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
             if request.uri().path() == expected {
                 Ok(response)

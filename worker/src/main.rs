@@ -48,7 +48,8 @@ async fn run(config: Config) -> Result<(), String> {
     let launcher = launcher::Launcher::new(&config.chromium, config.render_user.as_deref(), config.chromium_sandbox)?;
     let database = pgshot_db::Database::parse(&config.database_url)?.application_name("pgshot-worker");
     let queue = Queue::new(&database, &worker_id, config.lease(), config.concurrency as usize + 2)?;
-    check_extension(&database).await?;
+    // Fails early, with what to do, when the database lacks the extension or has another version.
+    database.check_extension().await?;
     tracing::info!(
         worker_id,
         concurrency = config.concurrency,
@@ -96,12 +97,4 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-/// Fails early, with what to do, when the database lacks the extension or has another version.
-async fn check_extension(database: &pgshot_db::Database) -> Result<(), String> {
-    let (client, done) = database.connect_driven().await?;
-    let checked = pgshot_db::check_extension(&client).await;
-    done.await;
-    checked
 }
