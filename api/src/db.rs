@@ -36,6 +36,8 @@ pub struct KeyRow {
     pub name: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    pub rate_limit: Option<i32>,
+    pub max_in_flight: Option<i32>,
 }
 
 impl Db {
@@ -60,17 +62,18 @@ impl Db {
         Ok(row.get(0))
     }
 
-    /// Enqueues for `owner` and returns the new job's JSON.
-    pub async fn enqueue(&self, rid: &str, owner: &str, url: &str, options: &Value) -> ApiResult<Value> {
+    /// Enqueues for `owner` and returns the new job's JSON. A `watched` job's end is notified on
+    /// `pgshot_job_done` (for a request that waits for it); others finish without a NOTIFY.
+    pub async fn enqueue(&self, rid: &str, owner: &str, url: &str, options: &Value, watched: bool) -> ApiResult<Value> {
         let c = self.client(rid).await?;
-        let row = c
-            .query_one(
-                "WITH created AS (SELECT pgshot.enqueue_owned($1, $2, $3) AS id) \
-                 SELECT screenshot_job(created.id) FROM created",
-                &[&owner, &url, options],
-            )
-            .await
-            .map_err(|e| ApiError::from_db(rid, &e))?;
+        let sql = if watched {
+            "WITH created AS (SELECT pgshot.enqueue_owned($1, $2, $3) AS id) \
+             SELECT screenshot_watch(created.id) FROM created"
+        } else {
+            "WITH created AS (SELECT pgshot.enqueue_owned($1, $2, $3) AS id) \
+             SELECT screenshot_job(created.id) FROM created"
+        };
+        let row = c.query_one(sql, &[&owner, &url, options]).await.map_err(|e| ApiError::from_db(rid, &e))?;
         Ok(row.get(0))
     }
 
@@ -258,17 +261,57 @@ impl Db {
         })
     }
 
-    pub async fn create_key(&self, name: &str) -> Result<(String, String), String> {
+    /// GET /v1/usage for `owner`.
+    pub async fn usage(&self, rid: &str, owner: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c.query_one("SELECT pgshot.usage($1)", &[&owner]).await.map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(row.get(0))
+    }
+
+    /// The X-RateLimit-* values (limit, remaining, seconds to reset) of a live key with a rate
+    /// limit; `None` for any other key, or when the database cannot say.
+    pub async fn rate_limit(&self, key: &str) -> Option<(i32, i32, i32)> {
+        let c = self.pool.get().await.ok()?;
+        let row = c
+            .query_opt("SELECT rate_limit, remaining, reset_seconds FROM pgshot.api_key_limits($1)", &[&key])
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "rate limit headers unavailable"))
+            .ok()??;
+        Some((row.get::<_, Option<i32>>(0)?, row.get(1), row.get(2)))
+    }
+
+    /// A new key with its limits (None: no limit), in one transaction.
+    pub async fn create_key(
+        &self,
+        name: &str,
+        rate: Option<i32>,
+        max_in_flight: Option<i32>,
+    ) -> Result<(String, String), String> {
+        let mut c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let tx = c.transaction().await.map_err(db_text)?;
+        let row = tx.query_one("SELECT id, key FROM pgshot.api_key_create($1)", &[&name]).await.map_err(db_text)?;
+        let id: String = row.get(0);
+        tx.execute("SELECT pgshot.api_key_set_limits($1, $2, $3)", &[&id, &rate, &max_in_flight])
+            .await
+            .map_err(db_text)?;
+        tx.commit().await.map_err(db_text)?;
+        Ok((id, row.get(1)))
+    }
+
+    pub async fn set_key_limits(&self, id: &str, rate: Option<i32>, max_in_flight: Option<i32>) -> Result<(), String> {
         let c = self.pool.get().await.map_err(|e| e.to_string())?;
-        let row = c.query_one("SELECT id, key FROM pgshot.api_key_create($1)", &[&name]).await.map_err(db_text)?;
-        Ok((row.get(0), row.get(1)))
+        c.execute("SELECT pgshot.api_key_set_limits($1, $2, $3)", &[&id, &rate, &max_in_flight])
+            .await
+            .map_err(db_text)?;
+        Ok(())
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRow>, String> {
         let c = self.pool.get().await.map_err(|e| e.to_string())?;
         let rows = c
             .query(
-                "SELECT id, name, pgshot.timestamp_json(created_at), pgshot.timestamp_json(revoked_at) \
+                "SELECT id, name, pgshot.timestamp_json(created_at), pgshot.timestamp_json(revoked_at), \
+                        rate_limit, max_in_flight \
                  FROM pgshot.api_keys ORDER BY created_at, id",
                 &[],
             )
@@ -276,7 +319,14 @@ impl Db {
             .map_err(db_text)?;
         Ok(rows
             .iter()
-            .map(|r| KeyRow { id: r.get(0), name: r.get(1), created_at: r.get(2), revoked_at: r.get(3) })
+            .map(|r| KeyRow {
+                id: r.get(0),
+                name: r.get(1),
+                created_at: r.get(2),
+                revoked_at: r.get(3),
+                rate_limit: r.get(4),
+                max_in_flight: r.get(5),
+            })
             .collect())
     }
 

@@ -104,7 +104,8 @@ pub enum ApiError {
     /// A bulk request over 100 URLs, or (sync capture) a render that failed.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// Too many sync captures are waiting: retry after the given number of seconds.
+    /// An API key's limit (RATE_LIMITED), or too many sync captures waiting: retry after the given
+    /// number of seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
     #[oai(status = 500)]
@@ -284,6 +285,10 @@ impl ApiError {
             Failure::WrongState => ApiError::Conflict(body(rid, "INVALID_STATE", message, details)),
             Failure::Duplicate => ApiError::Conflict(body(rid, "IDEMPOTENCY_CONFLICT", message, details)),
             Failure::Gone => ApiError::Gone(body(rid, "RESULT_EXPIRED", message, details)),
+            Failure::Limited => {
+                let seconds = pgshot_db::retry_after(e).unwrap_or(1).max(1);
+                ApiError::TooManyRequests(body(rid, "RATE_LIMITED", message, details), seconds)
+            }
             Failure::Transient => {
                 tracing::warn!(request_id = rid, error = %e, "database busy or unavailable");
                 ApiError::Unavailable(body(rid, "SERVICE_UNAVAILABLE", "the database is busy; retry shortly", None), 1)

@@ -57,11 +57,31 @@ enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        limits: KeyLimits,
     },
     List,
     Revoke {
         id: String,
     },
+    /// Set a key's limits; a limit left out is removed.
+    Limit {
+        id: String,
+        #[command(flatten)]
+        limits: KeyLimits,
+    },
+}
+
+/// Per-key limits, enforced in SQL wherever jobs are created under the key: beyond them, 429
+/// with Retry-After.
+#[derive(clap::Args)]
+struct KeyLimits {
+    /// Jobs the key may create per minute (a bucket of this many, refilled continuously).
+    #[arg(long)]
+    rate: Option<i32>,
+    /// Jobs the key may have queued or processing at once.
+    #[arg(long)]
+    max_in_flight: Option<i32>,
 }
 
 #[derive(clap::Args)]
@@ -174,6 +194,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let docs = api.swagger_ui();
     let counters = Arc::new(Counters::default());
     let routes = Arc::new(Routes::from_spec(&spec_json));
+    let state_for_limits = state.clone();
     let app = Route::new()
         .nest("/", api)
         .nest("/docs", docs)
@@ -199,9 +220,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .around(move |ep, req| {
             let counters = counters.clone();
             let routes = routes.clone();
+            let state = state_for_limits.clone();
             async move {
                 let path = req.uri().path().to_string();
+                let key = api_key_of(&req);
                 let mut resp = ep.get_response(req).await;
+                // X-RateLimit-* on every answer to a live key with a rate limit, as it stands
+                // after this request.
+                if let Some((limit, remaining, reset)) = match key {
+                    Some(key) if resp.status() != StatusCode::UNAUTHORIZED => state.db.rate_limit(&key).await,
+                    _ => None,
+                } {
+                    let headers = resp.headers_mut();
+                    headers.insert("X-RateLimit-Limit", limit.into());
+                    headers.insert("X-RateLimit-Remaining", remaining.max(0).into());
+                    headers.insert("X-RateLimit-Reset", reset.max(0).into());
+                }
                 if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
                     if let Some(allow) = routes.allow(&path) {
                         resp.headers_mut().insert(poem::http::header::ALLOW, allow);
@@ -230,6 +264,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         )
         .await
         .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+}
+
+/// The API key a request carries, as the API's security schemes read it.
+fn api_key_of(req: &poem::Request) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    header("X-API-Key")
+        .or_else(|| header("Authorization").and_then(|v| v.strip_prefix("Bearer ")))
+        .map(str::to_string)
+        .filter(|k| !k.is_empty())
 }
 
 fn spec_response(spec: &str) -> Response {
@@ -351,16 +394,28 @@ async fn keys(args: ServeArgs, command: KeysCommand) -> Result<(), String> {
     let db = Db::new(&database, &public_url(&args), 1)?;
     db.check().await?;
     match command {
-        KeysCommand::Create { name } => {
-            let (id, key) = db.create_key(&name).await?;
+        KeysCommand::Create { name, limits } => {
+            let (id, key) = db.create_key(&name, limits.rate, limits.max_in_flight).await?;
             eprintln!("created API key {id} ({name}); it is shown only now:");
             println!("{key}");
         }
         KeysCommand::List => {
             for k in db.list_keys().await? {
                 let state = k.revoked_at.map_or("active".to_string(), |at| format!("revoked {at}"));
-                println!("{}\t{}\tcreated {}\t{state}", k.id, k.name, k.created_at);
+                let limit = |v: Option<i32>| v.map_or("none".to_string(), |v| v.to_string());
+                println!(
+                    "{}\t{}\tcreated {}\t{state}\trate {}/min\tin flight {}",
+                    k.id,
+                    k.name,
+                    k.created_at,
+                    limit(k.rate_limit),
+                    limit(k.max_in_flight)
+                );
             }
+        }
+        KeysCommand::Limit { id, limits } => {
+            db.set_key_limits(&id, limits.rate, limits.max_in_flight).await?;
+            eprintln!("limits of {id} set");
         }
         KeysCommand::Revoke { id } => {
             db.revoke_key(&id).await?;

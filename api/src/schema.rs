@@ -405,3 +405,72 @@ pub struct BulkWebhook {
     pub status: JobStatus,
     pub data: BulkJob,
 }
+
+/// Screenshots completed in a period, and the bytes of their outputs.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct PeriodUsage {
+    /// The first day of the calendar month (UTC of the database's time zone).
+    pub period_start: String,
+    pub period_end: String,
+    pub screenshots_count: i64,
+    pub bandwidth_bytes: i64,
+    /// The bytes, as `12 MB`.
+    pub bandwidth_formatted: String,
+}
+
+/// Every screenshot the key completed.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct UsageTotals {
+    pub screenshots_count: i64,
+    pub bandwidth_bytes: i64,
+    pub bandwidth_formatted: String,
+}
+
+/// The key's jobs by status (jobs deleted by `pgshot.job_retention` are not counted).
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+pub struct JobCounts {
+    pub queued: i64,
+    pub processing: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+/// The key's limits and where it stands; the rate fields are absent for a key without a rate limit.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageLimits {
+    /// Jobs the key may create per minute (X-RateLimit-Limit).
+    pub rate_per_minute: Option<i32>,
+    /// Jobs it may create now (X-RateLimit-Remaining).
+    pub remaining: Option<i32>,
+    /// Seconds until it may create `ratePerMinute` jobs again (X-RateLimit-Reset).
+    pub reset_seconds: Option<i32>,
+    /// Jobs it may have queued or processing at once.
+    pub max_in_flight: Option<i32>,
+    /// Jobs it has queued or processing.
+    pub in_flight: i64,
+}
+
+/// GET /v1/usage: the hosted API's period and totals fields, and pgshot's job counts and limits.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Always `self-hosted`.
+    pub tier: String,
+    /// This calendar month.
+    pub current_period: PeriodUsage,
+    /// Up to 12 earlier months with screenshots, newest first.
+    pub history: Vec<PeriodUsage>,
+    pub totals: UsageTotals,
+    pub jobs: JobCounts,
+    pub limits: UsageLimits,
+}

@@ -19,7 +19,7 @@ use crate::completion::Completions;
 use crate::db::{Cursor, Db};
 use crate::error::{operation_errors, ApiError, ApiResult, ErrorDetails};
 use crate::result::{CaptureResponse, ResultResponse};
-use crate::schema::{AsyncJobCreated, Base64Result, BulkJob, BulkRequest, Job, Timestamp, Uri};
+use crate::schema::{AsyncJobCreated, Base64Result, BulkJob, BulkRequest, Job, Timestamp, Uri, Usage};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -29,6 +29,8 @@ enum ApiTags {
     Jobs,
     /// Many URLs as one job.
     Bulk,
+    /// What an API key has used, and its limits.
+    Usage,
 }
 
 /// An API key in `X-API-Key`.
@@ -95,6 +97,8 @@ operation_errors!(
         Conflict = 409,
         /// The body is larger than the deployment's limit (1 MiB unless PGSHOT_MAX_BODY_BYTES says otherwise).
         PayloadTooLarge = 413,
+        /// The key's jobs per minute or jobs in flight are used up (RATE_LIMITED): retry after Retry-After seconds.
+        TooManyRequests = 429 + retry_after,
     }
 );
 
@@ -112,8 +116,17 @@ operation_errors!(
         PayloadTooLarge = 413,
         /// The render failed: `errorCode` is the job's (TIMEOUT, SELECTOR_NOT_FOUND, ...), `details.jobId` the job.
         Unprocessable = 422,
-        /// Too many sync captures are waiting: retry after Retry-After seconds, or use the async endpoint.
+        /// The key's jobs per minute or jobs in flight are used up (RATE_LIMITED), or too many sync
+        /// captures are waiting (TOO_MANY_REQUESTS): retry after Retry-After seconds.
         TooManyRequests = 429 + retry_after,
+    }
+);
+
+operation_errors!(
+    /// Errors of getUsage.
+    UsageErrors {
+        /// A missing, unknown or revoked API key.
+        Unauthorized = 401,
     }
 );
 
@@ -180,8 +193,17 @@ operation_errors!(
         PayloadTooLarge = 413,
         /// More than 100 URLs (BULK_TOO_LARGE).
         Unprocessable = 422,
+        /// The key's jobs per minute or jobs in flight are used up (RATE_LIMITED): retry after Retry-After seconds.
+        TooManyRequests = 429 + retry_after,
     }
 );
+
+#[derive(ApiResponse)]
+enum UsageFound {
+    /// The key's usage.
+    #[oai(status = 200)]
+    Usage(Json<Usage>),
+}
 
 #[derive(ApiResponse)]
 enum Found {
@@ -263,7 +285,7 @@ impl ScreenshotsApi {
             }
         }
         JobRequest::parse(&url, &body, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
-        let job = self.0.db.enqueue(&rid, &owner, &url, &body).await?;
+        let job = self.0.db.enqueue(&rid, &owner, &url, &body, false).await?;
         self.0.jobs_created.fetch_add(1, Ordering::Relaxed);
         let id = job["id"].as_str().unwrap_or_default().to_string();
         Ok(Created::Accepted(Json(AsyncJobCreated {
@@ -292,7 +314,7 @@ impl ScreenshotsApi {
         let page = Duration::from_millis(request.options.timeout.unwrap_or(30_000) as u64);
         let delay = Duration::from_millis(request.options.delay.unwrap_or(0) as u64);
         let deadline = Instant::now() + (page + delay + self.0.sync_allowance).min(self.0.sync_limit);
-        let created = self.0.db.enqueue(&rid, &owner, &url, &body).await?;
+        let created = self.0.db.enqueue(&rid, &owner, &url, &body, true).await?;
         let id = created["id"].as_str().unwrap_or_default().to_string();
         let waiter = self.0.completions.wait_for(&id);
         loop {
@@ -520,6 +542,18 @@ impl ScreenshotsApi {
         output_id: Path<String>,
     ) -> Result<ResultResponse, ResultErrors> {
         Ok(self.result(&auth, &job_id.0, Some(&output_id.0)).await?)
+    }
+
+    /// Your usage and limits
+    ///
+    /// Screenshots completed this month, in earlier months and in total with their bytes; jobs by
+    /// status; the key's limits on jobs per minute and jobs in flight and where it stands.
+    #[oai(path = "/v1/usage", method = "get", operation_id = "getUsage", tag = "ApiTags::Usage")]
+    async fn usage(&self, auth: Auth) -> Result<UsageFound, UsageErrors> {
+        let rid = new_job_id();
+        let owner = self.owner(&rid, &auth).await?;
+        let usage = self.0.db.usage(&rid, &owner).await?;
+        Ok(UsageFound::Usage(Json(to_typed(&rid, usage)?)))
     }
 }
 

@@ -96,6 +96,21 @@ const GRAPHILE: SqlQueue = SqlQueue {
     table: "graphile_worker._private_jobs",
 };
 
+/// `--only drain`: claim+complete alone, pgshot (one owner and 8 owners) and pgmq, printed (for
+/// working on the queue's throughput).
+pub fn drain_only(scale: usize) {
+    let workers = [1, 2, 4, 8];
+    let pgshot = claim_and_complete(&PGSHOT, scale, &workers, None).throughput;
+    let owners = claim_and_complete(&PGSHOT, scale, &[1, 8], Some(8)).throughput;
+    let pgmq = claim_and_complete(&PGMQ, scale, &workers, None).throughput;
+    for ((w, mine), (_, theirs)) in pgshot.iter().zip(&pgmq) {
+        println!("drain {w} workers: pgshot {mine:.0} jobs/s, pgmq {theirs:.0} jobs/s, {:.2}x", mine / theirs);
+    }
+    for (w, r) in owners {
+        println!("drain {w} workers, 8 owners: pgshot {r:.0} jobs/s");
+    }
+}
+
 pub fn measure_all(scale: usize) -> Vec<Figures> {
     [PGSHOT, PGMQ, GRAPHILE].iter().map(|q| measure(q, scale)).collect()
 }
@@ -128,7 +143,7 @@ fn measure(q: &SqlQueue, scale: usize) -> Figures {
     }
     let enqueue_bulk = (batches * 1000) as f64 / t.elapsed().as_secs_f64();
 
-    let Drained { throughput, table, profile } = claim_and_complete(q, scale, &[1, 2, 4, 8]);
+    let Drained { throughput, table, profile } = claim_and_complete(q, scale, &[1, 2, 4, 8], None);
 
     // Enqueue-to-claim latency through LISTEN/NOTIFY, at a low and a moderate arrival rate.
     let mut latency = Vec::new();
@@ -157,8 +172,9 @@ struct Drained {
     profile: Option<String>,
 }
 
-/// Claim + complete with each number of `workers`, each over the same number of jobs.
-fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize]) -> Drained {
+/// Claim + complete with each number of `workers`, each over the same number of jobs; with
+/// `owners`, pgshot's jobs are spread round-robin over that many owners (roles) first.
+fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize], owners: Option<usize>) -> Drained {
     let total = 20_000 / scale;
     let mut drained = Drained { throughput: Vec::new(), table: String::new(), profile: None };
     for &workers in workers {
@@ -166,6 +182,13 @@ fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize]) -> Drained 
         let bulk = c.prepare(q.enqueue_bulk).unwrap();
         for _ in 0..total / 1000 {
             c.execute(&bulk, &[&1000i32]).unwrap();
+        }
+        if let Some(owners) = owners {
+            c.execute(
+                "UPDATE pgshot.jobs SET enqueued_by = 'owner-' || (abs(hashtext(id)) % $1::int)",
+                &[&(owners as i32)],
+            )
+            .unwrap();
         }
         c.batch_execute("VACUUM ANALYZE").unwrap();
         let seconds = match q.claim {
@@ -185,19 +208,31 @@ fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize]) -> Drained 
     drained
 }
 
-/// A profile of pgshot's claim+complete: the same run with the trigger that notifies
-/// `pgshot_job_done` at each completion disabled (what sync captures wait on). A transaction that
-/// sends a NOTIFY holds a cluster-wide lock from its commit record to the end of the commit, so
-/// completions that notify cannot share one WAL flush. Not a configuration pgshot offers.
-pub fn without_done_notify(scale: usize) -> Vec<(usize, f64)> {
-    let q = SqlQueue {
-        name: "pgshot without the done NOTIFY",
+/// (workers, jobs per second) of each run.
+pub type Rates = Vec<(usize, f64)>;
+
+/// What pgshot's guarantees cost the queue: the same claim+complete runs (1 and 8 workers) with
+/// every completion notified on `pgshot_job_done` (`pgshot.notify_all_done`, what 0.2.0 did: a
+/// transaction that sends a NOTIFY holds a database-wide lock through its commit, so such commits
+/// cannot share one WAL flush), and with the jobs spread over `owners` owners, so that every claim
+/// shares its slots between them (fair shares).
+pub fn variants(scale: usize, owners: usize) -> (Rates, Rates) {
+    let notify_all = SqlQueue {
+        name: "pgshot, every completion notified",
         install: |url| {
-            connect_url(url).batch_execute("ALTER TABLE pgshot.jobs DISABLE TRIGGER jobs_notify_done").unwrap()
+            connect_url(url)
+                .batch_execute(
+                    "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET pgshot.notify_all_done = on', \
+                     current_database()); END $$",
+                )
+                .unwrap()
         },
         ..PGSHOT
     };
-    claim_and_complete(&q, scale, &[1, 8]).throughput
+    let fair = SqlQueue { name: "pgshot, jobs of several owners", ..PGSHOT };
+    let notified = claim_and_complete(&notify_all, scale, &[1, 8], None).throughput;
+    let shared = claim_and_complete(&fair, scale, &[1, 8], Some(owners)).throughput;
+    (notified, shared)
 }
 
 /// `workers` threads claim and complete until the queue is empty: the seconds it took, and the

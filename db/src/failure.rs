@@ -16,6 +16,9 @@ pub enum Failure {
     Duplicate,
     /// PS410: the result expired and was purged.
     Gone,
+    /// 53400 with a `retry after N s` DETAIL: an API key's limit (jobs per minute or in flight);
+    /// see [`retry_after`].
+    Limited,
     /// Try again shortly: no connection, the server is shutting down or out of resources, a
     /// serialization failure, deadlock, lock timeout or statement timeout (57014).
     Transient,
@@ -35,6 +38,7 @@ pub fn classify(e: &tokio_postgres::Error) -> Failure {
         "55000" => Failure::WrongState,
         "23505" => Failure::Duplicate,
         "PS410" => Failure::Gone,
+        "53400" if retry_after(e).is_some() => Failure::Limited,
         "42501" => Failure::Denied,
         c if c.starts_with("22") => Failure::Invalid,
         c if *code == SqlState::T_R_SERIALIZATION_FAILURE
@@ -53,4 +57,10 @@ pub fn classify(e: &tokio_postgres::Error) -> Failure {
 /// The server's own message when there is one (without tokio-postgres's "db error: " prefix).
 pub fn message(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// The seconds a limit's error (53400) asks the caller to wait: its DETAIL reads `retry after N s`.
+pub fn retry_after(e: &tokio_postgres::Error) -> Option<u32> {
+    let detail = e.as_db_error()?.detail()?;
+    detail.strip_prefix("retry after ")?.strip_suffix(" s")?.parse().ok()
 }

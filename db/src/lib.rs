@@ -13,5 +13,5 @@ pub mod worker_queue;
 
 pub use connect::{connect_error, Database, SslMode};
 pub use extension::{check_extension, EXTENSION_VERSION};
-pub use failure::{classify, message, Failure};
+pub use failure::{classify, message, retry_after, Failure};
 pub use listen::listen_forever;

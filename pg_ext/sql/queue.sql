@@ -5,8 +5,11 @@
 -- 23505 idempotency key reused for another request, PS410 result expired.
 
 -- Notifications: 'pgshot_jobs' (payload 'queued') wakes workers, once per statement that makes
--- jobs runnable; 'pgshot_job_done' carries {"id", "status"} of each job that reached a terminal
--- state. Both are delivered at commit, and not at all on rollback.
+-- jobs runnable; 'pgshot_job_done' carries {"id", "status"} of each watched job (a sync capture's,
+-- or one passed to screenshot_watch; every job when pgshot.notify_all_done is on) that reached a
+-- terminal state. Both are delivered at commit, and not at all on rollback. Only watched jobs are
+-- notified because a transaction that sends a NOTIFY holds a database-wide lock through its
+-- commit: a NOTIFY at every completion makes workers' commits wait for one another.
 
 CREATE FUNCTION pgshot.notify_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -27,7 +30,8 @@ $$;
 
 CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
     FOR EACH ROW
-    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status)
+    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status
+          AND (NEW.watched OR pgshot.notify_all_done()))
     EXECUTE FUNCTION pgshot.notify_done();
 
 -- Inserts validated requests (screenshot_enqueue and screenshot_enqueue_bulk validate them in
@@ -40,6 +44,7 @@ CREATE FUNCTION pgshot.insert_jobs(
 DECLARE
     clash record;
     result text[];
+    inserted bigint;
 BEGIN
     INSERT INTO pgshot.jobs (owner, bulk_id, bulk_position, id, url, options, priority, run_at, max_attempts,
                              idempotency_key, webhook_url, webhook_secret)
@@ -51,6 +56,11 @@ BEGIN
                               webhook_secret, ord)
     ORDER BY r.ord
     ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+    -- After the insert, so that a request answered from its idempotency key takes nothing.
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF p_owner IS NOT NULL AND inserted > 0 THEN
+        PERFORM pgshot.take_quota(p_owner, inserted);
+    END IF;
 
     IF cardinality(array_remove(p_keys, NULL)) = 0 THEN
         RETURN p_ids;
@@ -209,33 +219,102 @@ BEGIN
 END
 $$;
 
--- Claims up to max_jobs runnable jobs for worker_id, highest priority (lowest number) first,
--- giving each a lease. Jobs locked by another claimer are skipped, never waited for.
+-- How the next n claims are shared between owners (an API key; for SQL enqueues the role): with
+-- one owner queued, all n are its own. With several, each slot goes to the owner that would then
+-- have the fewest jobs running, so a key with a backlog (or with priority -100) cannot hold back
+-- another key's first job for more than about one job per worker slot. Ties go to the owner whose
+-- next job has waited longest. Priority orders jobs within an owner only.
+CREATE FUNCTION pgshot.claim_shares(n integer) RETURNS TABLE (tenant text, jobs integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    tenants text[];
+BEGIN
+    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each.
+    WITH RECURSIVE t(tenant) AS (
+        (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+         WHERE j.status = 'QUEUED'
+         ORDER BY coalesce(j.owner, j.enqueued_by, '') LIMIT 1)
+        UNION ALL
+        SELECT (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') > t.tenant
+                ORDER BY coalesce(j.owner, j.enqueued_by, '') LIMIT 1)
+        FROM t WHERE t.tenant IS NOT NULL
+    )
+    SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
+    IF cardinality(tenants) = 1 THEN
+        RETURN QUERY SELECT tenants[1], n;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH load AS (
+        SELECT x.tenant, due.jobs, due.head,
+               (SELECT count(*) FROM pgshot.jobs p
+                WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
+        FROM unnest(tenants) AS x(tenant)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS jobs, min(q.run_at) AS head
+            FROM (SELECT j.run_at FROM pgshot.jobs j
+                  WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
+                    AND j.run_at <= now()
+                  ORDER BY j.priority, j.run_at, j.id
+                  LIMIT n) q
+        ) due
+        WHERE due.jobs > 0
+    ), slots AS (
+        SELECT l.tenant
+        FROM load l CROSS JOIN LATERAL generate_series(1, l.jobs) AS s(k)
+        ORDER BY l.running + s.k, l.head, l.tenant
+        LIMIT n
+    )
+    -- Every owner with due jobs, those with slots first: the claim gives a share that came back
+    -- short (its jobs locked by other claimers) to the owners after it.
+    SELECT l.tenant, (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer
+    FROM load l
+    ORDER BY 2 DESC, l.running, l.head, l.tenant;
+END
+$$;
+
+-- Claims up to max_jobs runnable jobs for worker_id, shared between owners by claim_shares and
+-- highest priority (lowest number) first within an owner, giving each a lease. Jobs locked by
+-- another claimer are skipped, never waited for.
 CREATE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
 RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
                lease_expires_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+    share record;
+    wanted integer;
+    got integer;
+    short integer := 0;
 BEGIN
     PERFORM pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
-    RETURN QUERY
-    WITH picked AS (
-        SELECT j.id
-        FROM pgshot.jobs j
-        WHERE j.status = 'QUEUED' AND j.run_at <= now()
-        ORDER BY j.priority, j.run_at, j.id
-        LIMIT screenshot_claim.max_jobs
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE pgshot.jobs j
-    SET status = 'PROCESSING',
-        attempt = j.attempt + 1,
-        worker_id = screenshot_claim.worker_id,
-        lease_expires_at = now() + screenshot_claim.lease,
-        started_at = now()
-    FROM picked
-    WHERE j.id = picked.id
-    RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
+    FOR share IN SELECT s.tenant, s.jobs FROM pgshot.claim_shares(max_jobs) s LOOP
+        wanted := share.jobs + short;
+        CONTINUE WHEN wanted = 0;
+        RETURN QUERY
+        WITH picked AS (
+            SELECT j.id
+            FROM pgshot.jobs j
+            WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = share.tenant
+              AND j.run_at <= now()
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT wanted
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE pgshot.jobs j
+        SET status = 'PROCESSING',
+            attempt = j.attempt + 1,
+            worker_id = screenshot_claim.worker_id,
+            lease_expires_at = now() + screenshot_claim.lease,
+            started_at = now()
+        FROM picked
+        WHERE j.id = picked.id
+        RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        short := wanted - got;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION screenshot_claim(text, integer, interval) IS
@@ -280,7 +359,8 @@ CREATE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     j pgshot.jobs;
-    bad record;
+    item pgshot.output;
+    seen text[] := ARRAY[]::text[];
 BEGIN
     IF coalesce(cardinality(outputs), 0) = 0 THEN
         RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -288,16 +368,17 @@ BEGIN
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT o.ord, o.output_id INTO bad
-    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord)
-    WHERE o.output_id IS NULL OR o.output_type IS NULL OR o.content_type IS NULL OR o.bytes IS NULL
-       OR (SELECT count(*) FROM unnest(outputs) u WHERE u.output_id = o.output_id) > 1
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', bad.ord, bad.output_id
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'each output needs a unique output_id, an output_type, a content_type and bytes';
-    END IF;
+    -- One output is the usual case: checked element by element in PL/pgSQL (no query to plan).
+    FOR i IN 1 .. cardinality(outputs) LOOP
+        item := outputs[i];
+        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL OR item.bytes IS NULL
+           OR item.output_id = ANY (seen) THEN
+            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'each output needs a unique output_id, an output_type, a content_type and bytes';
+        END IF;
+        seen := seen || item.output_id;
+    END LOOP;
 
     j := pgshot.lock_attempt(job_id, worker_id, attempt);
     -- A cancel that arrived while the page rendered wins, as it does at a heartbeat or a fail:
@@ -609,6 +690,181 @@ BEGIN
 END
 $$;
 
+-- Per-key limits (pgshot.api_keys.rate_limit and max_in_flight), enforced where jobs are
+-- inserted, so that every way of enqueueing under a key obeys them. Beyond a limit: SQLSTATE
+-- 53400 (configuration_limit_exceeded) with DETAIL 'retry after N s'; pgshot-api answers 429 with
+-- Retry-After: N. Not a code of our own: the Rust enqueue functions pass only known codes on.
+
+-- The key's tokens now: the bucket refills rate_limit tokens a minute, up to rate_limit.
+CREATE FUNCTION pgshot.rate_tokens(k pgshot.api_keys) RETURNS double precision
+LANGUAGE sql STABLE AS $$
+    SELECT least(k.rate_limit::double precision,
+                 coalesce(k.rate_tokens, k.rate_limit)
+                 + coalesce(extract(epoch FROM now() - k.rate_checked_at), 0) * k.rate_limit / 60.0)
+$$;
+
+-- Jobs of an owner queued or processing, counted up to cap.
+CREATE FUNCTION pgshot.in_flight(p_owner text, cap bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM (SELECT 1 FROM pgshot.jobs
+                                  WHERE status = 'QUEUED' AND coalesce(owner, enqueued_by, '') = p_owner
+                                  LIMIT cap) q)
+         + (SELECT count(*) FROM (SELECT 1 FROM pgshot.jobs
+                                  WHERE status = 'PROCESSING' AND coalesce(owner, enqueued_by, '') = p_owner
+                                  LIMIT cap) p)
+$$;
+
+-- Takes n jobs from the key's limits, or raises 53400. Called after its jobs were inserted, in
+-- the same transaction: a refusal leaves nothing behind.
+CREATE FUNCTION pgshot.take_quota(p_owner text, n bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    k pgshot.api_keys;
+    tokens double precision;
+    running bigint;
+BEGIN
+    SELECT * INTO k FROM pgshot.api_keys WHERE id = p_owner;
+    IF k.rate_limit IS NULL AND k.max_in_flight IS NULL THEN
+        RETURN;
+    END IF;
+    -- One enqueue of a limited key at a time, so that two cannot both take the last token or slot.
+    SELECT * INTO k FROM pgshot.api_keys WHERE id = p_owner FOR UPDATE;
+    IF k.rate_limit IS NOT NULL AND n > k.rate_limit THEN
+        RAISE EXCEPTION '% jobs at once exceed the rate limit of API key "%" (% jobs per minute)',
+                        n, p_owner, k.rate_limit
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'send fewer URLs per request';
+    END IF;
+    IF k.max_in_flight IS NOT NULL THEN
+        running := pgshot.in_flight(p_owner, k.max_in_flight + 1);
+        IF running > k.max_in_flight THEN
+            RAISE EXCEPTION 'API key "%" may have % jobs queued or processing at once', p_owner, k.max_in_flight
+                USING ERRCODE = 'configuration_limit_exceeded', DETAIL = 'retry after 1 s',
+                      HINT = 'wait for a job to finish, or cancel one';
+        END IF;
+    END IF;
+    IF k.rate_limit IS NOT NULL THEN
+        tokens := pgshot.rate_tokens(k);
+        IF tokens < n THEN
+            RAISE EXCEPTION 'API key "%" may create % jobs per minute', p_owner, k.rate_limit
+                USING ERRCODE = 'configuration_limit_exceeded',
+                      DETAIL = format('retry after %s s', ceil((n - tokens) * 60.0 / k.rate_limit)::integer),
+                      HINT = 'wait, or spread the requests out';
+        END IF;
+        UPDATE pgshot.api_keys SET rate_tokens = tokens - n, rate_checked_at = now() WHERE id = p_owner;
+    END IF;
+END
+$$;
+
+-- A live key's limits and where it stands: what pgshot-api sends as X-RateLimit-Limit,
+-- -Remaining and -Reset (seconds until the bucket is full again). No row for an unknown key.
+CREATE FUNCTION pgshot.api_key_limits(key text)
+RETURNS TABLE (key_id text, rate_limit integer, remaining integer, reset_seconds integer)
+LANGUAGE sql STABLE AS $$
+    SELECT k.id, k.rate_limit,
+           floor(pgshot.rate_tokens(k))::integer,
+           ceil((k.rate_limit - pgshot.rate_tokens(k)) * 60.0 / k.rate_limit)::integer
+    FROM pgshot.api_keys k
+    WHERE k.key_hash = sha256(convert_to(key, 'UTF8')) AND k.revoked_at IS NULL
+$$;
+COMMENT ON FUNCTION pgshot.api_key_limits(text) IS
+    'a live key''s rate limit (jobs per minute), tokens left and seconds until the bucket is full';
+
+-- Sets a key's limits; NULL removes one. The bucket starts full.
+CREATE FUNCTION pgshot.api_key_set_limits(key_id text, rate_limit integer, max_in_flight integer)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'rate_limit must be between 1 and 1000000 jobs per minute'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', rate_limit);
+    END IF;
+    IF max_in_flight IS NOT NULL AND max_in_flight NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'max_in_flight must be between 1 and 1000000 jobs'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_in_flight);
+    END IF;
+    UPDATE pgshot.api_keys k
+    SET rate_limit = api_key_set_limits.rate_limit, max_in_flight = api_key_set_limits.max_in_flight,
+        rate_tokens = NULL, rate_checked_at = NULL
+    WHERE k.id = key_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'API key "%" does not exist', key_id USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgshot.api_key_set_limits(text, integer, integer) IS
+    'set an API key''s jobs per minute and jobs in flight (NULL: no limit)';
+
+-- GET /v1/usage: an owner's jobs by status, screenshots completed and bytes kept this month, in
+-- earlier months (up to 12) and in total, and its limits.
+CREATE FUNCTION pgshot.usage(p_owner text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    WITH mine AS (
+        SELECT j.id, j.status, j.completed_at,
+               (SELECT coalesce(sum(o.size), 0) FROM pgshot.outputs o WHERE o.job_id = j.id) AS bytes
+        FROM pgshot.jobs j WHERE j.owner = p_owner
+    ), months AS (
+        SELECT date_trunc('month', completed_at) AS start, count(*) AS shots, sum(bytes) AS bytes
+        FROM mine WHERE status = 'COMPLETED' GROUP BY 1
+    ), this_month AS (
+        SELECT date_trunc('month', now()) AS start
+    )
+    SELECT jsonb_build_object(
+        'tier', 'self-hosted',
+        'currentPeriod', jsonb_build_object(
+            'periodStart', pgshot.timestamp_json(tm.start),
+            'periodEnd', pgshot.timestamp_json(tm.start + interval '1 month'),
+            'screenshotsCount', coalesce(cur.shots, 0),
+            'bandwidthBytes', coalesce(cur.bytes, 0),
+            'bandwidthFormatted', pg_size_pretty(coalesce(cur.bytes, 0)::bigint)),
+        'history', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'periodStart', pgshot.timestamp_json(m.start),
+                       'periodEnd', pgshot.timestamp_json(m.start + interval '1 month'),
+                       'screenshotsCount', m.shots,
+                       'bandwidthBytes', m.bytes,
+                       'bandwidthFormatted', pg_size_pretty(m.bytes::bigint)) ORDER BY m.start DESC)
+            FROM (SELECT * FROM months WHERE start < tm.start ORDER BY start DESC LIMIT 12) m), '[]'),
+        'totals', jsonb_build_object(
+            'screenshotsCount', (SELECT coalesce(sum(shots), 0) FROM months),
+            'bandwidthBytes', (SELECT coalesce(sum(bytes), 0) FROM months),
+            'bandwidthFormatted', pg_size_pretty((SELECT coalesce(sum(bytes), 0) FROM months)::bigint)),
+        'jobs', jsonb_build_object(
+            'QUEUED', (SELECT count(*) FROM mine WHERE status = 'QUEUED'),
+            'PROCESSING', (SELECT count(*) FROM mine WHERE status = 'PROCESSING'),
+            'COMPLETED', (SELECT count(*) FROM mine WHERE status = 'COMPLETED'),
+            'FAILED', (SELECT count(*) FROM mine WHERE status = 'FAILED'),
+            'CANCELLED', (SELECT count(*) FROM mine WHERE status = 'CANCELLED')),
+        'limits', (SELECT jsonb_build_object(
+            'ratePerMinute', k.rate_limit,
+            'remaining', CASE WHEN k.rate_limit IS NOT NULL THEN floor(pgshot.rate_tokens(k))::integer END,
+            'resetSeconds', CASE WHEN k.rate_limit IS NOT NULL
+                                 THEN ceil((k.rate_limit - pgshot.rate_tokens(k)) * 60.0 / k.rate_limit)::integer END,
+            'maxInFlight', k.max_in_flight,
+            'inFlight', (SELECT count(*) FROM mine WHERE status IN ('QUEUED', 'PROCESSING')))
+            FROM pgshot.api_keys k WHERE k.id = p_owner))
+    FROM this_month tm LEFT JOIN months cur ON cur.start = tm.start
+$$;
+COMMENT ON FUNCTION pgshot.usage(text) IS 'GET /v1/usage for an API key';
+
+-- Asks for a job's end to be sent on pgshot_job_done: LISTEN first, then watch. A job that has
+-- already finished is notified at once (at commit). Returns the job as screenshot_job does.
+CREATE FUNCTION screenshot_watch(id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    UPDATE pgshot.jobs SET watched = true WHERE jobs.id = screenshot_watch.id RETURNING * INTO j;
+    IF NOT FOUND OR NOT pgshot.visible(j) THEN
+        RAISE EXCEPTION 'job "%" does not exist', screenshot_watch.id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF j.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN
+        PERFORM pg_notify('pgshot_job_done', json_build_object('id', j.id, 'status', j.status)::text);
+    END IF;
+    RETURN pgshot.job_json(j);
+END
+$$;
+COMMENT ON FUNCTION screenshot_watch(text) IS
+    'send this job''s end on pgshot_job_done (at once if it has ended); returns the job';
+
 -- A bulk request as the API returns it: counts, progress and a status derived from its jobs
 -- (QUEUED until one starts, PROCESSING until all are finished, then COMPLETED, or FAILED or
 -- CANCELLED when none completed). With jobs, each job's summary.
@@ -736,7 +992,8 @@ $$;
 
 CREATE TRIGGER jobs_enqueue_webhooks AFTER UPDATE OF status ON pgshot.jobs
     FOR EACH ROW
-    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status)
+    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status
+          AND (NEW.webhook_url IS NOT NULL OR NEW.bulk_id IS NOT NULL))
     EXECUTE FUNCTION pgshot.enqueue_webhooks();
 
 -- Claims due deliveries (and ones whose worker's lease expired) for worker_id, with a lease.
@@ -860,12 +1117,21 @@ BEGIN
 END
 $$;
 
+-- The queue's hot path plans its statements once per session: with a custom plan (the default
+-- for the first executions of a statement with parameters) every claim and complete would plan
+-- its queries again, about a fifth of their time. Their generic plans use the same indexes.
+ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
+
 -- Who am I: anyone may ask (it is also the default of jobs.enqueued_by).
 GRANT EXECUTE ON FUNCTION pgshot.caller() TO PUBLIC;
 GRANT USAGE ON SCHEMA pgshot TO pgshot_app, pgshot_worker, pgshot_api, pgshot_admin;
 GRANT EXECUTE ON FUNCTION
     screenshot_enqueue(text, jsonb), screenshot_enqueue_bulk(jsonb),
-    screenshot_job(text), screenshot_cancel(text), screenshot_result(text, text)
+    screenshot_job(text), screenshot_cancel(text), screenshot_result(text, text), screenshot_watch(text)
     TO pgshot_app, pgshot_api;
 GRANT EXECUTE ON FUNCTION
     screenshot_claim(text, integer, interval), screenshot_heartbeat(text, text, integer, interval),
@@ -879,7 +1145,7 @@ GRANT EXECUTE ON FUNCTION
     pgshot.api_key_owner(text), pgshot.enqueue_owned(text, text, jsonb),
     pgshot.enqueue_bulk_owned(text, jsonb, integer, text, text),
     pgshot.job_json(pgshot.jobs), pgshot.bulk_json(pgshot.bulks, boolean), pgshot.bulk_cancel(text),
-    pgshot.timestamp_json(timestamptz)
+    pgshot.timestamp_json(timestamptz), pgshot.api_key_limits(text), pgshot.usage(text)
     TO pgshot_api;
 GRANT SELECT ON pgshot.jobs, pgshot.bulks, pgshot.outputs TO pgshot_api;
 GRANT SELECT ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs, pgshot.webhook_deliveries,

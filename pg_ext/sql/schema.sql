@@ -23,10 +23,19 @@ CREATE TABLE pgshot.api_keys (
     key_hash   bytea NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz,
+    -- Limits (NULL: none), set with `pgshot-api keys limit`: jobs created per minute (a token
+    -- bucket of that size, refilled continuously) and jobs queued or processing at once.
+    rate_limit      integer,
+    max_in_flight   integer,
+    -- The bucket: tokens left at rate_checked_at (NULL: full).
+    rate_tokens     double precision,
+    rate_checked_at timestamptz,
     CONSTRAINT api_keys_id_shape CHECK (id ~ '^key_[0-9a-z]{12}$'),
     CONSTRAINT api_keys_name_length CHECK (length(name) BETWEEN 1 AND 200),
     CONSTRAINT api_keys_hash_is_sha256 CHECK (octet_length(key_hash) = 32),
-    CONSTRAINT api_keys_hash_unique UNIQUE (key_hash)
+    CONSTRAINT api_keys_hash_unique UNIQUE (key_hash),
+    CONSTRAINT api_keys_rate_limit_range CHECK (rate_limit BETWEEN 1 AND 1000000),
+    CONSTRAINT api_keys_max_in_flight_range CHECK (max_in_flight BETWEEN 1 AND 1000000)
 );
 
 COMMENT ON TABLE pgshot.api_keys IS 'pgshot-api keys, stored hashed; jobs.owner names the key that created a job';
@@ -80,6 +89,9 @@ CREATE TABLE pgshot.jobs (
     -- The database role that enqueued the job (pgshot.caller(), the default set in queue.sql);
     -- a member of pgshot_app sees only its own jobs. NULL for jobs enqueued before 0.2.0.
     enqueued_by      text,
+    -- Someone waits for this job (a sync capture, or screenshot_watch): its end is sent on
+    -- pgshot_job_done. NULL otherwise, unless pgshot.notify_all_done is on.
+    watched          boolean,
 
     CONSTRAINT jobs_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
     CONSTRAINT jobs_bulk_position_iff_bulk CHECK ((bulk_id IS NULL) = (bulk_position IS NULL)),
@@ -112,8 +124,12 @@ CREATE TABLE pgshot.jobs (
 
 COMMENT ON TABLE pgshot.jobs IS 'screenshot jobs: one row per job, its state, lease and result metadata';
 
--- Exactly the claim query's filter and ORDER BY, so claiming reads the index in order and stops.
-CREATE INDEX jobs_claim_order ON pgshot.jobs (priority, run_at, id) WHERE status = 'QUEUED';
+-- The claim's order within one owner (an API key, or for SQL enqueues the role): claiming reads
+-- it in order and stops, and a skip scan of its first column lists the owners with queued jobs.
+CREATE INDEX jobs_claim_order ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), priority, run_at, id)
+    WHERE status = 'QUEUED';
+-- Jobs running per owner, for fair shares and the in-flight limit.
+CREATE INDEX jobs_in_flight ON pgshot.jobs ((coalesce(owner, enqueued_by, ''))) WHERE status = 'PROCESSING';
 CREATE INDEX jobs_lease_expiry ON pgshot.jobs (lease_expires_at) WHERE status = 'PROCESSING';
 CREATE INDEX jobs_result_expiry ON pgshot.jobs (expires_at) WHERE status = 'COMPLETED' AND purged_at IS NULL;
 -- Idempotency keys are per owner: two API keys may use the same key for different jobs.

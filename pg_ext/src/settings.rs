@@ -11,6 +11,7 @@ pub static ALLOW_PRIVATE_NETWORKS: GucSetting<bool> = GucSetting::<bool>::new(fa
 static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 static JOB_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
+static NOTIFY_ALL_DONE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static WEBHOOK_RETRY_SCHEDULE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"0,5,300,1800,7200,18000,36000,36000"));
@@ -56,6 +57,16 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_bool_guc(
+        c"pgshot.notify_all_done",
+        c"NOTIFY pgshot_job_done for every job that finishes, not only for watched ones.",
+        c"Off by default: a NOTIFY makes commits wait for one another, which costs the queue most \
+          of its throughput with many workers. screenshot_watch(id) and sync captures watch a job.",
+        &NOTIFY_ALL_DONE,
+        // Read in the session that finishes the job (a worker's): set it with ALTER DATABASE.
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"pgshot.retry_backoff",
         c"Delay before the second attempt of a failed job; each later one waits four times longer.",
@@ -95,6 +106,12 @@ mod pgshot {
     fn job_retention() -> Option<Interval> {
         let seconds = JOB_RETENTION_S.get();
         (seconds > 0).then(|| Interval::from_micros(i64::from(seconds) * 1_000_000))
+    }
+
+    /// Whether every finished job is notified (`pgshot.notify_all_done`).
+    #[pg_extern(stable, parallel_safe)]
+    fn notify_all_done() -> bool {
+        NOTIFY_ALL_DONE.get()
     }
 
     /// The delay before the next webhook attempt after attempt `attempt` failed, or NULL when

@@ -637,3 +637,100 @@ fn a_client_still_sending_an_oversized_body_receives_its_413() {
     }
     assert!(broken.is_empty(), "{} of 100 got no answer: {:?}", broken.len(), broken.first());
 }
+
+/// (status, body, X-RateLimit-Limit, -Remaining, -Reset, Retry-After) of a call.
+fn call_limited(req: ureq::Request, body: Option<Value>) -> (u16, Value, [Option<i64>; 4]) {
+    let result = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let n = |h: &str| resp.header(h).map(|v| v.parse::<i64>().unwrap_or_else(|_| panic!("{h}: {v}")));
+    let headers = [n("X-RateLimit-Limit"), n("X-RateLimit-Remaining"), n("X-RateLimit-Reset"), n("Retry-After")];
+    let status = resp.status();
+    let text = resp.into_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+}
+
+#[test]
+fn key_limits_answer_429_with_retry_after_and_rate_limit_headers_and_usage_counts() {
+    let s = setup();
+    let key = keys_command(&s.url, &["create", "--name", "limited", "--rate", "3", "--max-in-flight", "100"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let listed = keys_command(&s.url, &["list"]);
+    assert!(
+        listed.lines().any(|l| l.contains("limited") && l.contains("rate 3/min") && l.contains("in flight 100")),
+        "{listed}"
+    );
+    let with = |method: &str, path: &str| ureq::request(method, &s.api.url(path)).set("X-API-Key", &key);
+    let page = json!({"url": "http://127.0.0.1:9/x"});
+
+    for remaining in [2, 1, 0] {
+        let (st, body, [limit, left, reset, _]) =
+            call_limited(with("POST", "/v1/screenshots/async"), Some(page.clone()));
+        assert_eq!(st, 202, "{body}");
+        assert_eq!((limit, left), (Some(3), Some(remaining)));
+        assert!(reset.is_some_and(|r| (1..=60).contains(&r)), "{reset:?}");
+    }
+    let (st, body, [limit, left, _, retry]) = call_limited(with("POST", "/v1/screenshots/async"), Some(page.clone()));
+    assert_error(st, &body, 429, "RATE_LIMITED");
+    assert!(body["message"].as_str().unwrap().contains("3 jobs per minute"), "{body}");
+    assert_eq!((limit, left), (Some(3), Some(0)));
+    assert!(retry.is_some_and(|r| (15..=20).contains(&r)), "Retry-After {retry:?}");
+    // A bulk and a sync capture are held to the same limit; reading is not limited, and says where
+    // the key stands.
+    let (st, body, _) = call_limited(with("POST", "/v1/screenshots/bulk"), Some(json!({"urls": [page.clone()]})));
+    assert_error(st, &body, 429, "RATE_LIMITED");
+    let (st, body, _) = call_limited(with("POST", "/v1/screenshots"), Some(page.clone()));
+    assert_error(st, &body, 429, "RATE_LIMITED");
+    let (st, body, [limit, left, ..]) = call_limited(with("GET", "/v1/screenshots/jobs"), None);
+    assert_eq!((st, limit, left), (200, Some(3), Some(0)), "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 3, "the refused requests created nothing");
+
+    let (st, usage, _) = call_limited(with("GET", "/v1/usage"), None);
+    assert_eq!(st, 200, "{usage}");
+    assert_eq!(usage["jobs"]["QUEUED"], 3, "{usage}");
+    assert_eq!(usage["limits"]["ratePerMinute"], 3, "{usage}");
+    assert_eq!(usage["limits"]["maxInFlight"], 100, "{usage}");
+    assert_eq!(usage["limits"]["inFlight"], 3, "{usage}");
+    assert_eq!(usage["limits"]["remaining"], 0, "{usage}");
+    assert_eq!(usage["tier"], "self-hosted");
+    assert_eq!(usage["currentPeriod"]["screenshotsCount"], 0, "{usage}");
+    let start = usage["currentPeriod"]["periodStart"].as_str().unwrap();
+    assert!(start.contains("-01T"), "this month's first day: {usage}");
+
+    // A key without limits gets no X-RateLimit headers; an unknown key gets 401 and none either.
+    let (st, _, [limit, ..]) = call_limited(authed(&s, "POST", "/v1/screenshots/async"), Some(page.clone()));
+    assert_eq!((st, limit), (202, None));
+    let (st, body, [limit, ..]) =
+        call_limited(ureq::get(&s.api.url("/v1/usage")).set("X-API-Key", "pgs_not_a_key"), None);
+    assert_error(st, &body, 401, "UNAUTHORIZED");
+    assert_eq!(limit, None);
+    let (st, usage, _) = call_limited(authed(&s, "GET", "/v1/usage"), None);
+    assert_eq!(st, 200);
+    assert_eq!(usage["limits"], json!({"inFlight": 1}), "no limits, one job queued");
+
+    // Limits are changed with `keys limit`; a key's jobs in flight are capped.
+    let id = listed.lines().find(|l| l.contains("limited")).unwrap().split('\t').next().unwrap().to_string();
+    keys_command(&s.url, &["limit", &id, "--max-in-flight", "3"]);
+    let (st, body, [limit, _, _, retry]) = call_limited(with("POST", "/v1/screenshots/async"), Some(page.clone()));
+    assert_error(st, &body, 429, "RATE_LIMITED");
+    assert!(body["message"].as_str().unwrap().contains("3 jobs queued or processing"), "{body}");
+    assert_eq!((limit, retry), (None, Some(1)), "no rate limit any more; in flight, retry in a second");
+    let first = body_id(&call_limited(with("GET", "/v1/screenshots/jobs"), None).1);
+    call_limited(with("POST", &format!("/v1/screenshots/jobs/{first}/cancel")), None);
+    let (st, body, _) = call_limited(with("POST", "/v1/screenshots/async"), Some(page));
+    assert_eq!(st, 202, "a cancelled job frees its slot: {body}");
+}
+
+fn body_id(list: &Value) -> String {
+    list[0]["id"].as_str().expect("a job in the list").to_string()
+}

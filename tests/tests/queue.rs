@@ -347,11 +347,13 @@ fn claim_order_follows_priority_then_run_at() {
     let order: Vec<String> = claim(&mut c, "w", 10, "30 seconds").into_iter().map(|(id, _)| id).collect();
     assert_eq!(order, [urgent, first, second, low]);
     assert_eq!(job(&mut c, &later)["status"], "QUEUED", "a job is not claimed before its runAt");
-    // The claim query reads the partial index in claim order: no sort, no scan of finished jobs.
+    // The claim query reads one owner's part of the partial index in claim order: no sort, no
+    // scan of finished jobs.
     c.batch_execute("SET enable_seqscan = off").unwrap();
     let plan: String = c
         .query(
-            "EXPLAIN SELECT id FROM pgshot.jobs WHERE status = 'QUEUED' AND run_at <= now() \
+            "EXPLAIN SELECT id FROM pgshot.jobs WHERE status = 'QUEUED' \
+                AND coalesce(owner, enqueued_by, '') = 'someone' AND run_at <= now() \
                 ORDER BY priority, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED",
             &[],
         )
@@ -364,12 +366,44 @@ fn claim_order_follows_priority_then_run_at() {
 }
 
 #[test]
+fn only_watched_jobs_are_notified_when_they_end() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    let mut c = cl.connect(&name);
+    let mut listener = cl.connect(&name);
+    listener.batch_execute("LISTEN pgshot_job_done").unwrap();
+
+    let quiet = enqueue(&mut c, "https://example.com/quiet", json!({}));
+    let watched = enqueue(&mut c, "https://example.com/watched", json!({}));
+    let seen: Value = c.query_one("SELECT screenshot_watch($1)", &[&watched]).unwrap().get(0);
+    assert_eq!(seen["status"], "QUEUED", "watch answers the job as screenshot_job does");
+    claim(&mut c, "w", 2, "30 seconds");
+    complete(&mut c, &quiet, "w", 1, b"png").unwrap();
+    complete(&mut c, &watched, "w", 1, b"png").unwrap();
+    // Watching a job that has already ended notifies it at once.
+    c.query_one("SELECT screenshot_watch($1)", &[&quiet]).unwrap();
+    assert_eq!(sqlstate(c.query_one("SELECT screenshot_watch('nosuchjob0000000')", &[])), NO_DATA_FOUND);
+
+    let heard: Vec<Value> = drain(&mut listener, Duration::from_secs(2))
+        .into_iter()
+        .map(|(_, payload)| serde_json::from_str(&payload).unwrap())
+        .collect();
+    assert_eq!(
+        heard,
+        [json!({"id": watched, "status": "COMPLETED"}), json!({"id": quiet, "status": "COMPLETED"})],
+        "the unwatched job was silent until it was watched"
+    );
+}
+
+#[test]
 fn cancel_handles_queued_processing_and_terminal_jobs() {
     let cl = cluster();
     let name = cl.fresh_db();
     let mut c = cl.connect(&name);
     let mut listener = cl.connect(&name);
     listener.batch_execute("LISTEN pgshot_job_done").unwrap();
+    // Every finished job is notified in this session, watched or not.
+    c.batch_execute("SET pgshot.notify_all_done = on").unwrap();
 
     let queued = enqueue(&mut c, "https://example.com/q", json!({}));
     let cancelled: Value = c.query_one("SELECT screenshot_cancel($1)", &[&queued]).unwrap().get(0);
@@ -535,7 +569,14 @@ fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
     assert!(rows.len() > 30, "the extension's functions: {}", rows.len());
     for row in rows {
         let (name, config): (String, Option<Vec<String>>) = (row.get(0), row.get(1));
-        assert_eq!(config, Some(vec!["search_path=pg_catalog, public, pgshot, pg_temp".to_string()]), "{name}");
+        let config = config.unwrap_or_default();
+        assert_eq!(
+            config.first().map(String::as_str),
+            Some("search_path=pg_catalog, public, pgshot, pg_temp"),
+            "{name}"
+        );
+        // The queue's hot path also plans once per session; nothing else is set.
+        assert!(config[1..].iter().all(|c| c == "plan_cache_mode=force_generic_plan"), "{name}: {config:?}");
     }
     // A table of the caller's named like one of ours is not what the functions read.
     c.batch_execute("CREATE TABLE public.jobs (id text); CREATE SCHEMA evil; SET search_path = evil, public").unwrap();
@@ -868,4 +909,210 @@ fn every_ssrf_spelling_is_refused_at_enqueue_as_a_page_and_as_a_webhook() {
     let err = c.query_one("SELECT screenshot_enqueue('http://[::ffff:169.254.169.254]/')", &[]).unwrap_err();
     let detail = err.as_db_error().and_then(|d| d.detail()).unwrap_or_default().to_string();
     assert!(detail.contains("link-local"), "{detail}");
+}
+
+/// configuration_limit_exceeded, with DETAIL "retry after N s".
+const LIMITED: &str = "53400";
+
+fn api_key(c: &mut Client, name: &str) -> String {
+    c.query_one("SELECT id FROM pgshot.api_key_create($1)", &[&name]).unwrap().get(0)
+}
+
+fn enqueue_as(c: &mut Client, owner: &str, url: &str, options: Value) -> Result<String, postgres::Error> {
+    c.query_one("SELECT pgshot.enqueue_owned($1, $2, $3)", &[&owner, &url, &options]).map(|r| r.get(0))
+}
+
+fn owner_of(c: &mut Client, id: &str) -> String {
+    c.query_one("SELECT coalesce(owner, enqueued_by) FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0)
+}
+
+#[test]
+fn a_key_with_a_backlog_does_not_hold_back_another_keys_first_jobs() {
+    let mut c = db();
+    let a = api_key(&mut c, "backlog");
+    let b = api_key(&mut c, "newcomer");
+    // A's 2000 jobs come first, and ask for the highest priority there is.
+    c.execute(
+        "SELECT pgshot.enqueue_owned($1, 'https://example.com/a/' || g, '{\"priority\": -100}') \
+         FROM generate_series(1, 2000) g",
+        &[&a],
+    )
+    .unwrap();
+    let b_jobs: Vec<String> = (0..5)
+        .map(|i| enqueue_as(&mut c, &b, &format!("https://example.com/b/{i}"), json!({"priority": 100})).unwrap())
+        .collect();
+    // Four worker slots: each takes one job, and takes the next when it finishes one.
+    let mut running: Vec<(String, i32)> = Vec::new();
+    let mut order = Vec::new();
+    for n in 0..12 {
+        if running.len() == 4 {
+            let (id, attempt) = running.remove(0);
+            complete(&mut c, &id, "w", attempt, b"png").unwrap();
+        }
+        let got = claim(&mut c, "w", 1, "5 minutes");
+        assert_eq!(got.len(), 1, "claim {n} found a job");
+        order.push(owner_of(&mut c, &got[0].0));
+        running.extend(got);
+    }
+    let b_claims: Vec<usize> = order.iter().enumerate().filter(|(_, o)| **o == b).map(|(i, _)| i).collect();
+    assert_eq!(b_claims.len(), 5, "all of B's jobs were claimed within 12 claims: {order:?}");
+    assert!(b_claims[0] <= 1, "B's first job is the first or second claim: {order:?}");
+    // A still gets its share meanwhile: the slots alternate.
+    assert!(order[..10].iter().filter(|o| **o == a).count() >= 5, "{order:?}");
+    let claimed_b: i64 = c
+        .query_one("SELECT count(*) FROM pgshot.jobs WHERE id = ANY($1) AND status <> 'QUEUED'", &[&b_jobs])
+        .unwrap()
+        .get(0);
+    assert_eq!(claimed_b, 5);
+
+    // One claim of many jobs shares its slots too, by how many each owner already runs.
+    let mut d = db();
+    let x = api_key(&mut d, "x");
+    let y = api_key(&mut d, "y");
+    for i in 0..20 {
+        enqueue_as(&mut d, &x, &format!("https://example.com/x/{i}"), json!({})).unwrap();
+    }
+    for i in 0..20 {
+        enqueue_as(&mut d, &y, &format!("https://example.com/y/{i}"), json!({})).unwrap();
+    }
+    let first = claim(&mut d, "w", 6, "5 minutes");
+    let owners: Vec<String> = first.iter().map(|(id, _)| owner_of(&mut d, id)).collect();
+    assert_eq!(owners.iter().filter(|o| **o == x).count(), 3, "{owners:?}");
+    let second = claim(&mut d, "w", 3, "5 minutes");
+    let owners: Vec<String> = second.iter().map(|(id, _)| owner_of(&mut d, id)).collect();
+    assert_eq!(owners.len(), 3);
+    // Within an owner, priority and then age still decide.
+    let within: Vec<String> = d
+        .query("SELECT url FROM pgshot.jobs WHERE owner = $1 AND status = 'PROCESSING' ORDER BY started_at, url", &[&x])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(within.iter().all(|u| u.starts_with("https://example.com/x/")), "{within:?}");
+}
+
+#[test]
+fn claimers_of_many_owners_take_every_job_exactly_once() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    let mut c = cl.connect(&name);
+    for half in 0..2 {
+        let requests: Vec<Value> =
+            (0..750).map(|i| json!({"url": format!("https://example.com/{half}/{i}")})).collect();
+        c.query("SELECT * FROM screenshot_enqueue_bulk($1)", &[&Value::Array(requests)]).unwrap();
+    }
+    // Five owners, unevenly: owner-0 has most of the jobs.
+    c.execute("UPDATE pgshot.jobs SET enqueued_by = 'owner-' || (abs(hashtext(id)) % 9 / 2)", &[]).unwrap();
+    let url = cl.url(&name);
+    let claimers: Vec<_> = (0..6)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut c = connect_url(&url);
+                let worker = format!("w{w}");
+                let mut mine = Vec::new();
+                let mut empty = 0;
+                // A claim can come back empty while the last jobs are locked by other claimers.
+                while empty < 3 {
+                    let batch = claim(&mut c, &worker, 5, "5 minutes");
+                    if batch.is_empty() {
+                        empty += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    for (id, attempt) in batch {
+                        complete(&mut c, &id, &worker, attempt, b"png").unwrap();
+                        mine.push(id);
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut claimed: Vec<String> = claimers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let n = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!((n, claimed.len()), (1500, 1500), "every job once");
+    let left: i64 = c.query_one("SELECT count(*) FROM pgshot.jobs WHERE status <> 'COMPLETED'", &[]).unwrap().get(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn key_limits_refuse_with_53400_and_retry_after_and_write_nothing() {
+    let mut c = db();
+    let key = api_key(&mut c, "limited");
+    c.execute("SELECT pgshot.api_key_set_limits($1, 3, NULL)", &[&key]).unwrap();
+    for i in 0..3 {
+        enqueue_as(&mut c, &key, &format!("https://example.com/{i}"), json!({"idempotencyKey": format!("k{i}")}))
+            .unwrap();
+    }
+    let before = count_jobs(&mut c);
+    let refused = enqueue_as(&mut c, &key, "https://example.com/4", json!({})).unwrap_err();
+    assert_eq!(refused.code().map(|s| s.code()), Some(LIMITED));
+    let db_error = refused.as_db_error().unwrap();
+    assert!(db_error.message().contains("3 jobs per minute"), "{}", db_error.message());
+    // The bucket refills 3 tokens a minute: the next one is 20 s away (less what has passed).
+    let wait: u32 =
+        db_error.detail().unwrap().strip_prefix("retry after ").unwrap().strip_suffix(" s").unwrap().parse().unwrap();
+    assert!((19..=20).contains(&wait), "{:?}", db_error.detail());
+    assert_eq!(count_jobs(&mut c), before, "a refused request writes nothing");
+    // A request answered from its idempotency key creates nothing and takes nothing.
+    enqueue_as(&mut c, &key, "https://example.com/0", json!({"idempotencyKey": "k0"})).unwrap();
+    // More jobs at once than the key may ever create in a minute: a client mistake, said so.
+    let bulk = c
+        .query_one(
+            "SELECT pgshot.enqueue_bulk_owned($1, $2, 100, NULL, NULL)",
+            &[&key, &json!([{"url": "https://a.example"}, {"url": "https://b.example"}, {"url": "https://c.example"}, {"url": "https://d.example"}])],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(Err::<(), _>(bulk)), INVALID_PARAMETER_VALUE);
+    // A minute later the bucket is full again.
+    c.execute(
+        "UPDATE pgshot.api_keys SET rate_checked_at = rate_checked_at - interval '1 minute' WHERE id = $1",
+        &[&key],
+    )
+    .unwrap();
+    let secret: String = c.query_one("SELECT key FROM pgshot.api_key_create('limits')", &[]).unwrap().get(0);
+    let limits = |c: &mut Client, secret: &str| -> Option<(Option<i32>, i32, i32)> {
+        c.query_opt("SELECT rate_limit, remaining, reset_seconds FROM pgshot.api_key_limits($1)", &[&secret])
+            .unwrap()
+            .map(|r| (r.get(0), r.get::<_, Option<i32>>(1).unwrap_or(-1), r.get::<_, Option<i32>>(2).unwrap_or(-1)))
+    };
+    assert_eq!(limits(&mut c, "pgs_unknown"), None, "an unknown key has no row");
+    assert_eq!(limits(&mut c, &secret), Some((None, -1, -1)), "a key without a rate limit");
+    let limited_id: String = c
+        .query_one("SELECT id FROM pgshot.api_keys WHERE key_hash = sha256(convert_to($1, 'UTF8'))", &[&secret])
+        .unwrap()
+        .get(0);
+    c.execute("SELECT pgshot.api_key_set_limits($1, 10, NULL)", &[&limited_id]).unwrap();
+    assert_eq!(limits(&mut c, &secret), Some((Some(10), 10, 0)), "a new limit starts with a full bucket");
+    enqueue_as(&mut c, &limited_id, "https://example.com/one", json!({})).unwrap();
+    enqueue_as(&mut c, &limited_id, "https://example.com/two", json!({})).unwrap();
+    // Two tokens taken; each comes back in 6 s.
+    assert_eq!(limits(&mut c, &secret), Some((Some(10), 8, 12)));
+    enqueue_as(&mut c, &key, "https://example.com/after-a-minute", json!({})).unwrap();
+
+    // In flight: queued or processing.
+    let busy = api_key(&mut c, "busy");
+    c.execute("SELECT pgshot.api_key_set_limits($1, NULL, 2)", &[&busy]).unwrap();
+    let first = enqueue_as(&mut c, &busy, "https://example.com/busy/1", json!({})).unwrap();
+    enqueue_as(&mut c, &busy, "https://example.com/busy/2", json!({})).unwrap();
+    let third = enqueue_as(&mut c, &busy, "https://example.com/busy/3", json!({})).unwrap_err();
+    assert_eq!(third.code().map(|s| s.code()), Some(LIMITED));
+    assert!(third.as_db_error().unwrap().message().contains("2 jobs queued or processing"));
+    c.query_one("SELECT screenshot_cancel($1)", &[&first]).unwrap();
+    enqueue_as(&mut c, &busy, "https://example.com/busy/3", json!({})).unwrap();
+    // Jobs enqueued from SQL without a key have no limit.
+    for i in 0..5 {
+        enqueue(&mut c, &format!("https://example.com/sql/{i}"), json!({}));
+    }
+    // Limits are checked when they are set.
+    for (rate, in_flight, field) in [(Some(0), None, "rate_limit"), (None, Some(-1), "max_in_flight")] {
+        let (code, message) =
+            db_message(c.query_one("SELECT pgshot.api_key_set_limits($1, $2, $3)", &[&busy, &rate, &in_flight]));
+        assert_eq!(code, INVALID_PARAMETER_VALUE);
+        assert!(message.starts_with(field), "{message}");
+    }
+    let e = c.query_one("SELECT pgshot.api_key_set_limits('key_nosuchkey000', 1, 1)", &[]).unwrap_err();
+    assert_eq!(e.code().map(|s| s.code()), Some(NO_DATA_FOUND));
 }
