@@ -40,6 +40,15 @@ if [ "$(.pgshot/venv/bin/st --version 2>/dev/null)" != "st, version $SCHEMATHESI
   .pgshot/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# Object storage is tested against moto's S3 server (tests/tests/storage.rs), in a virtualenv of
+# its own (its Flask and Werkzeug pins are not schemathesis's business).
+MOTO_VERSION=5.2.5
+if [ "$(.pgshot/moto/bin/python -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
+  say "installing moto $MOTO_VERSION (an S3 server for the tests) into .pgshot/moto"
+  python3 -m venv .pgshot/moto
+  .pgshot/moto/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
 # The generated-client tests (tests/tests/generated_clients.rs) generate a Python client with
 # openapi-python-client; the code it generates parses date-times with python-dateutil.
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1

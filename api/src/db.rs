@@ -17,7 +17,9 @@ pub struct Db {
 /// A completed job's result, with what the result endpoints need to answer.
 pub struct ResultRow {
     pub content_type: String,
-    pub bytes: Vec<u8>,
+    /// NULL for a result in object storage: `storage_key` names its object.
+    pub bytes: Option<Vec<u8>>,
+    pub storage_key: Option<String>,
     pub response_type: Option<String>,
     pub url: String,
     pub metadata: Option<Value>,
@@ -175,7 +177,8 @@ impl Db {
         let c = self.client(rid).await?;
         let row = c
             .query_opt(
-                "SELECT r.content_type, r.bytes, j.options->>'responseType', j.url, j.metadata, o.metadata \
+                "SELECT r.content_type, r.bytes, j.options->>'responseType', j.url, j.metadata, o.metadata, \
+                        o.storage_key \
                  FROM pgshot.jobs j \
                  CROSS JOIN LATERAL screenshot_result(j.id, $3) r \
                  LEFT JOIN pgshot.outputs o ON o.job_id = j.id AND o.output_id = r.output \
@@ -192,6 +195,7 @@ impl Db {
             url: row.get(3),
             metadata: row.get(4),
             output_metadata: row.get(5),
+            storage_key: row.get(6),
         })
     }
 

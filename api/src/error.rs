@@ -194,6 +194,15 @@ impl ApiError {
         ApiError::NotFound(body(rid, "NOT_FOUND", message, None))
     }
 
+    /// A result in object storage that cannot be fetched now: 503, retry shortly.
+    pub fn storage_unavailable(rid: &str, cause: &str) -> ApiError {
+        tracing::warn!(request_id = rid, error = cause, "object storage unavailable");
+        ApiError::Unavailable(
+            body(rid, "SERVICE_UNAVAILABLE", "the result's object storage is unavailable; retry shortly", None),
+            2,
+        )
+    }
+
     pub fn too_many_waiting(rid: &str) -> ApiError {
         let message = "too many sync captures are waiting; retry shortly or use /v1/screenshots/async";
         ApiError::TooManyRequests(body(rid, "TOO_MANY_REQUESTS", message, None), 1)

@@ -112,6 +112,13 @@ struct ServeArgs {
     /// When set, GET /metrics wants `Authorization: Bearer <this token>` (401 otherwise).
     #[arg(long, env = "PGSHOT_METRICS_TOKEN", global = true, hide_env_values = true)]
     metrics_token: Option<String>,
+    /// With PGSHOT_STORAGE=s3://...: `proxy` streams results through the API, `redirect` answers
+    /// 307 to a presigned URL of the object.
+    #[arg(long, env = "PGSHOT_STORAGE_SERVE", default_value = "proxy", global = true)]
+    storage_serve: screenshots::StorageServe,
+    /// How long a presigned storageUrl (and a redirect) stays valid, in seconds.
+    #[arg(long, env = "PGSHOT_STORAGE_URL_SECONDS", default_value_t = 3600, global = true)]
+    storage_url_seconds: u64,
 }
 
 #[tokio::main]
@@ -156,6 +163,9 @@ fn state(args: &ServeArgs, database: &Database) -> Result<Arc<State>, String> {
         policy: NetworkPolicy { allow_private_networks: args.allow_private_networks },
         max_body_bytes: args.max_body_bytes,
         jobs_created: AtomicU64::new(0),
+        storage: pgshot_storage::ObjectStore::from_env()?,
+        storage_serve: args.storage_serve,
+        storage_url_ttl: std::time::Duration::from_secs(args.storage_url_seconds.clamp(1, 7 * 24 * 3600)),
     }))
 }
 
@@ -178,6 +188,8 @@ pub fn spec() -> String {
         sync_max_wait_seconds: 180,
         max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
         metrics_token: None,
+        storage_serve: screenshots::StorageServe::Proxy,
+        storage_url_seconds: 3600,
     };
     let database = Database::parse("host=localhost").expect("a plain connection string");
     let state = state(&args, &database).expect("a pool can be built without connecting");

@@ -17,6 +17,8 @@ pub enum ResultResponse {
     Base64(Base64Result),
     /// Sync captures with responseType URL: the finished job, with its resultUrl.
     Job(Box<Job>),
+    /// PGSHOT_STORAGE_SERVE=redirect: 307 to a presigned URL of the object.
+    Redirect(String),
 }
 
 /// How the spec describes a result. The bytes are answered with the output's own Content-Type
@@ -46,7 +48,9 @@ impl ApiResponse for ResultResponse {
             "The result's bytes, answered with the output's own Content-Type: image/png, image/jpeg, \
              image/webp, application/pdf, text/html, text/markdown, text/plain or application/json. \
              When the job's responseType is BASE64 the answer is application/json instead, a \
-             Base64Result (components/schemas/Base64Result) with the bytes in `data`.",
+             Base64Result (components/schemas/Base64Result) with the bytes in `data`. A deployment \
+             with results in object storage and PGSHOT_STORAGE_SERVE=redirect answers 307 to a \
+             presigned URL of the object instead of the bytes (HTTP clients follow it).",
         )
     }
 
@@ -85,6 +89,10 @@ impl IntoResponse for ResultResponse {
             ResultResponse::Bytes { content_type, bytes } => Response::builder().content_type(content_type).body(bytes),
             ResultResponse::Base64(result) => poem::web::Json(result.to_json()).into_response(),
             ResultResponse::Job(job) => poem::web::Json(job.to_json()).into_response(),
+            ResultResponse::Redirect(url) => Response::builder()
+                .status(poem::http::StatusCode::TEMPORARY_REDIRECT)
+                .header(poem::http::header::LOCATION, url)
+                .finish(),
         };
         let headers = response.headers_mut();
         headers.insert("X-Content-Type-Options", poem::http::HeaderValue::from_static("nosniff"));

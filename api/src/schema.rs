@@ -112,6 +112,10 @@ pub struct OutputInfo {
     pub size: i64,
     /// Where to download it (GET, with the API key).
     pub result_url: Uri,
+    /// Results in object storage: a presigned URL of the object, valid for a limited time
+    /// (PGSHOT_STORAGE_URL_SECONDS), without the API key.
+    #[oai(skip_serializing_if_is_none)]
+    pub storage_url: Option<Uri>,
     /// Images and PDFs: width in device pixels.
     #[oai(skip_serializing_if_is_none)]
     pub width: Option<i64>,
@@ -155,7 +159,8 @@ pub struct Job {
     pub url: String,
     /// COMPLETED jobs: where to download the (first) result.
     pub result_url: Option<Uri>,
-    /// COMPLETED jobs: the same URL, under the hosted API's other name.
+    /// COMPLETED jobs with results in object storage: a presigned URL of the (first) result's
+    /// object, valid for a limited time (PGSHOT_STORAGE_URL_SECONDS), without the API key.
     pub storage_url: Option<Uri>,
     /// FAILED jobs: why; TIMEOUT, URL_UNREACHABLE, PAGE_CRASHED, PAGE_UNRESPONSIVE and the
     /// other transient codes were retried up to maxAttempts first.
@@ -413,8 +418,11 @@ pub struct BulkWebhook {
 pub struct PeriodUsage {
     /// The first day of the calendar month (UTC of the database's time zone).
     pub period_start: String,
+    /// The first day of the next month.
     pub period_end: String,
+    /// Jobs completed in the period (whose results may since have expired).
     pub screenshots_count: i64,
+    /// Bytes of their outputs.
     pub bandwidth_bytes: i64,
     /// The bytes, as `12 MB`.
     pub bandwidth_formatted: String,
@@ -425,8 +433,11 @@ pub struct PeriodUsage {
 #[oai(rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct UsageTotals {
+    /// Jobs completed.
     pub screenshots_count: i64,
+    /// Bytes of their outputs.
     pub bandwidth_bytes: i64,
+    /// The bytes, as `12 MB`.
     pub bandwidth_formatted: String,
 }
 
@@ -435,10 +446,15 @@ pub struct UsageTotals {
 #[oai(rename_all = "UPPERCASE")]
 #[serde(rename_all = "UPPERCASE")]
 pub struct JobCounts {
+    /// Waiting for a worker (or for a retry).
     pub queued: i64,
+    /// Being rendered.
     pub processing: i64,
+    /// Finished with a result.
     pub completed: i64,
+    /// Finished without one.
     pub failed: i64,
+    /// Cancelled before they finished.
     pub cancelled: i64,
 }
 
@@ -470,7 +486,10 @@ pub struct Usage {
     pub current_period: PeriodUsage,
     /// Up to 12 earlier months with screenshots, newest first.
     pub history: Vec<PeriodUsage>,
+    /// Every month together.
     pub totals: UsageTotals,
+    /// The key's jobs now, by status.
     pub jobs: JobCounts,
+    /// The key's limits.
     pub limits: UsageLimits,
 }

@@ -7,6 +7,7 @@ use base64::Engine;
 use std::time::{Duration, Instant};
 
 use pgshot_job::{new_job_id, JobRequest, JobStatus, NetworkPolicy, ResponseType, ScreenshotOptions};
+use pgshot_storage::ObjectStore;
 use poem_openapi::auth::{ApiKey, Bearer};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -235,6 +236,44 @@ pub struct State {
     /// Largest request body accepted (PGSHOT_MAX_BODY_BYTES).
     pub max_body_bytes: usize,
     pub jobs_created: AtomicU64,
+    /// PGSHOT_STORAGE=s3://...: the bucket results are in (None: in Postgres).
+    pub storage: Option<ObjectStore>,
+    pub storage_serve: StorageServe,
+    /// How long a presigned storageUrl stays valid.
+    pub storage_url_ttl: Duration,
+}
+
+/// How results in object storage are served (PGSHOT_STORAGE_SERVE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageServe {
+    /// The API downloads the object and answers with its bytes (the bucket may be private to it).
+    Proxy,
+    /// 307 to a presigned URL of the object (clients must reach the bucket).
+    Redirect,
+}
+
+impl State {
+    /// The extension's JSON as a typed answer, its `storageKey`s turned into presigned
+    /// `storageUrl`s (results in object storage), or removed.
+    fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
+        self.storage_urls(&mut value);
+        to_typed(rid, value)
+    }
+
+    fn storage_urls(&self, value: &mut Value) {
+        match value {
+            Value::Object(fields) => {
+                if let Some(Value::String(key)) = fields.remove("storageKey") {
+                    if let Some(store) = &self.storage {
+                        fields.insert("storageUrl".into(), store.presigned_get(&key, self.storage_url_ttl).into());
+                    }
+                }
+                fields.values_mut().for_each(|v| self.storage_urls(v));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.storage_urls(v)),
+            _ => {}
+        }
+    }
 }
 
 pub struct ScreenshotsApi(pub Arc<State>);
@@ -321,7 +360,7 @@ impl ScreenshotsApi {
             let job = self.0.db.job(&rid, &owner, &id).await?;
             match job["status"].as_str() {
                 Some("COMPLETED") if request.options.response_type == Some(ResponseType::Url) => {
-                    return Ok(CaptureResponse(ResultResponse::Job(Box::new(to_job(&rid, job)?))));
+                    return Ok(CaptureResponse(ResultResponse::Job(Box::new(self.0.typed(&rid, job)?))));
                 }
                 Some("COMPLETED") => return Ok(CaptureResponse(self.result_of(&rid, &owner, &id, None).await?)),
                 Some("FAILED") => return Err(ApiError::render_failed(&rid, &job).into()),
@@ -367,7 +406,7 @@ impl ScreenshotsApi {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = more.then(|| rows.last().map(|(_, c)| c.to_string())).flatten();
-        let jobs: Vec<Job> = rows.into_iter().map(|(v, _)| to_job(&rid, v)).collect::<Result<_, _>>()?;
+        let jobs: Vec<Job> = rows.into_iter().map(|(v, _)| self.0.typed(&rid, v)).collect::<Result<_, _>>()?;
         Ok(Listed::Jobs(Json(jobs), next_cursor))
     }
 
@@ -385,7 +424,7 @@ impl ScreenshotsApi {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let job = self.0.db.job(&rid, &owner, &job_id.0).await?;
-        Ok(Found::Job(Json(to_job(&rid, job)?)))
+        Ok(Found::Job(Json(self.0.typed(&rid, job)?)))
     }
 
     /// Cancel a job
@@ -407,7 +446,7 @@ impl ScreenshotsApi {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let job = self.0.db.cancel(&rid, &owner, &job_id.0).await?;
-        Ok(Found::Job(Json(to_job(&rid, job)?)))
+        Ok(Found::Job(Json(self.0.typed(&rid, job)?)))
     }
 
     /// Download a job's result
@@ -451,7 +490,7 @@ impl ScreenshotsApi {
             .await?;
         let created = bulk["totalJobs"].as_u64().unwrap_or(0);
         self.0.jobs_created.fetch_add(created, Ordering::Relaxed);
-        Ok(BulkCreated::Accepted(Json(to_typed(&rid, bulk)?)))
+        Ok(BulkCreated::Accepted(Json(self.0.typed(&rid, bulk)?)))
     }
 
     /// List your bulk jobs
@@ -477,7 +516,7 @@ impl ScreenshotsApi {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = more.then(|| rows.last().map(|(_, c)| c.to_string())).flatten();
-        let bulks = rows.into_iter().map(|(v, _)| to_typed(&rid, v)).collect::<Result<_, _>>()?;
+        let bulks = rows.into_iter().map(|(v, _)| self.0.typed(&rid, v)).collect::<Result<_, _>>()?;
         Ok(BulkListed::Bulks(Json(bulks), next_cursor))
     }
 
@@ -495,7 +534,7 @@ impl ScreenshotsApi {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let bulk = self.0.db.bulk(&rid, &owner, &bulk_id.0).await?;
-        Ok(BulkFound::Bulk(Json(to_typed(&rid, bulk)?)))
+        Ok(BulkFound::Bulk(Json(self.0.typed(&rid, bulk)?)))
     }
 
     /// Cancel a bulk job's unfinished jobs
@@ -518,7 +557,7 @@ impl ScreenshotsApi {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let bulk = self.0.db.cancel_bulk(&rid, &owner, &bulk_id.0).await?;
-        Ok(BulkFound::Bulk(Json(to_typed(&rid, bulk)?)))
+        Ok(BulkFound::Bulk(Json(self.0.typed(&rid, bulk)?)))
     }
 
     /// Download one output of a multi-output job
@@ -553,7 +592,7 @@ impl ScreenshotsApi {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
         let usage = self.0.db.usage(&rid, &owner).await?;
-        Ok(UsageFound::Usage(Json(to_typed(&rid, usage)?)))
+        Ok(UsageFound::Usage(Json(self.0.typed(&rid, usage)?)))
     }
 }
 
@@ -571,8 +610,22 @@ impl ScreenshotsApi {
     async fn result_of(&self, rid: &str, owner: &str, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {
         let rid = rid.to_string();
         let r = self.0.db.result(&rid, owner, job_id, output).await?;
-        if r.response_type.as_deref() != Some("BASE64") {
-            return Ok(ResultResponse::Bytes { content_type: r.content_type, bytes: r.bytes });
+        let base64 = r.response_type.as_deref() == Some("BASE64");
+        let bytes = match (r.bytes, &r.storage_key, &self.0.storage) {
+            (Some(bytes), _, _) => bytes,
+            (None, Some(key), Some(store)) => {
+                if self.0.storage_serve == StorageServe::Redirect && !base64 {
+                    return Ok(ResultResponse::Redirect(store.presigned_get(key, self.0.storage_url_ttl)));
+                }
+                store.get(key).await.map_err(|e| ApiError::storage_unavailable(&rid, &e))?
+            }
+            (None, Some(_), None) => return Err(ApiError::storage_unavailable(&rid, "PGSHOT_STORAGE is not set")),
+            (None, None, _) => {
+                return Err(ApiError::storage_unavailable(&rid, "the output has neither bytes nor an object"))
+            }
+        };
+        if !base64 {
+            return Ok(ResultResponse::Bytes { content_type: r.content_type, bytes });
         }
         let meta = r.metadata.unwrap_or(Value::Null);
         let out = r.output_metadata.unwrap_or(Value::Null);
@@ -582,10 +635,10 @@ impl ScreenshotsApi {
             format,
             width: out["width"].as_i64().or(meta["width"].as_i64()),
             height: out["height"].as_i64().or(meta["height"].as_i64()),
-            size: r.bytes.len() as i64,
+            size: bytes.len() as i64,
             render_time_ms: meta["renderTimeMs"].as_i64(),
             encoding: "base64".into(),
-            data: base64::engine::general_purpose::STANDARD.encode(&r.bytes),
+            data: base64::engine::general_purpose::STANDARD.encode(&bytes),
             content_type: r.content_type,
         }))
     }
@@ -624,10 +677,6 @@ fn to_typed<T: serde::de::DeserializeOwned>(rid: &str, mut value: Value) -> ApiR
         tracing::error!(request_id = rid, error = %e, "the extension's JSON does not match the API schema");
         ApiError::internal(rid)
     })
-}
-
-fn to_job(rid: &str, value: Value) -> ApiResult<Job> {
-    to_typed(rid, value)
 }
 
 /// `screenshot_fail` takes any code of the right shape: a worker of the user's own may fail a
@@ -714,11 +763,11 @@ mod tests {
     fn a_job_failed_with_a_code_pgshot_does_not_know_is_still_readable() {
         let job = json!({"id": "j", "status": "FAILED", "url": "https://example.com", "createdAt": "2026-01-01T00:00:00Z",
                          "errorCode": "MY_OWN_CODE", "errorMessage": "it broke"});
-        let typed = to_job("rid", job).unwrap();
+        let typed = to_typed::<Job>("rid", job).unwrap();
         assert_eq!(typed.error_code, Some(pgshot_job::ErrorCode::InternalError));
         assert_eq!(typed.error_message.as_deref(), Some("MY_OWN_CODE: it broke"));
         let known = json!({"id": "j", "status": "FAILED", "url": "u", "createdAt": "t", "errorCode": "TIMEOUT"});
-        assert_eq!(to_job("rid", known).unwrap().error_code, Some(pgshot_job::ErrorCode::Timeout));
+        assert_eq!(to_typed::<Job>("rid", known).unwrap().error_code, Some(pgshot_job::ErrorCode::Timeout));
         let bulk = json!({"id": "b", "status": "FAILED", "totalJobs": 1, "completedJobs": 0, "failedJobs": 1,
                           "progress": 100, "createdAt": "t", "jobs": [{"id": "j", "url": "u", "status": "FAILED",
                           "errorCode": "NOPE"}]});

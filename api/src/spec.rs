@@ -401,7 +401,8 @@ mod tests {
         let statuses = |path: &str, method: &str| -> Vec<String> {
             spec["paths"][path][method]["responses"].as_object().unwrap().keys().cloned().collect()
         };
-        assert_eq!(statuses("/v1/screenshots/async", "post"), ["202", "400", "401", "409", "413", "500", "503"]);
+        assert_eq!(statuses("/v1/screenshots/async", "post"), ["202", "400", "401", "409", "413", "429", "500", "503"]);
+        assert_eq!(statuses("/v1/usage", "get"), ["200", "401", "500", "503"]);
         assert_eq!(statuses("/v1/screenshots/jobs/{jobId}", "get"), ["200", "400", "401", "404", "500", "503"]);
         assert!(!statuses("/v1/screenshots/jobs", "get").contains(&"404".to_string()));
         let result = &spec["paths"]["/v1/screenshots/jobs/{jobId}/result"]["get"]["responses"]["200"]["content"];

@@ -89,6 +89,19 @@ pub struct OutputRow {
     pub metadata: Value,
 }
 
+/// One output in object storage, as the composite `pgshot.stored_output`.
+#[derive(Debug, Clone, ToSql)]
+#[postgres(name = "stored_output")]
+pub struct StoredOutputRow {
+    pub output_id: String,
+    pub output_type: String,
+    pub content_type: String,
+    pub storage_key: String,
+    pub size: i64,
+    pub sha256: Vec<u8>,
+    pub metadata: Value,
+}
+
 #[derive(Clone)]
 pub struct Queue {
     pool: Pool,
@@ -137,6 +150,48 @@ impl Queue {
                 &[&job.id, &&*self.worker_id, &job.attempt, metadata, &outputs],
             )
             .await?;
+        Ok(())
+    }
+
+    /// Announces the object keys the attempt is about to upload (they are garbage until
+    /// `complete_stored` names them).
+    pub async fn store_begin(&self, job: &ClaimedJob, keys: &[String]) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT screenshot_store_begin($1, $2, $3, $4)",
+                &[&job.id, &&*self.worker_id, &job.attempt, &keys],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn complete_stored(
+        &self,
+        job: &ClaimedJob,
+        metadata: &Value,
+        outputs: &[StoredOutputRow],
+    ) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT screenshot_complete_stored($1, $2, $3, $4, $5)",
+                &[&job.id, &&*self.worker_id, &job.attempt, metadata, &outputs],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Object keys due for deletion from the bucket.
+    pub async fn storage_sweep(&self, max: i32) -> Result<Vec<String>, QueueError> {
+        let client = self.pool.get().await?;
+        let rows = client.query("SELECT screenshot_storage_sweep($1)", &[&max]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn storage_forget(&self, keys: &[String]) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client.execute("SELECT screenshot_storage_forget($1)", &[&keys]).await?;
         Ok(())
     }
 

@@ -16,6 +16,21 @@ ALTER TABLE pgshot.api_keys
 -- still re-reads its job now and then).
 ALTER TABLE pgshot.jobs ADD COLUMN watched boolean;
 
+-- Results in object storage: an output keeps its object's key and SHA-256 instead of its bytes.
+ALTER TABLE pgshot.outputs
+    ADD COLUMN storage_key text,
+    ADD COLUMN sha256 bytea,
+    ADD CONSTRAINT outputs_bytes_or_stored CHECK (bytes IS NULL OR storage_key IS NULL),
+    ADD CONSTRAINT outputs_sha256_shape CHECK (octet_length(sha256) = 32);
+CREATE TABLE pgshot.storage_garbage (
+    key    text PRIMARY KEY,
+    job_id text,
+    due_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgshot.storage_garbage IS 'bucket objects to delete (PGSHOT_STORAGE=s3): orphaned uploads and purged results';
+CREATE INDEX storage_garbage_due ON pgshot.storage_garbage (due_at);
+SELECT pg_catalog.pg_extension_config_dump('pgshot.storage_garbage', '');
+
 -- The claim order per owner, for fair shares.
 DROP INDEX pgshot.jobs_claim_order;
 CREATE INDEX jobs_claim_order ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), priority, run_at, id)
@@ -248,6 +263,234 @@ BEGIN
 END
 $$;
 
+-- Results in object storage (PGSHOT_STORAGE=s3://...). A worker names the keys of an attempt's
+-- outputs before it uploads them (screenshot_store_begin, which records them as garbage due in an
+-- hour), uploads, and completes with the keys (screenshot_complete_stored, which takes them off
+-- the garbage list). Whatever happens in between (the worker killed, the lease lost, the job
+-- cancelled, the bucket down), no object is left behind for longer than that hour.
+
+CREATE TYPE pgshot.stored_output AS (
+    output_id    text,
+    output_type  text,
+    content_type text,
+    storage_key  text,
+    size         bigint,
+    sha256       bytea,
+    metadata     jsonb
+);
+COMMENT ON TYPE pgshot.stored_output IS 'one result in object storage, handed to screenshot_complete_stored';
+
+CREATE FUNCTION screenshot_store_begin(job_id text, worker_id text, attempt integer, keys text[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(cardinality(keys), 0) = 0 OR array_position(keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'keys must be a non-empty array of object keys' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pgshot.lock_attempt(job_id, worker_id, attempt);
+    INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
+    SELECT k, screenshot_store_begin.job_id, now() + interval '1 hour' FROM unnest(keys) AS k
+    ON CONFLICT (key) DO UPDATE SET due_at = EXCLUDED.due_at;
+END
+$$;
+COMMENT ON FUNCTION screenshot_store_begin(text, text, integer, text[]) IS
+    'for workers: announce the object keys an attempt is about to upload; 55000 if the lease was lost';
+
+-- screenshot_complete for outputs in object storage: the same transition, the rows keep the key,
+-- size and SHA-256 instead of the bytes.
+CREATE FUNCTION screenshot_complete_stored(job_id text, worker_id text, attempt integer, metadata jsonb,
+                                           outputs pgshot.stored_output[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+    item pgshot.stored_output;
+    seen text[] := ARRAY[]::text[];
+    keys text[] := ARRAY[]::text[];
+BEGIN
+    IF coalesce(cardinality(outputs), 0) = 0 THEN
+        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1 .. cardinality(outputs) LOOP
+        item := outputs[i];
+        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL
+           OR item.storage_key IS NULL OR item.size IS NULL OR item.size < 0 OR item.sha256 IS NULL
+           OR item.output_id = ANY (seen) THEN
+            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'each output needs a unique output_id, an output_type, a content_type, a storage_key, a size and a sha256';
+        END IF;
+        seen := seen || item.output_id;
+        keys := keys || item.storage_key;
+    END LOOP;
+
+    j := pgshot.lock_attempt(job_id, worker_id, attempt);
+    IF j.cancel_requested THEN
+        UPDATE pgshot.jobs
+        SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
+        WHERE id = j.id;
+        -- The uploads are not kept: delete them now rather than in an hour.
+        INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
+        SELECT k, j.id, now() FROM unnest(keys) AS k
+        ON CONFLICT (key) DO UPDATE SET due_at = now();
+        RETURN;
+    END IF;
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, storage_key,
+                                sha256, metadata)
+    SELECT j.id, o.output_id, o.ord, o.output_type, o.content_type, o.size, o.storage_key, o.sha256,
+           coalesce(o.metadata, '{}')
+    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
+                                              metadata, ord);
+    DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
+    UPDATE pgshot.jobs
+    SET status = 'COMPLETED',
+        completed_at = now(),
+        expires_at = now() + pgshot.result_retention(),
+        lease_expires_at = NULL,
+        metadata = screenshot_complete_stored.metadata
+    WHERE id = j.id;
+END
+$$;
+COMMENT ON FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) IS
+    'for workers: mark the job COMPLETED with outputs uploaded to object storage; 55000 if the lease was lost';
+
+-- An output's object becomes garbage when its key is cleared (purge) or its row deleted (the job
+-- deleted past pgshot.job_retention).
+CREATE FUNCTION pgshot.discard_stored_output() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pgshot.storage_garbage (key, job_id, due_at) VALUES (OLD.storage_key, OLD.job_id, now())
+    ON CONFLICT (key) DO UPDATE SET due_at = now();
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outputs_discard_stored_on_update AFTER UPDATE OF storage_key ON pgshot.outputs
+    FOR EACH ROW WHEN (OLD.storage_key IS NOT NULL AND NEW.storage_key IS DISTINCT FROM OLD.storage_key)
+    EXECUTE FUNCTION pgshot.discard_stored_output();
+CREATE TRIGGER outputs_discard_stored_on_delete AFTER DELETE ON pgshot.outputs
+    FOR EACH ROW WHEN (OLD.storage_key IS NOT NULL)
+    EXECUTE FUNCTION pgshot.discard_stored_output();
+
+-- Up to max_keys objects due for deletion, each given ten minutes to a worker (a worker that dies
+-- meanwhile leaves them to the next sweep). Delete them from the bucket, then forget them.
+CREATE FUNCTION screenshot_storage_sweep(max_keys integer DEFAULT 100) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF max_keys IS NULL OR max_keys NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_keys must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH due AS (
+        SELECT g.key FROM pgshot.storage_garbage g
+        WHERE g.due_at <= now()
+        ORDER BY g.due_at
+        LIMIT max_keys
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE pgshot.storage_garbage g SET due_at = now() + interval '10 minutes'
+    FROM due WHERE g.key = due.key
+    RETURNING g.key;
+END
+$$;
+COMMENT ON FUNCTION screenshot_storage_sweep(integer) IS
+    'for workers: object keys to delete from the bucket now; call screenshot_storage_forget once deleted';
+
+CREATE FUNCTION screenshot_storage_forget(keys text[]) RETURNS integer
+LANGUAGE sql AS $$
+    WITH gone AS (DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys) RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+COMMENT ON FUNCTION screenshot_storage_forget(text[]) IS
+    'for workers: the objects were deleted from the bucket';
+
+-- The job as GET /v1/screenshots/jobs/{id} returns it (seed/async-jobs.md): camelCase, absent
+-- values left out. Multi-output jobs list their outputs and point resultUrl at the first one.
+CREATE OR REPLACE FUNCTION pgshot.job_json(j pgshot.jobs) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'id', j.id,
+        'status', j.status,
+        'url', j.url,
+        'resultUrl', CASE WHEN j.status = 'COMPLETED' THEN
+            pgshot.result_url(j.id, CASE WHEN j.options ? 'outputs' THEN o.first_id END) END,
+        -- In object storage (PGSHOT_STORAGE=s3): the first output's object; pgshot-api turns it
+        -- into a presigned storageUrl.
+        'storageKey', CASE WHEN j.status = 'COMPLETED' THEN o.first_key END,
+        'errorCode', j.error_code,
+        'errorMessage', j.error_message,
+        'createdAt', pgshot.timestamp_json(j.created_at),
+        'startedAt', pgshot.timestamp_json(j.started_at),
+        'completedAt', pgshot.timestamp_json(j.completed_at),
+        'expiresAt', pgshot.timestamp_json(j.expires_at),
+        'metadata', j.metadata,
+        'outputs', CASE WHEN j.options ? 'outputs' THEN o.outputs END,
+        'webhook', (
+            SELECT jsonb_build_object(
+                'status', d.status,
+                'attempts', d.attempt,
+                'lastStatusCode', d.last_status_code,
+                'lastError', d.last_error,
+                'deliveredAt', CASE WHEN d.status = 'DELIVERED' THEN pgshot.timestamp_json(d.finished_at) END)
+            FROM pgshot.webhook_deliveries d
+            WHERE d.job_id = j.id
+            ORDER BY d.created_at DESC
+            LIMIT 1)))
+    FROM (
+        SELECT min(output_id) FILTER (WHERE position = 1) AS first_id,
+               jsonb_object_agg(output_id, jsonb_build_object(
+                   'type', output_type,
+                   'contentType', content_type,
+                   'size', size,
+                   'resultUrl', pgshot.result_url(j.id, output_id),
+                   'storageKey', storage_key) || metadata) AS outputs,
+               min(storage_key) FILTER (WHERE position = 1) AS first_key
+        FROM pgshot.outputs
+        WHERE job_id = j.id
+    ) o
+$$;
+
+CREATE OR REPLACE FUNCTION screenshot_purge(max_jobs integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    purged integer;
+    deleted integer := 0;
+    retention interval := pgshot.job_retention();
+BEGIN
+    WITH due AS (
+        SELECT id FROM pgshot.jobs
+        WHERE status = 'COMPLETED' AND purged_at IS NULL AND expires_at <= now()
+        ORDER BY expires_at
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), emptied AS (
+        UPDATE pgshot.outputs o SET bytes = NULL, storage_key = NULL, sha256 = NULL FROM due WHERE o.job_id = due.id
+    ), marked AS (
+        UPDATE pgshot.jobs j SET purged_at = now() FROM due WHERE j.id = due.id RETURNING 1
+    )
+    SELECT count(*) INTO purged FROM marked;
+    IF retention IS NOT NULL THEN
+        -- A result is never deleted before its own expiresAt, whatever the retention.
+        WITH old AS (
+            SELECT id FROM pgshot.jobs
+            WHERE completed_at < now() - retention AND (expires_at IS NULL OR expires_at <= now())
+            ORDER BY completed_at
+            LIMIT max_jobs
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM pgshot.jobs j USING old WHERE j.id = old.id RETURNING j.bulk_id
+        )
+        SELECT count(*) INTO deleted FROM gone;
+        DELETE FROM pgshot.bulks b
+        WHERE b.id IN (SELECT id FROM pgshot.bulks WHERE created_at < now() - retention ORDER BY created_at LIMIT max_jobs)
+          AND NOT EXISTS (SELECT 1 FROM pgshot.jobs j WHERE j.bulk_id = b.id);
+    END IF;
+    RETURN purged + deleted;
+END
+$$;
+COMMENT ON FUNCTION screenshot_purge(integer) IS
+    'for workers: delete result bytes past expiresAt, and finished jobs past pgshot.job_retention; returns how many jobs';
+
 -- Per-key limits (pgshot.api_keys.rate_limit and max_in_flight), enforced where jobs are
 -- inserted, so that every way of enqueueing under a key obeys them. Beyond a limit: SQLSTATE
 -- 53400 (configuration_limit_exceeded) with DETAIL 'retry after N s'; pgshot-api answers 429 with
@@ -449,6 +692,7 @@ $$;
 ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
 
@@ -456,3 +700,9 @@ ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = fo
 GRANT EXECUTE ON FUNCTION pgshot.caller() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION screenshot_watch(text) TO pgshot_app, pgshot_api;
 GRANT EXECUTE ON FUNCTION pgshot.api_key_limits(text), pgshot.usage(text) TO pgshot_api;
+GRANT EXECUTE ON FUNCTION
+    screenshot_store_begin(text, text, integer, text[]),
+    screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]),
+    screenshot_storage_sweep(integer), screenshot_storage_forget(text[])
+    TO pgshot_worker;
+GRANT SELECT ON pgshot.storage_garbage TO pgshot_admin;

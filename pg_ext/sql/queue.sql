@@ -113,6 +113,9 @@ LANGUAGE sql STABLE AS $$
         'url', j.url,
         'resultUrl', CASE WHEN j.status = 'COMPLETED' THEN
             pgshot.result_url(j.id, CASE WHEN j.options ? 'outputs' THEN o.first_id END) END,
+        -- In object storage (PGSHOT_STORAGE=s3): the first output's object; pgshot-api turns it
+        -- into a presigned storageUrl.
+        'storageKey', CASE WHEN j.status = 'COMPLETED' THEN o.first_key END,
         'errorCode', j.error_code,
         'errorMessage', j.error_message,
         'createdAt', pgshot.timestamp_json(j.created_at),
@@ -138,7 +141,9 @@ LANGUAGE sql STABLE AS $$
                    'type', output_type,
                    'contentType', content_type,
                    'size', size,
-                   'resultUrl', pgshot.result_url(j.id, output_id)) || metadata) AS outputs
+                   'resultUrl', pgshot.result_url(j.id, output_id),
+                   'storageKey', storage_key) || metadata) AS outputs,
+               min(storage_key) FILTER (WHERE position = 1) AS first_key
         FROM pgshot.outputs
         WHERE job_id = j.id
     ) o
@@ -405,6 +410,147 @@ $$;
 COMMENT ON FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) IS
     'for workers: store the outputs and mark the job COMPLETED; 55000 if the lease was lost';
 
+-- Results in object storage (PGSHOT_STORAGE=s3://...). A worker names the keys of an attempt's
+-- outputs before it uploads them (screenshot_store_begin, which records them as garbage due in an
+-- hour), uploads, and completes with the keys (screenshot_complete_stored, which takes them off
+-- the garbage list). Whatever happens in between (the worker killed, the lease lost, the job
+-- cancelled, the bucket down), no object is left behind for longer than that hour.
+
+CREATE TYPE pgshot.stored_output AS (
+    output_id    text,
+    output_type  text,
+    content_type text,
+    storage_key  text,
+    size         bigint,
+    sha256       bytea,
+    metadata     jsonb
+);
+COMMENT ON TYPE pgshot.stored_output IS 'one result in object storage, handed to screenshot_complete_stored';
+
+CREATE FUNCTION screenshot_store_begin(job_id text, worker_id text, attempt integer, keys text[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(cardinality(keys), 0) = 0 OR array_position(keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'keys must be a non-empty array of object keys' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pgshot.lock_attempt(job_id, worker_id, attempt);
+    INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
+    SELECT k, screenshot_store_begin.job_id, now() + interval '1 hour' FROM unnest(keys) AS k
+    ON CONFLICT (key) DO UPDATE SET due_at = EXCLUDED.due_at;
+END
+$$;
+COMMENT ON FUNCTION screenshot_store_begin(text, text, integer, text[]) IS
+    'for workers: announce the object keys an attempt is about to upload; 55000 if the lease was lost';
+
+-- screenshot_complete for outputs in object storage: the same transition, the rows keep the key,
+-- size and SHA-256 instead of the bytes.
+CREATE FUNCTION screenshot_complete_stored(job_id text, worker_id text, attempt integer, metadata jsonb,
+                                           outputs pgshot.stored_output[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+    item pgshot.stored_output;
+    seen text[] := ARRAY[]::text[];
+    keys text[] := ARRAY[]::text[];
+BEGIN
+    IF coalesce(cardinality(outputs), 0) = 0 THEN
+        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1 .. cardinality(outputs) LOOP
+        item := outputs[i];
+        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL
+           OR item.storage_key IS NULL OR item.size IS NULL OR item.size < 0 OR item.sha256 IS NULL
+           OR item.output_id = ANY (seen) THEN
+            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'each output needs a unique output_id, an output_type, a content_type, a storage_key, a size and a sha256';
+        END IF;
+        seen := seen || item.output_id;
+        keys := keys || item.storage_key;
+    END LOOP;
+
+    j := pgshot.lock_attempt(job_id, worker_id, attempt);
+    IF j.cancel_requested THEN
+        UPDATE pgshot.jobs
+        SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
+        WHERE id = j.id;
+        -- The uploads are not kept: delete them now rather than in an hour.
+        INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
+        SELECT k, j.id, now() FROM unnest(keys) AS k
+        ON CONFLICT (key) DO UPDATE SET due_at = now();
+        RETURN;
+    END IF;
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, storage_key,
+                                sha256, metadata)
+    SELECT j.id, o.output_id, o.ord, o.output_type, o.content_type, o.size, o.storage_key, o.sha256,
+           coalesce(o.metadata, '{}')
+    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
+                                              metadata, ord);
+    DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
+    UPDATE pgshot.jobs
+    SET status = 'COMPLETED',
+        completed_at = now(),
+        expires_at = now() + pgshot.result_retention(),
+        lease_expires_at = NULL,
+        metadata = screenshot_complete_stored.metadata
+    WHERE id = j.id;
+END
+$$;
+COMMENT ON FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) IS
+    'for workers: mark the job COMPLETED with outputs uploaded to object storage; 55000 if the lease was lost';
+
+-- An output's object becomes garbage when its key is cleared (purge) or its row deleted (the job
+-- deleted past pgshot.job_retention).
+CREATE FUNCTION pgshot.discard_stored_output() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pgshot.storage_garbage (key, job_id, due_at) VALUES (OLD.storage_key, OLD.job_id, now())
+    ON CONFLICT (key) DO UPDATE SET due_at = now();
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outputs_discard_stored_on_update AFTER UPDATE OF storage_key ON pgshot.outputs
+    FOR EACH ROW WHEN (OLD.storage_key IS NOT NULL AND NEW.storage_key IS DISTINCT FROM OLD.storage_key)
+    EXECUTE FUNCTION pgshot.discard_stored_output();
+CREATE TRIGGER outputs_discard_stored_on_delete AFTER DELETE ON pgshot.outputs
+    FOR EACH ROW WHEN (OLD.storage_key IS NOT NULL)
+    EXECUTE FUNCTION pgshot.discard_stored_output();
+
+-- Up to max_keys objects due for deletion, each given ten minutes to a worker (a worker that dies
+-- meanwhile leaves them to the next sweep). Delete them from the bucket, then forget them.
+CREATE FUNCTION screenshot_storage_sweep(max_keys integer DEFAULT 100) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF max_keys IS NULL OR max_keys NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_keys must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH due AS (
+        SELECT g.key FROM pgshot.storage_garbage g
+        WHERE g.due_at <= now()
+        ORDER BY g.due_at
+        LIMIT max_keys
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE pgshot.storage_garbage g SET due_at = now() + interval '10 minutes'
+    FROM due WHERE g.key = due.key
+    RETURNING g.key;
+END
+$$;
+COMMENT ON FUNCTION screenshot_storage_sweep(integer) IS
+    'for workers: object keys to delete from the bucket now; call screenshot_storage_forget once deleted';
+
+CREATE FUNCTION screenshot_storage_forget(keys text[]) RETURNS integer
+LANGUAGE sql AS $$
+    WITH gone AS (DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys) RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+COMMENT ON FUNCTION screenshot_storage_forget(text[]) IS
+    'for workers: the objects were deleted from the bucket';
+
 -- Records a failed attempt. The job goes back to QUEUED after a backoff when the failure is
 -- retryable and attempts are left, and to FAILED otherwise; a job whose cancellation was
 -- requested becomes CANCELLED. Returns the job's new status.
@@ -608,7 +754,7 @@ BEGIN
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
     ), emptied AS (
-        UPDATE pgshot.outputs o SET bytes = NULL FROM due WHERE o.job_id = due.id
+        UPDATE pgshot.outputs o SET bytes = NULL, storage_key = NULL, sha256 = NULL FROM due WHERE o.job_id = due.id
     ), marked AS (
         UPDATE pgshot.jobs j SET purged_at = now() FROM due WHERE j.id = due.id RETURNING 1
     )
@@ -1123,6 +1269,7 @@ $$;
 ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
 
@@ -1139,7 +1286,10 @@ GRANT EXECUTE ON FUNCTION
     screenshot_fail(text, text, integer, text, text, boolean), screenshot_release(text, text, integer),
     screenshot_rescue(integer), screenshot_purge(integer),
     screenshot_webhook_claim(text, integer, interval),
-    screenshot_webhook_record(text, text, integer, integer, text, integer)
+    screenshot_webhook_record(text, text, integer, integer, text, integer),
+    screenshot_store_begin(text, text, integer, text[]),
+    screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]),
+    screenshot_storage_sweep(integer), screenshot_storage_forget(text[])
     TO pgshot_worker;
 GRANT EXECUTE ON FUNCTION
     pgshot.api_key_owner(text), pgshot.enqueue_owned(text, text, jsonb),
@@ -1149,7 +1299,7 @@ GRANT EXECUTE ON FUNCTION
     TO pgshot_api;
 GRANT SELECT ON pgshot.jobs, pgshot.bulks, pgshot.outputs TO pgshot_api;
 GRANT SELECT ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs, pgshot.webhook_deliveries,
-    pgshot.webhook_attempts TO pgshot_admin;
+    pgshot.webhook_attempts, pgshot.storage_garbage TO pgshot_admin;
 GRANT pgshot_app, pgshot_worker, pgshot_api TO pgshot_admin;
 -- The database owner who created the extension administers it and hands the roles out.
 GRANT pgshot_admin TO @extowner@ WITH ADMIN OPTION;

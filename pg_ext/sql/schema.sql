@@ -150,19 +150,37 @@ CREATE TABLE pgshot.outputs (
     -- NULL once the result expired and was purged; the row stays for the job's history.
     bytes        bytea,
     metadata     jsonb NOT NULL DEFAULT '{}',
+    -- With PGSHOT_STORAGE=s3://...: the object holding the bytes (bytes is then NULL) and its
+    -- SHA-256. NULL in both once purged.
+    storage_key  text,
+    sha256       bytea,
     PRIMARY KEY (job_id, output_id),
     CONSTRAINT outputs_position_unique UNIQUE (job_id, position),
     CONSTRAINT outputs_type_known
         CHECK (output_type IN ('screenshot', 'pdf', 'html', 'markdown', 'json', 'text')),
     CONSTRAINT outputs_id_shape CHECK (output_id ~ '^[A-Za-z0-9_-]{1,64}$'),
     CONSTRAINT outputs_size_matches_bytes CHECK (bytes IS NULL OR octet_length(bytes) = size),
-    CONSTRAINT outputs_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+    CONSTRAINT outputs_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT outputs_bytes_or_stored CHECK (bytes IS NULL OR storage_key IS NULL),
+    CONSTRAINT outputs_sha256_shape CHECK (octet_length(sha256) = 32)
 );
 
 COMMENT ON TABLE pgshot.outputs IS 'result bytes of completed jobs, one row per output';
 
 -- Images and PDFs are already compressed: store them out of line without another try at it.
 ALTER TABLE pgshot.outputs ALTER COLUMN bytes SET STORAGE EXTERNAL;
+
+-- Objects in the bucket that no output refers to: an attempt's uploads until it completes (due an
+-- hour later, in case it never does: a worker killed between upload and complete, a fenced-out
+-- or cancelled attempt), and results purged or deleted (due at once). Workers delete them
+-- (screenshot_storage_sweep) and then forget them (screenshot_storage_forget).
+CREATE TABLE pgshot.storage_garbage (
+    key    text PRIMARY KEY,
+    job_id text,
+    due_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgshot.storage_garbage IS 'bucket objects to delete (PGSHOT_STORAGE=s3): orphaned uploads and purged results';
+CREATE INDEX storage_garbage_due ON pgshot.storage_garbage (due_at);
 
 -- Webhook outbox: a delivery is written in the transaction that makes its job COMPLETED or
 -- FAILED (or finishes a bulk request), so a finished job never loses its webhook, and workers
@@ -220,6 +238,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.storage_garbage', '');
 
 -- A trusted extension's objects belong to the bootstrap superuser: let the database owner who
 -- created it use and administer the queue.

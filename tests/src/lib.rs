@@ -14,6 +14,7 @@ use std::time::Duration;
 
 pub mod api_process;
 pub mod receiver;
+pub mod s3;
 pub mod site;
 pub mod tls;
 pub mod worker_process;

@@ -11,13 +11,16 @@ use tracing::Instrument;
 use crate::browser::Browsers;
 use crate::config::Config;
 use crate::render::{render, timeout_error, RenderError, RenderSettings, Rendered};
-use pgshot_db::worker_queue::{ClaimedJob, Queue, QueueError};
+use pgshot_db::worker_queue::{ClaimedJob, OutputRow, Queue, QueueError, StoredOutputRow};
+use pgshot_storage::ObjectStore;
 
 /// Besides its page-load timeout and delay, the time a job may spend on actions and capture.
 const CAPTURE_ALLOWANCE: Duration = Duration::from_secs(60);
 
 pub struct Worker {
     queue: Queue,
+    /// With PGSHOT_STORAGE=s3://...: where outputs are uploaded before the job completes.
+    storage: Option<ObjectStore>,
     browsers: Browsers,
     settings: RenderSettings,
     slots: Arc<Semaphore>,
@@ -37,9 +40,16 @@ enum Outcome {
 }
 
 impl Worker {
-    pub fn new(config: &Config, launcher: crate::launcher::Launcher, queue: Queue, wake: Arc<Notify>) -> Arc<Worker> {
+    pub fn new(
+        config: &Config,
+        launcher: crate::launcher::Launcher,
+        queue: Queue,
+        storage: Option<ObjectStore>,
+        wake: Arc<Notify>,
+    ) -> Arc<Worker> {
         Arc::new(Worker {
             queue,
+            storage,
             browsers: Browsers::new(
                 launcher,
                 config.recycle_after,
@@ -168,9 +178,26 @@ impl Worker {
         match outcome {
             Outcome::Rendered(Ok(rendered)) => {
                 let rendered_at = tokio::time::Instant::now();
-                let result = self
-                    .retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs))
-                    .await;
+                let result = match &self.storage {
+                    None => {
+                        self.retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs))
+                            .await
+                    }
+                    Some(store) => match self.store(store, &job, rendered.outputs).await {
+                        Ok(stored) => {
+                            self.retrying("complete", || self.queue.complete_stored(&job, &rendered.metadata, &stored))
+                                .await
+                        }
+                        Err(Ok(e)) => {
+                            // The bucket refused or is down: the attempt fails and is retried, the
+                            // uploads that did happen are deleted within the hour.
+                            let error = RenderError::new(ErrorCode::InternalError, format!("object storage: {e}"));
+                            self.settle_failure(&job, &error, true).await;
+                            return;
+                        }
+                        Err(Err(e)) => Err(e),
+                    },
+                };
                 // With `render phases`, where a job's time goes in the worker (for the benchmarks).
                 tracing::debug!(
                     render_ms = (rendered_at - started).as_millis() as u64,
@@ -192,6 +219,32 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire"),
             },
         }
+    }
+
+    /// Uploads an attempt's outputs, after naming their keys in the database (so that none is
+    /// left behind if the attempt never completes). `Err(Ok)` is the bucket's error, `Err(Err)`
+    /// the database's.
+    async fn store(
+        &self,
+        store: &ObjectStore,
+        job: &ClaimedJob,
+        outputs: Vec<OutputRow>,
+    ) -> Result<Vec<StoredOutputRow>, Result<String, QueueError>> {
+        let keys: Vec<String> = outputs.iter().map(|o| store.key(&job.id, job.attempt, &o.output_id)).collect();
+        self.retrying("store", || self.queue.store_begin(job, &keys)).await.map_err(Err)?;
+        let uploads = outputs.into_iter().zip(keys).map(|(o, key)| async move {
+            let stored = store.put(&key, o.bytes, &o.content_type).await?;
+            Ok::<_, String>(StoredOutputRow {
+                output_id: o.output_id,
+                output_type: o.output_type,
+                content_type: o.content_type,
+                storage_key: stored.key,
+                size: stored.size,
+                sha256: stored.sha256,
+                metadata: o.metadata,
+            })
+        });
+        futures::future::try_join_all(uploads).await.map_err(Ok)
     }
 
     async fn settle_failure(&self, job: &ClaimedJob, error: &RenderError, retryable: bool) {
@@ -236,17 +289,47 @@ impl Worker {
     }
 }
 
-/// One worker at a time (by advisory lock) rescues expired leases and purges expired results.
-pub async fn maintain(queue: Queue, every: Duration) {
+/// One worker at a time (by advisory lock) rescues expired leases and purges expired results;
+/// with object storage, every worker deletes the objects no output refers to any more.
+pub async fn maintain(queue: Queue, storage: Option<ObjectStore>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        if let Some(store) = &storage {
+            sweep_storage(&queue, store).await;
+        }
         match queue.maintain().await {
             Ok(Some((rescued, purged))) if rescued > 0 || purged > 0 => {
                 tracing::info!(rescued, purged, "maintenance");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+        }
+    }
+}
+
+/// Deletes due objects from the bucket, then forgets them; one the bucket could not delete stays
+/// on the list and comes back at a later sweep.
+async fn sweep_storage(queue: &Queue, store: &ObjectStore) {
+    loop {
+        let keys = match queue.storage_sweep(100).await {
+            Ok(keys) if keys.is_empty() => return,
+            Ok(keys) => keys,
+            Err(e) => return tracing::warn!(error = %e, "object sweep failed"),
+        };
+        let mut deleted = Vec::with_capacity(keys.len());
+        for key in keys {
+            match store.delete(&key).await {
+                Ok(()) => deleted.push(key),
+                Err(e) => tracing::warn!(error = %e, "could not delete an object; it is tried again later"),
+            }
+        }
+        if deleted.is_empty() {
+            return;
+        }
+        match queue.storage_forget(&deleted).await {
+            Ok(()) => tracing::info!(objects = deleted.len(), "deleted objects no output refers to"),
+            Err(e) => return tracing::warn!(error = %e, "could not record deleted objects"),
         }
     }
 }

@@ -48,12 +48,15 @@ async fn run(config: Config) -> Result<(), String> {
     let launcher = launcher::Launcher::new(&config.chromium, config.render_user.as_deref(), config.chromium_sandbox)?;
     let database = pgshot_db::Database::parse(&config.database_url)?.application_name("pgshot-worker");
     let queue = Queue::new(&database, &worker_id, config.lease(), config.concurrency as usize + 2)?;
+    // PGSHOT_STORAGE=s3://bucket/prefix puts results in object storage; unset, in Postgres.
+    let storage = pgshot_storage::ObjectStore::from_env()?;
     // Fails early, with what to do, when the database lacks the extension or has another version.
     database.check_extension().await?;
     tracing::info!(
         worker_id,
         concurrency = config.concurrency,
         allow_private_networks = config.allow_private_networks,
+        storage = storage.as_ref().map_or("postgres".to_string(), |s| format!("{s:?}")),
         "pgshot-worker started"
     );
 
@@ -69,8 +72,11 @@ async fn run(config: Config) -> Result<(), String> {
         allowed: config.allow_destinations.clone().into(),
     };
     let deliverer = Arc::new(deliver::Deliverer::new(queue.clone(), rules)?);
-    let maintenance =
-        tokio::spawn(jobs::maintain(queue.clone(), Duration::from_secs(config.maintenance_interval_seconds.max(1))));
+    let maintenance = tokio::spawn(jobs::maintain(
+        queue.clone(),
+        storage.clone(),
+        Duration::from_secs(config.maintenance_interval_seconds.max(1)),
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -80,7 +86,7 @@ async fn run(config: Config) -> Result<(), String> {
     });
 
     let delivering = tokio::spawn(deliverer.run(webhooks_wake, config.poll_interval(), stop_rx.clone()));
-    let worker = jobs::Worker::new(&config, launcher, queue, wake);
+    let worker = jobs::Worker::new(&config, launcher, queue, storage, wake);
     worker.run(config.poll_interval(), Duration::from_secs(config.shutdown_grace_seconds), stop_rx).await;
     // Deliveries in flight finish within their own timeout.
     let _ = tokio::time::timeout(Duration::from_secs(20), delivering).await;
