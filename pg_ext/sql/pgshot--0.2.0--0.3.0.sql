@@ -211,6 +211,20 @@ $$;
 COMMENT ON FUNCTION screenshot_claim(text, integer, interval) IS
     'for workers: claim up to max_jobs runnable jobs with a lease; the attempt is the fencing token';
 
+-- A job the caller holds (locked by lock_attempt) whose cancel was requested becomes CANCELLED.
+CREATE FUNCTION pgshot.cancel_held(j pgshot.jobs) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT j.cancel_requested THEN
+        -- lock_attempt found the job held and not cancelled, which the UPDATE that missed rules out.
+        RAISE EXCEPTION 'job "%" is held at attempt % but could not be completed', j.id, j.attempt
+            USING ERRCODE = 'internal_error';
+    END IF;
+    UPDATE pgshot.jobs
+    SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
+    WHERE id = j.id;
+END
+$$;
+
 -- Completes a job the worker holds with its outputs (at least one) and metadata, in one
 -- transaction: the job is COMPLETED exactly once, whatever happened to earlier attempts, or
 -- CANCELLED when a cancel was requested while it rendered.
@@ -240,26 +254,29 @@ BEGIN
         seen := seen || item.output_id;
     END LOOP;
 
-    j := pgshot.lock_attempt(job_id, worker_id, attempt);
-    -- A cancel that arrived while the page rendered wins, as it does at a heartbeat or a fail:
-    -- the job settles as CANCELLED and the outputs are not kept.
-    IF j.cancel_requested THEN
-        UPDATE pgshot.jobs
-        SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
-        WHERE id = j.id;
-        RETURN;
-    END IF;
-    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
-    SELECT j.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
-           coalesce(o.metadata, '{}')
-    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+    -- The usual case in one statement: the worker holds the job at this attempt and no cancel
+    -- came. (Under READ COMMITTED the conditions are checked again on the row's latest version
+    -- after any concurrent writer, so a miss means the lease is lost or a cancel was requested.)
     UPDATE pgshot.jobs
     SET status = 'COMPLETED',
         completed_at = now(),
         expires_at = now() + pgshot.result_retention(),
         lease_expires_at = NULL,
         metadata = screenshot_complete.metadata
-    WHERE id = j.id;
+    WHERE jobs.id = screenshot_complete.job_id AND jobs.status = 'PROCESSING'
+      AND jobs.worker_id = screenshot_complete.worker_id AND jobs.attempt = screenshot_complete.attempt
+      AND NOT jobs.cancel_requested;
+    IF NOT FOUND THEN
+        -- Raises 55000 (lease lost) or P0002; otherwise a cancel arrived while the page rendered,
+        -- and wins as it does at a heartbeat or a fail: CANCELLED, and the outputs are not kept.
+        j := pgshot.lock_attempt(job_id, worker_id, attempt);
+        PERFORM pgshot.cancel_held(j);
+        RETURN;
+    END IF;
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
+    SELECT screenshot_complete.job_id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes),
+           o.bytes, coalesce(o.metadata, '{}')
+    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
 END
 $$;
 
@@ -325,11 +342,19 @@ BEGIN
         keys := keys || item.storage_key;
     END LOOP;
 
-    j := pgshot.lock_attempt(job_id, worker_id, attempt);
-    IF j.cancel_requested THEN
-        UPDATE pgshot.jobs
-        SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
-        WHERE id = j.id;
+    -- As in screenshot_complete: one statement when the job is held and no cancel came.
+    UPDATE pgshot.jobs
+    SET status = 'COMPLETED',
+        completed_at = now(),
+        expires_at = now() + pgshot.result_retention(),
+        lease_expires_at = NULL,
+        metadata = screenshot_complete_stored.metadata
+    WHERE jobs.id = screenshot_complete_stored.job_id AND jobs.status = 'PROCESSING'
+      AND jobs.worker_id = screenshot_complete_stored.worker_id
+      AND jobs.attempt = screenshot_complete_stored.attempt AND NOT jobs.cancel_requested;
+    IF NOT FOUND THEN
+        j := pgshot.lock_attempt(job_id, worker_id, attempt);
+        PERFORM pgshot.cancel_held(j);
         -- The uploads are not kept: delete them now rather than in an hour.
         INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
         SELECT k, j.id, now() FROM unnest(keys) AS k
@@ -338,18 +363,11 @@ BEGIN
     END IF;
     INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, storage_key,
                                 sha256, metadata)
-    SELECT j.id, o.output_id, o.ord, o.output_type, o.content_type, o.size, o.storage_key, o.sha256,
-           coalesce(o.metadata, '{}')
+    SELECT screenshot_complete_stored.job_id, o.output_id, o.ord, o.output_type, o.content_type, o.size,
+           o.storage_key, o.sha256, coalesce(o.metadata, '{}')
     FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
                                               metadata, ord);
     DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
-    UPDATE pgshot.jobs
-    SET status = 'COMPLETED',
-        completed_at = now(),
-        expires_at = now() + pgshot.result_retention(),
-        lease_expires_at = NULL,
-        metadata = screenshot_complete_stored.metadata
-    WHERE id = j.id;
 END
 $$;
 COMMENT ON FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) IS
