@@ -356,9 +356,29 @@ CREATE TYPE pgshot.output AS (
 );
 COMMENT ON TYPE pgshot.output IS 'one result handed to screenshot_complete';
 
--- A job the caller holds (locked by lock_attempt) whose cancel was requested becomes CANCELLED.
-CREATE FUNCTION pgshot.cancel_held(j pgshot.jobs) RETURNS void LANGUAGE plpgsql AS $$
+-- The transition both completes share: COMPLETED with its metadata and expiry, in one statement
+-- when the worker holds the job at this attempt and no cancel came (under READ COMMITTED the
+-- conditions are checked again on the row's latest version after any concurrent writer, so a miss
+-- means the lease is lost or a cancel was requested). Otherwise raises 55000 (lease lost) or
+-- P0002, or settles a cancel that arrived while the page rendered, which wins as it does at a
+-- heartbeat or a fail, and returns false: the outputs are not kept.
+CREATE FUNCTION pgshot.finish_held(p_job_id text, p_worker_id text, p_attempt integer, p_metadata jsonb)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
 BEGIN
+    UPDATE pgshot.jobs
+    SET status = 'COMPLETED',
+        completed_at = now(),
+        expires_at = now() + pgshot.result_retention(),
+        lease_expires_at = NULL,
+        metadata = p_metadata
+    WHERE id = p_job_id AND status = 'PROCESSING' AND worker_id = p_worker_id AND attempt = p_attempt
+      AND NOT cancel_requested;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    j := pgshot.lock_attempt(p_job_id, p_worker_id, p_attempt);
     IF NOT j.cancel_requested THEN
         -- lock_attempt found the job held and not cancelled, which the UPDATE that missed rules out.
         RAISE EXCEPTION 'job "%" is held at attempt % but could not be completed', j.id, j.attempt
@@ -367,6 +387,7 @@ BEGIN
     UPDATE pgshot.jobs
     SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
     WHERE id = j.id;
+    RETURN false;
 END
 $$;
 
@@ -377,7 +398,6 @@ CREATE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer
                                     outputs pgshot.output[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    j pgshot.jobs;
     item pgshot.output;
     seen text[] := ARRAY[]::text[];
 BEGIN
@@ -399,23 +419,7 @@ BEGIN
         seen := seen || item.output_id;
     END LOOP;
 
-    -- The usual case in one statement: the worker holds the job at this attempt and no cancel
-    -- came. (Under READ COMMITTED the conditions are checked again on the row's latest version
-    -- after any concurrent writer, so a miss means the lease is lost or a cancel was requested.)
-    UPDATE pgshot.jobs
-    SET status = 'COMPLETED',
-        completed_at = now(),
-        expires_at = now() + pgshot.result_retention(),
-        lease_expires_at = NULL,
-        metadata = screenshot_complete.metadata
-    WHERE jobs.id = screenshot_complete.job_id AND jobs.status = 'PROCESSING'
-      AND jobs.worker_id = screenshot_complete.worker_id AND jobs.attempt = screenshot_complete.attempt
-      AND NOT jobs.cancel_requested;
-    IF NOT FOUND THEN
-        -- Raises 55000 (lease lost) or P0002; otherwise a cancel arrived while the page rendered,
-        -- and wins as it does at a heartbeat or a fail: CANCELLED, and the outputs are not kept.
-        j := pgshot.lock_attempt(job_id, worker_id, attempt);
-        PERFORM pgshot.cancel_held(j);
+    IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
         RETURN;
     END IF;
     INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
@@ -465,7 +469,6 @@ CREATE FUNCTION screenshot_complete_stored(job_id text, worker_id text, attempt 
                                            outputs pgshot.stored_output[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    j pgshot.jobs;
     item pgshot.stored_output;
     seen text[] := ARRAY[]::text[];
     keys text[] := ARRAY[]::text[];
@@ -489,22 +492,10 @@ BEGIN
         keys := keys || item.storage_key;
     END LOOP;
 
-    -- As in screenshot_complete: one statement when the job is held and no cancel came.
-    UPDATE pgshot.jobs
-    SET status = 'COMPLETED',
-        completed_at = now(),
-        expires_at = now() + pgshot.result_retention(),
-        lease_expires_at = NULL,
-        metadata = screenshot_complete_stored.metadata
-    WHERE jobs.id = screenshot_complete_stored.job_id AND jobs.status = 'PROCESSING'
-      AND jobs.worker_id = screenshot_complete_stored.worker_id
-      AND jobs.attempt = screenshot_complete_stored.attempt AND NOT jobs.cancel_requested;
-    IF NOT FOUND THEN
-        j := pgshot.lock_attempt(job_id, worker_id, attempt);
-        PERFORM pgshot.cancel_held(j);
-        -- The uploads are not kept: delete them now rather than in an hour.
+    IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
+        -- Cancelled: the uploads are not kept, and are deleted now rather than in an hour.
         INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
-        SELECT k, j.id, now() FROM unnest(keys) AS k
+        SELECT k, screenshot_complete_stored.job_id, now() FROM unnest(keys) AS k
         ON CONFLICT (key) DO UPDATE SET due_at = now();
         RETURN;
     END IF;
@@ -1290,6 +1281,7 @@ ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) 
 ALTER FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.finish_held(text, text, integer, jsonb) SET plan_cache_mode = force_generic_plan;
 
 -- Who am I: anyone may ask (it is also the default of jobs.enqueued_by).
 GRANT EXECUTE ON FUNCTION pgshot.caller() TO PUBLIC;
