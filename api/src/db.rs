@@ -68,14 +68,15 @@ impl Db {
     /// `pgshot_job_done` (for a request that waits for it); others finish without a NOTIFY.
     pub async fn enqueue(&self, rid: &str, owner: &str, url: &str, options: &Value, watched: bool) -> ApiResult<Value> {
         let c = self.client(rid).await?;
-        let sql = if watched {
-            "WITH created AS (SELECT pgshot.enqueue_owned($1, $2, $3) AS id) \
-             SELECT screenshot_watch(created.id) FROM created"
-        } else {
-            "WITH created AS (SELECT pgshot.enqueue_owned($1, $2, $3) AS id) \
-             SELECT screenshot_job(created.id) FROM created"
-        };
-        let row = c.query_one(sql, &[&owner, &url, options]).await.map_err(|e| ApiError::from_db(rid, &e))?;
+        let row = c
+            .query_one(
+                "WITH created AS (SELECT pgshot.enqueue_owned($1, $2, $3) AS id) \
+                 SELECT CASE WHEN $4 THEN screenshot_watch(created.id) ELSE screenshot_job(created.id) END \
+                 FROM created",
+                &[&owner, &url, options, &watched],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
         Ok(row.get(0))
     }
 

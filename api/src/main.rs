@@ -235,7 +235,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             let state = state_for_limits.clone();
             async move {
                 let path = req.uri().path().to_string();
-                let key = api_key_of(&req);
+                // Only the API's own operations take keys (not /metrics and its token).
+                let key = if path.starts_with("/v1/") { api_key_of(&req) } else { None };
                 let mut resp = ep.get_response(req).await;
                 // X-RateLimit-* on every answer to a live key with a rate limit, as it stands
                 // after this request.

@@ -22,21 +22,10 @@ fn setup() -> Setup {
     Setup { db, url, api, key }
 }
 
-/// (status, JSON body) of a call; any status is returned, none panics.
+/// (status, JSON body, Retry-After) of a call; any status is returned, none panics.
 fn call(req: ureq::Request, body: Option<Value>) -> (u16, Value, Option<String>) {
-    let result = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("request failed: {e}"),
-    };
-    let status = resp.status();
-    let retry_after = resp.header("Retry-After").map(str::to_string);
-    let text = resp.into_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry_after)
+    let (status, body, [.., retry_after]) = call_limited(req, body);
+    (status, body, retry_after.map(|s| s.to_string()))
 }
 
 fn authed(s: &Setup, method: &str, path: &str) -> ureq::Request {

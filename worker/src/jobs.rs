@@ -32,6 +32,14 @@ pub struct Worker {
     abandon: watch::Sender<bool>,
 }
 
+/// Why an attempt's outputs could not be stored.
+enum StoreError {
+    /// The bucket refused or is unreachable: the attempt fails, retryable.
+    Bucket(String),
+    /// The database, as for any other queue call.
+    Database(QueueError),
+}
+
 enum Outcome {
     Rendered(Result<Rendered, RenderError>),
     Cancelled,
@@ -188,14 +196,14 @@ impl Worker {
                             self.retrying("complete", || self.queue.complete_stored(&job, &rendered.metadata, &stored))
                                 .await
                         }
-                        Err(Ok(e)) => {
+                        Err(StoreError::Bucket(e)) => {
                             // The bucket refused or is down: the attempt fails and is retried, the
                             // uploads that did happen are deleted within the hour.
                             let error = RenderError::new(ErrorCode::InternalError, format!("object storage: {e}"));
                             self.settle_failure(&job, &error, true).await;
                             return;
                         }
-                        Err(Err(e)) => Err(e),
+                        Err(StoreError::Database(e)) => Err(e),
                     },
                 };
                 // With `render phases`, where a job's time goes in the worker (for the benchmarks).
@@ -222,16 +230,15 @@ impl Worker {
     }
 
     /// Uploads an attempt's outputs, after naming their keys in the database (so that none is
-    /// left behind if the attempt never completes). `Err(Ok)` is the bucket's error, `Err(Err)`
-    /// the database's.
+    /// left behind if the attempt never completes).
     async fn store(
         &self,
         store: &ObjectStore,
         job: &ClaimedJob,
         outputs: Vec<OutputRow>,
-    ) -> Result<Vec<StoredOutputRow>, Result<String, QueueError>> {
+    ) -> Result<Vec<StoredOutputRow>, StoreError> {
         let keys: Vec<String> = outputs.iter().map(|o| store.key(&job.id, job.attempt, &o.output_id)).collect();
-        self.retrying("store", || self.queue.store_begin(job, &keys)).await.map_err(Err)?;
+        self.retrying("store", || self.queue.store_begin(job, &keys)).await.map_err(StoreError::Database)?;
         let uploads = outputs.into_iter().zip(keys).map(|(o, key)| async move {
             let stored = store.put(&key, o.bytes, &o.content_type).await?;
             Ok::<_, String>(StoredOutputRow {
@@ -244,7 +251,7 @@ impl Worker {
                 metadata: o.metadata,
             })
         });
-        futures::future::try_join_all(uploads).await.map_err(Ok)
+        futures::future::try_join_all(uploads).await.map_err(StoreError::Bucket)
     }
 
     async fn settle_failure(&self, job: &ClaimedJob, error: &RenderError, retryable: bool) {
