@@ -153,20 +153,12 @@ impl Db {
         row.map(|r| r.get(0)).ok_or_else(|| bulk_not_found(rid, id))
     }
 
-    pub async fn job(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
-        let c = self.client(rid).await?;
-        let row = c
-            .query_opt("SELECT pgshot.job_json(j) FROM pgshot.jobs j WHERE j.id = $1 AND j.owner = $2", &[&id, &owner])
-            .await
-            .map_err(|e| ApiError::from_db(rid, &e))?;
-        row.map(|r| r.get(0)).ok_or_else(|| not_found(rid, id))
-    }
-
-    pub async fn cancel(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
+    /// The owner's job (`None`: any job, for the dashboard's operator).
+    pub async fn job(&self, rid: &str, owner: Option<&str>, id: &str) -> ApiResult<Value> {
         let c = self.client(rid).await?;
         let row = c
             .query_opt(
-                "SELECT screenshot_cancel(j.id) FROM pgshot.jobs j WHERE j.id = $1 AND j.owner = $2",
+                "SELECT pgshot.job_json(j) FROM pgshot.jobs j WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2)",
                 &[&id, &owner],
             )
             .await
@@ -174,7 +166,20 @@ impl Db {
         row.map(|r| r.get(0)).ok_or_else(|| not_found(rid, id))
     }
 
-    pub async fn result(&self, rid: &str, owner: &str, id: &str, output: Option<&str>) -> ApiResult<ResultRow> {
+    pub async fn cancel(&self, rid: &str, owner: Option<&str>, id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt(
+                "SELECT screenshot_cancel(j.id) FROM pgshot.jobs j WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2)",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| not_found(rid, id))
+    }
+
+    /// A result of the owner's job (`None`: of any job, for the dashboard's operator).
+    pub async fn result(&self, rid: &str, owner: Option<&str>, id: &str, output: Option<&str>) -> ApiResult<ResultRow> {
         let c = self.client(rid).await?;
         let row = c
             .query_opt(
@@ -183,7 +188,7 @@ impl Db {
                  FROM pgshot.jobs j \
                  CROSS JOIN LATERAL screenshot_result(j.id, $3) r \
                  LEFT JOIN pgshot.outputs o ON o.job_id = j.id AND o.output_id = r.output \
-                 WHERE j.id = $1 AND j.owner = $2",
+                 WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2)",
                 &[&id, &owner, &output],
             )
             .await
@@ -339,6 +344,180 @@ impl Db {
         let c = self.pool.get().await.map_err(|e| e.to_string())?;
         c.execute("SELECT pgshot.api_key_revoke($1)", &[&id]).await.map_err(db_text)?;
         Ok(())
+    }
+}
+
+/// What the dashboard reads (dashboard.rs). `owner` scopes every query to one API key's jobs;
+/// `None` is the operator (PGSHOT_ADMIN_TOKEN), who sees every owner.
+impl Db {
+    /// A page of jobs, newest first: each job's JSON, its owner, whether it has a thumbnail,
+    /// and its cursor. `search` matches a part of the URL, in any case.
+    pub async fn dashboard_jobs(
+        &self,
+        rid: &str,
+        owner: Option<&str>,
+        status: Option<&str>,
+        search: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: i64,
+    ) -> ApiResult<Vec<(Value, Option<String>, bool, Cursor)>> {
+        let c = self.client(rid).await?;
+        let (micros, id) = cursor.map(|c| (c.micros, c.id.as_str())).unzip();
+        let rows = c
+            .query(
+                "SELECT pgshot.job_json(j), j.owner, \
+                        j.status = 'COMPLETED' AND j.purged_at IS NULL AND EXISTS ( \
+                            SELECT 1 FROM pgshot.thumbnails t WHERE t.job_id = j.id AND t.attempt = j.attempt), \
+                        (extract(epoch FROM j.created_at) * 1000000)::bigint, j.id \
+                 FROM pgshot.jobs j \
+                 WHERE ($1::text IS NULL OR j.owner = $1) AND ($2::text IS NULL OR j.status = $2) \
+                   AND ($3::text IS NULL OR strpos(lower(j.url), lower($3)) > 0) \
+                   AND ($4::bigint IS NULL OR (j.created_at, j.id) < \
+                        (timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5::text)) \
+                 ORDER BY j.created_at DESC, j.id DESC LIMIT $6",
+                &[&owner, &status, &search, &micros, &id, &limit],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), Cursor { micros: r.get(3), id: r.get(4) })).collect())
+    }
+
+    /// A job with what its page shows besides its JSON: its owner, its request as stored (the
+    /// options and the columns taken out of them; the caller masks secrets), and its webhook
+    /// deliveries with every attempt.
+    pub async fn dashboard_job(&self, rid: &str, owner: Option<&str>, id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt(
+                "SELECT jsonb_build_object( \
+                    'job', pgshot.job_json(j), \
+                    'owner', j.owner, \
+                    'enqueuedBy', j.enqueued_by, \
+                    'request', j.options || jsonb_strip_nulls(jsonb_build_object( \
+                        'priority', j.priority, 'maxAttempts', j.max_attempts, 'webhookUrl', j.webhook_url, \
+                        'webhookSecret', j.webhook_secret, 'idempotencyKey', j.idempotency_key, \
+                        'runAt', pgshot.timestamp_json(j.run_at))), \
+                    'hasThumbnail', j.status = 'COMPLETED' AND j.purged_at IS NULL AND EXISTS ( \
+                        SELECT 1 FROM pgshot.thumbnails t WHERE t.job_id = j.id AND t.attempt = j.attempt), \
+                    'deliveries', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+                            'id', d.id, 'event', d.event, 'url', d.url, 'status', d.status, \
+                            'createdAt', pgshot.timestamp_json(d.created_at), \
+                            'finishedAt', pgshot.timestamp_json(d.finished_at), \
+                            'attempts', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+                                    'attempt', a.attempt, 'at', pgshot.timestamp_json(a.at), \
+                                    'statusCode', a.status_code, 'error', a.error, 'durationMs', a.duration_ms) \
+                                    ORDER BY a.attempt), '[]') \
+                                FROM pgshot.webhook_attempts a WHERE a.delivery_id = d.id)) \
+                            ORDER BY d.created_at), '[]') \
+                        FROM pgshot.webhook_deliveries d WHERE d.job_id = j.id)) \
+                 FROM pgshot.jobs j WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2)",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| not_found(rid, id))
+    }
+
+    /// A completed job's thumbnail: (content type, bytes), or `None` when it has none.
+    pub async fn thumbnail(&self, rid: &str, owner: Option<&str>, id: &str) -> ApiResult<Option<(String, Vec<u8>)>> {
+        let c = self.client(rid).await?;
+        let rows = c
+            .query(
+                "SELECT t.content_type, t.bytes FROM pgshot.jobs j CROSS JOIN LATERAL screenshot_thumbnail(j.id) t \
+                 WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2)",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// A FAILED or CANCELLED job again, as the new job `new_id`; returns the new job's JSON.
+    pub async fn retry(&self, rid: &str, owner: Option<&str>, id: &str, new_id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt(
+                "WITH again AS ( \
+                    SELECT pgshot.job_retry(j.id, $3) AS id FROM pgshot.jobs j \
+                    WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2)) \
+                 SELECT screenshot_job(again.id) FROM again",
+                &[&id, &owner, &new_id],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| not_found(rid, id))
+    }
+
+    /// The operator's queue view: live counts, the last hour per minute and its error codes,
+    /// the workers, and the last day per hour (pgshot.hourly).
+    pub async fn queue_view(&self, rid: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_one(
+                "SELECT jsonb_build_object( \
+                    'queued', (SELECT count(*) FROM pgshot.jobs WHERE status = 'QUEUED'), \
+                    'processing', (SELECT count(*) FROM pgshot.jobs WHERE status = 'PROCESSING'), \
+                    'oldestQueuedSeconds', coalesce((SELECT extract(epoch FROM now() - min(created_at)) \
+                        FROM pgshot.jobs WHERE status = 'QUEUED'), 0), \
+                    'lastHour', (SELECT jsonb_build_object( \
+                        'completed', coalesce(sum(a.completed), 0), 'failed', coalesce(sum(a.failed), 0), \
+                        'cancelled', coalesce(sum(a.cancelled), 0)) FROM screenshot_activity() a), \
+                    'activity', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+                        'at', pgshot.timestamp_json(a.bucket_start), 'completed', a.completed, 'failed', a.failed, \
+                        'cancelled', a.cancelled, 'renderMsP50', round(a.render_ms_p50), \
+                        'renderMsP95', round(a.render_ms_p95)) ORDER BY a.bucket_start), '[]') \
+                        FROM screenshot_activity() a), \
+                    'errors', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+                        'errorCode', e.error_code, 'jobs', e.jobs, 'lastAt', pgshot.timestamp_json(e.last_at), \
+                        'lastMessage', e.last_message)), '[]') FROM screenshot_error_counts() e), \
+                    'workers', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+                        'id', w.id, 'host', w.host, 'pid', w.pid, 'version', w.version, \
+                        'concurrency', w.concurrency, 'inFlight', w.in_flight, 'jobsHeld', w.jobs_held, \
+                        'browserRestarts', w.browser_restarts, 'startedAt', pgshot.timestamp_json(w.started_at), \
+                        'lastSeen', pgshot.timestamp_json(w.last_seen), \
+                        'lastSeenSeconds', round(extract(epoch FROM now() - w.last_seen)), 'alive', w.alive)), '[]') \
+                        FROM screenshot_workers() w), \
+                    'hourly', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+                        'hour', pgshot.timestamp_json(h.hour), 'completed', h.completed, 'failed', h.failed, \
+                        'cancelled', h.cancelled) ORDER BY h.hour), '[]') \
+                        FROM (SELECT hour, sum(completed) AS completed, sum(failed) AS failed, \
+                                     sum(cancelled) AS cancelled \
+                              FROM pgshot.hourly WHERE hour > now() - interval '24 hours' GROUP BY hour) h))",
+                &[],
+            )
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(row.get(0))
+    }
+
+    /// Something that changes whenever a job the viewer sees changes state: for an owner, their
+    /// latest 200 jobs' ids, states and attempts; for the operator, the live counts and the last
+    /// claim and completion.
+    pub async fn fingerprint(&self, rid: &str, owner: Option<&str>) -> ApiResult<String> {
+        let c = self.client(rid).await?;
+        let row = match owner {
+            Some(owner) => {
+                c.query_one(
+                    "SELECT coalesce(md5(string_agg(id || ':' || status || ':' || attempt || ':' || cancel_requested, ',')), '') \
+                     FROM (SELECT id, status, attempt, cancel_requested FROM pgshot.jobs WHERE owner = $1 \
+                           ORDER BY created_at DESC, id DESC LIMIT 200) recent",
+                    &[&owner],
+                )
+                .await
+            }
+            None => {
+                c.query_one(
+                    "SELECT concat_ws(':', (SELECT count(*) FROM pgshot.jobs WHERE status = 'QUEUED'), \
+                        (SELECT count(*) FROM pgshot.jobs WHERE status = 'PROCESSING'), \
+                        (SELECT max(started_at) FROM pgshot.jobs WHERE status = 'PROCESSING'), \
+                        (SELECT max(completed_at) FROM pgshot.jobs WHERE completed_at IS NOT NULL))",
+                    &[],
+                )
+                .await
+            }
+        }
+        .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(row.get(0))
     }
 }
 

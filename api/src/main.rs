@@ -18,6 +18,7 @@ use poem_openapi::OpenApiService;
 
 mod body;
 mod completion;
+mod dashboard;
 mod db;
 mod error;
 mod result;
@@ -112,6 +113,10 @@ struct ServeArgs {
     /// When set, GET /metrics wants `Authorization: Bearer <this token>` (401 otherwise).
     #[arg(long, env = "PGSHOT_METRICS_TOKEN", global = true, hide_env_values = true)]
     metrics_token: Option<String>,
+    /// The operator's token for /dashboard: with it, the dashboard shows every owner's jobs,
+    /// the workers and the queue (API keys see only their own jobs). Unset: no operator.
+    #[arg(long, env = "PGSHOT_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    admin_token: Option<String>,
     /// With PGSHOT_STORAGE=s3://...: `proxy` streams results through the API, `redirect` answers
     /// 307 to a presigned URL of the object.
     #[arg(long, env = "PGSHOT_STORAGE_SERVE", default_value = "proxy", global = true)]
@@ -188,6 +193,7 @@ pub fn spec() -> String {
         sync_max_wait_seconds: 180,
         max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
         metrics_token: None,
+        admin_token: None,
         storage_serve: screenshots::StorageServe::Proxy,
         storage_url_seconds: 3600,
     };
@@ -214,6 +220,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
+        .nest("/dashboard", dashboard::routes())
         // Failures before a handler runs (a missing key, a bad parameter, a body that is not
         // JSON) leave poem-openapi as plain errors: give them the same body as every other one.
         .catch_all_error(|err| async move {
@@ -229,6 +236,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .data(state.clone())
         .data(counters.clone())
         .data(MetricsToken(args.metrics_token.clone().filter(|t| !t.is_empty())))
+        .data(dashboard::AdminToken(args.admin_token.clone().filter(|t| !t.is_empty())))
         .around(move |ep, req| {
             let counters = counters.clone();
             let routes = routes.clone();

@@ -181,6 +181,50 @@ pub struct Job {
     pub outputs: Option<BTreeMap<String, OutputInfo>>,
     /// The job's webhook delivery, when it has a webhookUrl and has finished.
     pub webhook: Option<WebhookInfo>,
+    /// Every attempt so far, oldest first: its worker, start, end and error.
+    pub attempts: Option<Vec<JobAttempt>>,
+    /// The last failed attempt's error, also while the job waits to be retried (QUEUED).
+    pub last_error: Option<LastError>,
+}
+
+/// How one attempt ended (RUNNING while it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum, Deserialize)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AttemptStatus {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// One attempt at rendering a job.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[serde(rename_all = "camelCase")]
+pub struct JobAttempt {
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    pub status: AttemptStatus,
+    /// The worker that made it (attempts that failed before 0.4.0 do not say).
+    pub worker: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    /// Failed attempts: why.
+    pub error_code: Option<ErrorCode>,
+    pub error_message: Option<String>,
+}
+
+/// The error of a job's last failed attempt.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    pub attempt: i32,
+    pub error_code: ErrorCode,
+    pub error_message: String,
+    /// When the attempt failed.
+    pub at: Timestamp,
 }
 
 impl poem_openapi::types::Example for Job {
@@ -209,6 +253,16 @@ impl poem_openapi::types::Example for Job {
             }),
             outputs: None,
             webhook: None,
+            attempts: Some(vec![JobAttempt {
+                attempt: 1,
+                status: AttemptStatus::Completed,
+                worker: Some("render-1-4242-a1b2".into()),
+                started_at: Some(Timestamp("2026-01-15T10:30:00Z".into())),
+                ended_at: Some(Timestamp("2026-01-15T10:30:02Z".into())),
+                error_code: None,
+                error_message: None,
+            }]),
+            last_error: None,
         }
     }
 }

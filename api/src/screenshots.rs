@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::body::JsonBody;
 use crate::completion::Completions;
-use crate::db::{Cursor, Db};
+use crate::db::{Cursor, Db, ResultRow};
 use crate::error::{operation_errors, ApiError, ApiResult, ErrorDetails};
 use crate::result::{CaptureResponse, ResultResponse};
 use crate::schema::{AsyncJobCreated, Base64Result, BulkJob, BulkRequest, Job, Timestamp, Uri, Usage};
@@ -253,9 +253,19 @@ pub enum StorageServe {
 }
 
 impl State {
+    /// A result's bytes: from its row, or downloaded from object storage.
+    pub async fn result_bytes(&self, rid: &str, r: &mut ResultRow) -> ApiResult<Vec<u8>> {
+        match (r.bytes.take(), &r.storage_key, &self.storage) {
+            (Some(bytes), _, _) => Ok(bytes),
+            (None, Some(key), Some(store)) => store.get(key).await.map_err(|e| ApiError::storage_unavailable(rid, &e)),
+            (None, Some(_), None) => Err(ApiError::storage_unavailable(rid, "PGSHOT_STORAGE is not set")),
+            (None, None, _) => Err(ApiError::storage_unavailable(rid, "the output has neither bytes nor an object")),
+        }
+    }
+
     /// The extension's JSON as a typed answer, its `storageKey`s turned into presigned
     /// `storageUrl`s (results in object storage), or removed.
-    fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
+    pub fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
         self.storage_urls(&mut value);
         to_typed(rid, value)
     }
@@ -357,7 +367,7 @@ impl ScreenshotsApi {
         let id = created["id"].as_str().unwrap_or_default().to_string();
         let waiter = self.0.completions.wait_for(&id);
         loop {
-            let job = self.0.db.job(&rid, &owner, &id).await?;
+            let job = self.0.db.job(&rid, Some(&owner), &id).await?;
             match job["status"].as_str() {
                 Some("COMPLETED") if request.options.response_type == Some(ResponseType::Url) => {
                     return Ok(CaptureResponse(ResultResponse::Job(Box::new(self.0.typed(&rid, job)?))));
@@ -423,7 +433,7 @@ impl ScreenshotsApi {
     ) -> Result<Found, LookupErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
-        let job = self.0.db.job(&rid, &owner, &job_id.0).await?;
+        let job = self.0.db.job(&rid, Some(&owner), &job_id.0).await?;
         Ok(Found::Job(Json(self.0.typed(&rid, job)?)))
     }
 
@@ -445,7 +455,7 @@ impl ScreenshotsApi {
     ) -> Result<Found, CancelErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
-        let job = self.0.db.cancel(&rid, &owner, &job_id.0).await?;
+        let job = self.0.db.cancel(&rid, Some(&owner), &job_id.0).await?;
         Ok(Found::Job(Json(self.0.typed(&rid, job)?)))
     }
 
@@ -609,21 +619,14 @@ impl ScreenshotsApi {
 
     async fn result_of(&self, rid: &str, owner: &str, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {
         let rid = rid.to_string();
-        let r = self.0.db.result(&rid, owner, job_id, output).await?;
+        let mut r = self.0.db.result(&rid, Some(owner), job_id, output).await?;
         let base64 = r.response_type.as_deref() == Some("BASE64");
-        let bytes = match (r.bytes, &r.storage_key, &self.0.storage) {
-            (Some(bytes), _, _) => bytes,
-            (None, Some(key), Some(store)) => {
-                if self.0.storage_serve == StorageServe::Redirect && !base64 {
-                    return Ok(ResultResponse::Redirect(store.presigned_get(key, self.0.storage_url_ttl)));
-                }
-                store.get(key).await.map_err(|e| ApiError::storage_unavailable(&rid, &e))?
+        if let (None, Some(key), Some(store)) = (&r.bytes, &r.storage_key, &self.0.storage) {
+            if self.0.storage_serve == StorageServe::Redirect && !base64 {
+                return Ok(ResultResponse::Redirect(store.presigned_get(key, self.0.storage_url_ttl)));
             }
-            (None, Some(_), None) => return Err(ApiError::storage_unavailable(&rid, "PGSHOT_STORAGE is not set")),
-            (None, None, _) => {
-                return Err(ApiError::storage_unavailable(&rid, "the output has neither bytes nor an object"))
-            }
-        };
+        }
+        let bytes = self.0.result_bytes(&rid, &mut r).await?;
         if !base64 {
             return Ok(ResultResponse::Bytes { content_type: r.content_type, bytes });
         }

@@ -102,6 +102,25 @@ pub struct StoredOutputRow {
     pub metadata: Value,
 }
 
+/// A completed screenshot's thumbnail, for the dashboard (never an output of the job).
+#[derive(Debug, Clone)]
+pub struct Thumbnail {
+    pub content_type: String,
+    pub width: i32,
+    pub height: i32,
+    pub bytes: Vec<u8>,
+}
+
+/// What a worker reports of itself at every maintenance tick.
+#[derive(Debug, Clone)]
+pub struct WorkerBeat {
+    pub host: String,
+    pub version: String,
+    pub concurrency: i32,
+    pub in_flight: i32,
+    pub browser_restarts: i32,
+}
+
 #[derive(Clone)]
 pub struct Queue {
     pool: Pool,
@@ -252,6 +271,53 @@ impl Queue {
         Ok(row.get(0))
     }
 
+    /// Stores the thumbnail of the attempt this worker holds (55000, as `LeaseLost`, otherwise).
+    pub async fn thumbnail_put(&self, job: &ClaimedJob, thumbnail: &Thumbnail) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT screenshot_thumbnail_put($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &job.id,
+                    &&*self.worker_id,
+                    &job.attempt,
+                    &thumbnail.content_type,
+                    &thumbnail.width,
+                    &thumbnail.height,
+                    &thumbnail.bytes,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records this worker and its load in `pgshot.workers`.
+    pub async fn beat(&self, beat: &WorkerBeat) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT screenshot_worker_beat($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &&*self.worker_id,
+                    &beat.host,
+                    &beat.concurrency,
+                    &beat.in_flight,
+                    &beat.browser_restarts,
+                    &beat.version,
+                    &(std::process::id() as i32),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records a clean stop: the dashboard shows the worker as stopped, not as lost.
+    pub async fn stopped(&self) -> Result<(), QueueError> {
+        let client = self.pool.get().await?;
+        client.execute("SELECT screenshot_worker_stop($1)", &[&&*self.worker_id]).await?;
+        Ok(())
+    }
+
     /// Rescues expired leases and purges expired results, if no other worker is doing it now.
     /// Returns (rescued, purged), or `None` when another worker holds the maintenance lock.
     pub async fn maintain(&self) -> Result<Option<(i32, i32)>, QueueError> {
@@ -264,6 +330,8 @@ impl Queue {
         }
         let rescued: i32 = tx.query_one("SELECT screenshot_rescue()", &[]).await?.get(0);
         let purged: i32 = tx.query_one("SELECT screenshot_purge()", &[]).await?.get(0);
+        // The hours that ended, into pgshot.hourly (a no-op within an hour already rolled up).
+        tx.execute("SELECT screenshot_rollup()", &[]).await?;
         tx.commit().await?;
         Ok(Some((rescued, purged)))
     }

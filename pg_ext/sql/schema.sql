@@ -84,7 +84,8 @@ CREATE TABLE pgshot.jobs (
     error_code       text,
     error_message    text,
     metadata         jsonb,
-    -- One entry per failed attempt: {attempt, at, code, message}.
+    -- One entry per failed attempt: {attempt, at, code, message, worker, startedAt} (worker and
+    -- startedAt since 0.4.0).
     errors           jsonb NOT NULL DEFAULT '[]',
     -- The database role that enqueued the job (pgshot.caller(), the default set in queue.sql);
     -- a member of pgshot_app sees only its own jobs. NULL for jobs enqueued before 0.2.0.
@@ -231,6 +232,65 @@ CREATE TABLE pgshot.webhook_attempts (
 COMMENT ON TABLE pgshot.webhook_deliveries IS 'webhook outbox: one row per delivery, retried until delivered or given up';
 COMMENT ON TABLE pgshot.webhook_attempts IS 'every webhook attempt: status code or error, and duration';
 
+-- Workers, as they report themselves (screenshot_worker_beat, at every maintenance tick): the
+-- dashboard's and SQL's view of who is rendering. A row not seen for a day is deleted.
+CREATE TABLE pgshot.workers (
+    id               text PRIMARY KEY,
+    host             text NOT NULL,
+    pid              integer,
+    version          text NOT NULL,
+    concurrency      integer NOT NULL,
+    in_flight        integer NOT NULL DEFAULT 0,
+    browser_restarts integer NOT NULL DEFAULT 0,
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    last_seen        timestamptz NOT NULL DEFAULT now(),
+    stopped_at       timestamptz,
+    CONSTRAINT workers_id_length CHECK (length(id) BETWEEN 1 AND 200),
+    CONSTRAINT workers_host_length CHECK (length(host) BETWEEN 1 AND 255),
+    CONSTRAINT workers_concurrency_range CHECK (concurrency BETWEEN 1 AND 1000),
+    CONSTRAINT workers_in_flight_range CHECK (in_flight BETWEEN 0 AND concurrency),
+    CONSTRAINT workers_restarts_nonnegative CHECK (browser_restarts >= 0)
+);
+COMMENT ON TABLE pgshot.workers IS 'workers and their last heartbeat (screenshot_worker_beat); alive while seen within a minute';
+
+-- One small picture per completed screenshot, made by the worker for the dashboard: never an
+-- output of the job (not listed, not counted, not sent anywhere), deleted when the result expires.
+CREATE TABLE pgshot.thumbnails (
+    job_id       text PRIMARY KEY REFERENCES pgshot.jobs (id) ON DELETE CASCADE,
+    attempt      integer NOT NULL,
+    content_type text NOT NULL,
+    width        integer NOT NULL,
+    height       integer NOT NULL,
+    bytes        bytea NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT thumbnails_content_type_image CHECK (content_type IN ('image/jpeg', 'image/webp', 'image/png')),
+    CONSTRAINT thumbnails_bytes_small CHECK (octet_length(bytes) BETWEEN 1 AND 262144),
+    CONSTRAINT thumbnails_dimensions CHECK (width BETWEEN 1 AND 1024 AND height BETWEEN 1 AND 1024)
+);
+COMMENT ON TABLE pgshot.thumbnails IS 'a small JPEG of each completed screenshot, for the dashboard; not an output';
+
+-- Finished jobs per hour and owner (screenshot_rollup, at every maintenance tick), kept after the
+-- jobs themselves are deleted: history without scanning pgshot.jobs.
+CREATE TABLE pgshot.hourly (
+    hour          timestamptz NOT NULL,
+    owner         text NOT NULL,
+    completed     bigint NOT NULL,
+    failed        bigint NOT NULL,
+    cancelled     bigint NOT NULL,
+    render_ms_p50 double precision,
+    render_ms_p95 double precision,
+    error_codes   jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (hour, owner),
+    CONSTRAINT hourly_on_the_hour CHECK (extract(epoch FROM hour) % 3600 = 0),
+    CONSTRAINT hourly_counts_nonnegative CHECK (completed >= 0 AND failed >= 0 AND cancelled >= 0),
+    CONSTRAINT hourly_error_codes_object CHECK (jsonb_typeof(error_codes) = 'object')
+);
+COMMENT ON TABLE pgshot.hourly IS 'finished jobs per hour and owner (API key or role): counts, render time, error codes';
+
+-- Jobs by the time they finished: the last hour's activity and the hourly roll-up read a range
+-- of it instead of the whole table. Only finished jobs are in it.
+CREATE INDEX jobs_finished ON pgshot.jobs (completed_at) WHERE completed_at IS NOT NULL;
+
 -- pg_dump leaves out extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('pgshot.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.bulks', '');
@@ -239,6 +299,9 @@ SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.storage_garbage', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.workers', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.thumbnails', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.hourly', '');
 
 -- A trusted extension's objects belong to the bootstrap superuser: let the database owner who
 -- created it use and administer the queue.
@@ -246,3 +309,4 @@ GRANT USAGE ON SCHEMA pgshot TO @extowner@;
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs, pgshot.webhook_deliveries, pgshot.webhook_attempts
     TO @extowner@;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.workers, pgshot.thumbnails, pgshot.hourly TO @extowner@;

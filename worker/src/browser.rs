@@ -633,6 +633,11 @@ impl Browsers {
         }
     }
 
+    /// Browsers started after the first: after a crash, a hang or `recycle_after` renders.
+    pub fn restarts(&self) -> u32 {
+        self.generation.load(Ordering::SeqCst).saturating_sub(1)
+    }
+
     /// The uid Chromium runs as, when it is not the worker's own.
     pub fn render_uid(&self) -> Option<u32> {
         self.launcher.render_as.map(|(uid, _)| uid)

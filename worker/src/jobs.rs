@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::browser::Browsers;
 use crate::config::Config;
 use crate::render::{render, timeout_error, RenderError, RenderSettings, Rendered};
-use pgshot_db::worker_queue::{ClaimedJob, OutputRow, Queue, QueueError, StoredOutputRow};
+use pgshot_db::worker_queue::{ClaimedJob, OutputRow, Queue, QueueError, StoredOutputRow, WorkerBeat};
 use pgshot_storage::ObjectStore;
 
 /// Besides its page-load timeout and delay, the time a job may spend on actions and capture.
@@ -186,6 +186,7 @@ impl Worker {
         match outcome {
             Outcome::Rendered(Ok(rendered)) => {
                 let rendered_at = tokio::time::Instant::now();
+                self.thumbnail(&job, &rendered.outputs).await;
                 let result = match &self.storage {
                     None => {
                         self.retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs))
@@ -254,6 +255,38 @@ impl Worker {
         futures::future::try_join_all(uploads).await.map_err(StoreError::Bucket)
     }
 
+    /// Stores the dashboard's thumbnail of the attempt's first image before it completes, so that
+    /// it is there the moment the job is. A thumbnail that cannot be made is only logged.
+    async fn thumbnail(&self, job: &ClaimedJob, outputs: &[OutputRow]) {
+        if !outputs.iter().any(|o| o.content_type.starts_with("image/")) {
+            return;
+        }
+        let images: Vec<OutputRow> = outputs.iter().filter(|o| o.content_type.starts_with("image/")).take(1).cloned().collect();
+        let made = tokio::task::spawn_blocking(move || crate::thumbnail::of(&images)).await;
+        match made {
+            Ok(Ok(Some(thumbnail))) => {
+                if let Err(e) = self.retrying("thumbnail", || self.queue.thumbnail_put(job, &thumbnail)).await {
+                    tracing::warn!(error = %e, "thumbnail not stored");
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "no thumbnail"),
+            Err(e) => tracing::warn!(error = %e, "the thumbnail task failed"),
+        }
+    }
+
+    /// What this worker reports of itself in `pgshot.workers`.
+    pub fn beat(&self) -> WorkerBeat {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+        WorkerBeat {
+            host: if host.is_empty() { "unknown".into() } else { host },
+            version: env!("CARGO_PKG_VERSION").into(),
+            concurrency: self.concurrency as i32,
+            in_flight: (self.concurrency as usize).saturating_sub(self.slots.available_permits()) as i32,
+            browser_restarts: self.browsers.restarts() as i32,
+        }
+    }
+
     async fn settle_failure(&self, job: &ClaimedJob, error: &RenderError, retryable: bool) {
         let code = error.code.as_str();
         match self.retrying("fail", || self.queue.fail(job, code, &error.message, retryable)).await {
@@ -298,10 +331,14 @@ impl Worker {
 
 /// One worker at a time (by advisory lock) rescues expired leases and purges expired results;
 /// with object storage, every worker deletes the objects no output refers to any more.
-pub async fn maintain(queue: Queue, storage: Option<ObjectStore>, every: Duration) {
+/// Every worker also records itself in pgshot.workers at each tick.
+pub async fn maintain(worker: Arc<Worker>, queue: Queue, storage: Option<ObjectStore>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        if let Err(e) = queue.beat(&worker.beat()).await {
+            tracing::warn!(error = %e, "could not record this worker's heartbeat");
+        }
         if let Some(store) = &storage {
             sweep_storage(&queue, store).await;
         }

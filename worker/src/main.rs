@@ -19,6 +19,7 @@ mod launcher;
 mod own_addresses;
 mod render;
 mod signing;
+mod thumbnail;
 
 use config::Config;
 use pgshot_db::worker_queue::{self as queue, Queue};
@@ -72,11 +73,6 @@ async fn run(config: Config) -> Result<(), String> {
         allowed: config.allow_destinations.clone().into(),
     };
     let deliverer = Arc::new(deliver::Deliverer::new(queue.clone(), rules)?);
-    let maintenance = tokio::spawn(jobs::maintain(
-        queue.clone(),
-        storage.clone(),
-        Duration::from_secs(config.maintenance_interval_seconds.max(1)),
-    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -86,12 +82,21 @@ async fn run(config: Config) -> Result<(), String> {
     });
 
     let delivering = tokio::spawn(deliverer.run(webhooks_wake, config.poll_interval(), stop_rx.clone()));
-    let worker = jobs::Worker::new(&config, launcher, queue, storage, wake);
+    let worker = jobs::Worker::new(&config, launcher, queue.clone(), storage.clone(), wake);
+    let maintenance = tokio::spawn(jobs::maintain(
+        worker.clone(),
+        queue.clone(),
+        storage,
+        Duration::from_secs(config.maintenance_interval_seconds.max(1)),
+    ));
     worker.run(config.poll_interval(), Duration::from_secs(config.shutdown_grace_seconds), stop_rx).await;
     // Deliveries in flight finish within their own timeout.
     let _ = tokio::time::timeout(Duration::from_secs(20), delivering).await;
     listener.abort();
     maintenance.abort();
+    if let Err(e) = queue.stopped().await {
+        tracing::warn!(error = %e, "could not record the stop");
+    }
     tracing::info!("pgshot-worker stopped");
     Ok(())
 }
