@@ -346,7 +346,7 @@ async function viewQueue() {
     const stat = (label, value, id) => el("div", { class: "stat", id }, el("b", {}, value), label);
     const workers = el("table", { id: "workers" },
       el("thead", {}, el("tr", {}, ["Worker", "Host", "Concurrency", "In flight", "Last seen", "Browser restarts", "Version"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, q.workers.map((w) => el("tr", { class: "worker-row", "data-alive": w.alive },
+      el("tbody", {}, q.workers.map((w) => el("tr", { class: "worker-row", "data-alive": String(w.alive) },
         el("td", {}, w.alive ? badge("RUNNING") : el("span", { class: "muted" }, "gone"), " ", w.id),
         el("td", {}, w.host), el("td", {}, w.concurrency), el("td", {}, w.inFlight + " (" + w.jobsHeld + " held)"),
         el("td", {}, seconds(w.lastSeenSeconds) + " ago"), el("td", {}, w.browserRestarts), el("td", {}, w.version)))));

@@ -446,6 +446,17 @@ fn serve(mut stream: TcpStream, port: u16) {
             ),
             String::new(),
         ),
+        // A title that is markup once unescaped: whatever shows it must show it as text.
+        "/hostile/title" => (
+            "200 OK",
+            html,
+            page(
+                "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;&lt;script&gt;window.__pwned=2&lt;/script&gt;",
+                "",
+                "<h1>A page with a hostile title</h1>",
+            ),
+            String::new(),
+        ),
         _ => ("404 Not Found", "text/plain", "not found".to_string(), String::new()),
     };
     let head = format!(
