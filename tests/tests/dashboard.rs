@@ -295,7 +295,11 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     .await;
 
     if let Ok(dir) = std::env::var("PGSHOT_DASHBOARD_SCREENSHOTS") {
-        screenshots_by_pgshot(&api, &key, &later, std::path::Path::new(&dir), &logs);
+        // Under the other key, so that the views' own URLs (with the key in their fragment)
+        // are not among the jobs they show.
+        tokio::task::block_in_place(|| {
+            screenshots_by_pgshot(&api, &other_key, &key, &plain, std::path::Path::new(&dir), &logs)
+        });
     }
 
     let _ = browser.close().await;
@@ -304,21 +308,29 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
 }
 
 /// pgshot screenshots its own dashboard: each view is a job of the worker under test.
-fn screenshots_by_pgshot(api: &ApiProcess, key: &str, job: &str, dir: &std::path::Path, logs: &dyn Fn() -> String) {
+/// `by` enqueues the screenshots of what `viewer` sees.
+fn screenshots_by_pgshot(
+    api: &ApiProcess,
+    by: &str,
+    viewer: &str,
+    job: &str,
+    dir: &std::path::Path,
+    logs: &dyn Fn() -> String,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let views = [
-        ("jobs", key, "/jobs".to_string()),
-        ("job", key, format!("/job/{job}")),
+        ("jobs", viewer, "/jobs".to_string()),
+        ("job", viewer, format!("/job/{job}")),
         ("queue", ADMIN_TOKEN, "/queue".to_string()),
-        ("capture", key, "/capture".to_string()),
+        ("capture", viewer, "/capture".to_string()),
     ];
     for (name, token, view) in views {
         let target = format!("{}#token={token}&{view}", api.url("/dashboard"));
         let body = json!({"url": target, "viewport": {"width": 1280, "height": 860}, "delay": 2500});
-        let id = post(api, key, body)["id"].as_str().unwrap().to_string();
-        let done = finished(api, key, &id, logs);
+        let id = post(api, by, body)["id"].as_str().unwrap().to_string();
+        let done = finished(api, by, &id, logs);
         assert_eq!(done["status"], "COMPLETED", "{done}");
-        let png = ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", key).call().unwrap();
+        let png = ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", by).call().unwrap();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut png.into_reader(), &mut bytes).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
