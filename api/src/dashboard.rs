@@ -214,7 +214,8 @@ async fn jobs_page(
             None => None,
         };
         let limit = query.limit.unwrap_or(25).clamp(1, 100);
-        let mut rows = state.db.dashboard_jobs(&rid, viewer.owner(), status, search, cursor.as_ref(), limit + 1).await?;
+        let mut rows =
+            state.db.dashboard_jobs(&rid, viewer.owner(), status, search, cursor.as_ref(), limit + 1).await?;
         let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].3.to_string());
         rows.truncate(limit as usize);
         let jobs: Vec<Value> = rows
@@ -246,7 +247,12 @@ async fn job_page(req: &Request, id: Path<String>, state: Data<&Arc<State>>, adm
 }
 
 #[handler]
-async fn thumbnail_image(req: &Request, id: Path<String>, state: Data<&Arc<State>>, admin: Data<&AdminToken>) -> Response {
+async fn thumbnail_image(
+    req: &Request,
+    id: Path<String>,
+    state: Data<&Arc<State>>,
+    admin: Data<&AdminToken>,
+) -> Response {
     let state = *state;
     answer(req, state, &admin, |rid, viewer| async move {
         match state.db.thumbnail(&rid, viewer.owner(), &id).await? {
@@ -354,8 +360,9 @@ async fn event_stream(req: &Request, state: Data<&Arc<State>>, admin: Data<&Admi
                     }
                 };
                 if last.as_deref() != Some(&now) {
-                    let event = Event::message(json!({"reason": if last.is_none() { "hello" } else { "change" }}).to_string())
-                        .event_type("change");
+                    let event =
+                        Event::message(json!({"reason": if last.is_none() { "hello" } else { "change" }}).to_string())
+                            .event_type("change");
                     return Some((event, (state, viewer, changes, Some(now))));
                 }
             }

@@ -13,9 +13,9 @@ use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::Page;
 use futures::StreamExt;
 use pgshot_tests::api_process::{create_key, ApiProcess};
+use pgshot_tests::cluster;
 use pgshot_tests::site::{closed_port, Site};
 use pgshot_tests::worker_process::WorkerProcess;
-use pgshot_tests::cluster;
 use serde_json::{json, Value};
 
 const ADMIN_TOKEN: &str = "operator-token-for-the-dashboard-test-0123456789";
@@ -29,7 +29,12 @@ fn post(api: &ApiProcess, key: &str, body: Value) -> Value {
 }
 
 fn get_job(api: &ApiProcess, key: &str, id: &str) -> Value {
-    ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}"))).set("X-API-Key", key).call().unwrap().into_json().unwrap()
+    ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}")))
+        .set("X-API-Key", key)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap()
 }
 
 /// Polls the job until it is no longer QUEUED or PROCESSING.
@@ -62,7 +67,10 @@ async fn until(page: &Page, what: &str, js: &str, limit: Duration) {
         }
         if Instant::now() > deadline {
             let text = eval(page, "document.body.innerText").await;
-            panic!("{what}: `{js}` stayed false for {limit:?}; the page shows:\n{}", text.as_str().unwrap_or("").replace('\n', " | "));
+            panic!(
+                "{what}: `{js}` stayed false for {limit:?}; the page shows:\n{}",
+                text.as_str().unwrap_or("").replace('\n', " | ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -154,8 +162,7 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     // A completed job, a failed one, one with a hostile title, and another key's job.
     let plain = post(&api, &key, json!({"url": site.url("/plain")}))["id"].as_str().unwrap().to_string();
     let unreachable = format!("http://127.0.0.1:{}/gone", closed_port());
-    let failing =
-        post(&api, &key, json!({"url": unreachable, "maxAttempts": 1}))["id"].as_str().unwrap().to_string();
+    let failing = post(&api, &key, json!({"url": unreachable, "maxAttempts": 1}))["id"].as_str().unwrap().to_string();
     let hostile = post(&api, &key, json!({"url": site.url("/hostile/title")}))["id"].as_str().unwrap().to_string();
     let theirs = post(&api, &other_key, json!({"url": site.url("/plain?someone-elses-job")}))["id"]
         .as_str()
@@ -183,8 +190,13 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     login(&page, &key).await;
 
     // The jobs, newest first, with the completed job's thumbnail loaded.
-    until(&page, "the jobs list", &format!("!!document.querySelector('.job-row[data-id=\"{plain}\"]')"), Duration::from_secs(10))
-        .await;
+    until(
+        &page,
+        "the jobs list",
+        &format!("!!document.querySelector('.job-row[data-id=\"{plain}\"]')"),
+        Duration::from_secs(10),
+    )
+    .await;
     until(
         &page,
         "the thumbnail",
@@ -192,10 +204,9 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
         Duration::from_secs(10),
     )
     .await;
-    let shown: Vec<String> = serde_json::from_value(
-        eval(&page, "[...document.querySelectorAll('.job-row')].map(r => r.dataset.id)").await,
-    )
-    .unwrap();
+    let shown: Vec<String> =
+        serde_json::from_value(eval(&page, "[...document.querySelectorAll('.job-row')].map(r => r.dataset.id)").await)
+            .unwrap();
     assert_eq!(shown.len(), 3, "{shown:?}");
     assert!(!shown.contains(&theirs));
 
@@ -210,7 +221,14 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
         Duration::from_secs(10),
     )
     .await;
-    assert_eq!(eval(&page, "window.__pwned === undefined && document.querySelectorAll('img[src=\"x\"], main script').length === 0").await, true);
+    assert_eq!(
+        eval(
+            &page,
+            "window.__pwned === undefined && document.querySelectorAll('img[src=\"x\"], main script').length === 0"
+        )
+        .await,
+        true
+    );
 
     // Filter FAILED: only the failed job, with its error code.
     eval(&page, "const s = document.querySelector('#status-filter'); s.value = 'FAILED'; s.dispatchEvent(new Event('change')); true").await;
@@ -228,7 +246,8 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
 
     // Live: a job created elsewhere appears and completes without a reload.
     eval(&page, "location.hash = '#/jobs'; window.__notReloaded = true; true").await;
-    until(&page, "every status again", "document.querySelectorAll('.job-row').length === 3", Duration::from_secs(10)).await;
+    until(&page, "every status again", "document.querySelectorAll('.job-row').length === 3", Duration::from_secs(10))
+        .await;
     let live = post(&api, &key, json!({"url": site.url("/plain?live")}))["id"].as_str().unwrap().to_string();
     until(
         &page,
@@ -243,7 +262,8 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
 
     // Cancel a queued job from its page; the database has it CANCELLED.
     let run_at = "2099-01-01T00:00:00Z";
-    let later = post(&api, &key, json!({"url": site.url("/plain?later"), "runAt": run_at}))["id"].as_str().unwrap().to_string();
+    let later =
+        post(&api, &key, json!({"url": site.url("/plain?later"), "runAt": run_at}))["id"].as_str().unwrap().to_string();
     eval(&page, &format!("location.hash = '#/job/{later}'; true")).await;
     until(&page, "the job page", "!!document.querySelector('#cancel-button')", Duration::from_secs(10)).await;
     eval(&page, "document.querySelector('#cancel-button').click(); true").await;
@@ -259,7 +279,13 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
         assert!(Instant::now() < deadline, "still {status} after the click");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    until(&page, "the cancelled job's page", "document.querySelector('#job-view').dataset.status === 'CANCELLED'", Duration::from_secs(10)).await;
+    until(
+        &page,
+        "the cancelled job's page",
+        "document.querySelector('#job-view').dataset.status === 'CANCELLED'",
+        Duration::from_secs(10),
+    )
+    .await;
 
     // Another key's job does not exist for this key, in the page's API either; the queue view
     // is the operator's.
@@ -276,7 +302,13 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     eval(&page, "document.querySelector('#logout').click(); true").await;
     login(&page, ADMIN_TOKEN).await;
     eval(&page, "location.hash = '#/jobs'; true").await;
-    until(&page, "another key's job, for the operator", &format!("!!document.querySelector('.job-row[data-id=\"{theirs}\"]')"), Duration::from_secs(10)).await;
+    until(
+        &page,
+        "another key's job, for the operator",
+        &format!("!!document.querySelector('.job-row[data-id=\"{theirs}\"]')"),
+        Duration::from_secs(10),
+    )
+    .await;
     eval(&page, "location.hash = '#/queue'; true").await;
     until(
         &page,
@@ -330,7 +362,8 @@ fn screenshots_by_pgshot(
         let id = post(api, by, body)["id"].as_str().unwrap().to_string();
         let done = finished(api, by, &id, logs);
         assert_eq!(done["status"], "COMPLETED", "{done}");
-        let png = ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", by).call().unwrap();
+        let png =
+            ureq::get(&api.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", by).call().unwrap();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut png.into_reader(), &mut bytes).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();

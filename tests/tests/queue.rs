@@ -1116,3 +1116,245 @@ fn key_limits_refuse_with_53400_and_retry_after_and_write_nothing() {
     let e = c.query_one("SELECT pgshot.api_key_set_limits('key_nosuchkey000', 1, 1)", &[]).unwrap_err();
     assert_eq!(e.code().map(|s| s.code()), Some(NO_DATA_FOUND));
 }
+
+#[test]
+fn attempts_show_each_worker_and_the_last_error_while_a_job_is_retried() {
+    let mut c = db();
+    let id = enqueue(&mut c, "https://example.com/attempts", json!({"maxAttempts": 3}));
+    assert_eq!(job(&mut c, &id)["attempts"], json!([]), "no attempt yet");
+    let (_, attempt) = claim(&mut c, "w-one", 1, "30 seconds")[0].clone();
+    assert_eq!(fail(&mut c, &id, "w-one", attempt, "TIMEOUT", true).unwrap(), "QUEUED");
+    let j = job(&mut c, &id);
+    assert_eq!(j["status"], "QUEUED");
+    assert!(j.get("errorCode").is_none(), "errorCode waits for the job to fail: {j}");
+    assert_eq!(j["lastError"]["attempt"], 1);
+    assert_eq!(j["lastError"]["errorCode"], "TIMEOUT");
+    assert_eq!(j["lastError"]["errorMessage"], "it broke");
+    let first = &j["attempts"][0];
+    assert_eq!(first["status"], "FAILED");
+    assert_eq!(first["worker"], "w-one");
+    assert_eq!(first["errorCode"], "TIMEOUT");
+    assert!(first["startedAt"].as_str().unwrap() <= first["endedAt"].as_str().unwrap(), "{j}");
+    assert_eq!(j["attempts"].as_array().unwrap().len(), 1, "{j}");
+
+    // The retry, on another worker: running, then completed; the first attempt stays.
+    c.execute("UPDATE pgshot.jobs SET run_at = now() WHERE id = $1", &[&id]).unwrap();
+    let (_, attempt) = claim(&mut c, "w-two", 1, "30 seconds")[0].clone();
+    let j = job(&mut c, &id);
+    assert_eq!(j["attempts"][1]["status"], "RUNNING");
+    assert_eq!(j["attempts"][1]["worker"], "w-two");
+    assert!(j["attempts"][1].get("endedAt").is_none(), "{j}");
+    complete(&mut c, &id, "w-two", attempt, b"png").unwrap();
+    let j = job(&mut c, &id);
+    assert_eq!(j["attempts"].as_array().unwrap().len(), 2, "{j}");
+    assert_eq!(j["attempts"][1]["status"], "COMPLETED");
+    assert_eq!(j["attempts"][1]["endedAt"], j["completedAt"]);
+    assert_eq!(j["attempts"][0]["worker"], "w-one");
+    assert_eq!(j["lastError"]["attempt"], 1, "the last failed attempt, after a success too");
+
+    // An expired lease is an attempt of its worker too.
+    let id = enqueue(&mut c, "https://example.com/lease", json!({"maxAttempts": 1}));
+    claim(&mut c, "w-gone", 1, "1 second");
+    c.execute("UPDATE pgshot.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1", &[&id]).unwrap();
+    c.query_one("SELECT screenshot_rescue()", &[]).unwrap();
+    let j = job(&mut c, &id);
+    assert_eq!(j["status"], "FAILED");
+    assert_eq!(j["attempts"], json!([j["attempts"][0].clone()]), "{j}");
+    assert_eq!(j["attempts"][0]["worker"], "w-gone");
+    assert_eq!(j["attempts"][0]["errorCode"], "LEASE_EXPIRED");
+}
+
+fn beat(c: &mut Client, worker: &str, concurrency: i32, in_flight: i32) -> Result<u64, postgres::Error> {
+    c.execute(
+        "SELECT screenshot_worker_beat($1, 'host-a', $2, $3, 1, '0.4.0', 4242)",
+        &[&worker, &concurrency, &in_flight],
+    )
+}
+
+#[test]
+fn workers_report_themselves_and_a_bad_report_names_its_argument() {
+    let mut c = db();
+    beat(&mut c, "w-1", 4, 2).unwrap();
+    beat(&mut c, "w-2", 2, 0).unwrap();
+    let id = enqueue(&mut c, "https://example.com/held", json!({}));
+    claim(&mut c, "w-1", 1, "30 seconds");
+    let rows = c
+        .query(
+            "SELECT id, host, concurrency, in_flight, jobs_held, browser_restarts, alive FROM screenshot_workers()",
+            &[],
+        )
+        .unwrap();
+    let w1 = rows.iter().find(|r| r.get::<_, String>(0) == "w-1").expect("w-1 is listed");
+    assert_eq!(w1.get::<_, String>(1), "host-a");
+    assert_eq!((w1.get::<_, i32>(2), w1.get::<_, i32>(3)), (4, 2));
+    assert_eq!(w1.get::<_, i64>(4), 1, "the job it holds, from the queue");
+    assert_eq!(w1.get::<_, i32>(5), 1);
+    assert!(w1.get::<_, bool>(6));
+    assert_eq!(rows.len(), 2);
+
+    for (concurrency, in_flight, field) in [(0, 0, "concurrency"), (2, 3, "in_flight"), (2, -1, "in_flight")] {
+        let (state, message) = db_message(beat(&mut c, "w-1", concurrency, in_flight));
+        assert_eq!(state, INVALID_PARAMETER_VALUE, "{message}");
+        assert!(message.starts_with(field), "{field}: {message}");
+    }
+    let (state, message) = db_message(c.execute("SELECT screenshot_worker_beat('', 'h', 1, 0, 0, 'v')", &[]));
+    assert_eq!(state, INVALID_PARAMETER_VALUE);
+    assert!(message.starts_with("worker_id"), "{message}");
+    let refused: (i32, i32) = {
+        let r = c.query_one("SELECT concurrency, in_flight FROM pgshot.workers WHERE id = 'w-1'", &[]).unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(refused, (4, 2), "a refused report changed nothing");
+
+    c.execute("SELECT screenshot_worker_stop('w-2')", &[]).unwrap();
+    c.execute("UPDATE pgshot.workers SET last_seen = now() - interval '2 minutes' WHERE id = 'w-1'", &[]).unwrap();
+    let alive: Vec<bool> =
+        c.query("SELECT alive FROM screenshot_workers()", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(alive, [false, false], "one stopped, one silent for two minutes");
+    beat(&mut c, "w-1", 4, 0).unwrap();
+    let alive: bool = c.query_one("SELECT alive FROM screenshot_workers() WHERE id = 'w-1'", &[]).unwrap().get(0);
+    assert!(alive, "a beat brings it back");
+    // A day of silence and it is forgotten, at the next beat of any worker.
+    c.execute("UPDATE pgshot.workers SET last_seen = now() - interval '25 hours' WHERE id = 'w-2'", &[]).unwrap();
+    beat(&mut c, "w-1", 4, 0).unwrap();
+    assert_eq!(c.query("SELECT 1 FROM pgshot.workers WHERE id = 'w-2'", &[]).unwrap().len(), 0);
+    let _ = id;
+}
+
+const THUMB: &str = "SELECT screenshot_thumbnail_put($1, $2, $3, $4, 4, 3, $5)";
+
+#[test]
+fn a_thumbnail_belongs_to_the_attempt_held_and_goes_with_the_result() {
+    let mut c = db();
+    let id = enqueue(&mut c, "https://example.com/thumb", json!({}));
+    let (_, attempt) = claim(&mut c, "w", 1, "30 seconds")[0].clone();
+    let jpeg: &[u8] = b"\xff\xd8\xff thumbnail";
+    assert_eq!(sqlstate(c.execute(THUMB, &[&id, &"w", &(attempt + 1), &"image/jpeg", &jpeg])), WRONG_STATE);
+    assert_eq!(sqlstate(c.execute(THUMB, &[&id, &"other", &attempt, &"image/jpeg", &jpeg])), WRONG_STATE);
+    let (state, message) = db_message(c.execute(THUMB, &[&id, &"w", &attempt, &"text/html", &jpeg]));
+    assert_eq!(state, INVALID_PARAMETER_VALUE);
+    assert!(message.starts_with("content_type"), "{message}");
+    let big = vec![0u8; 300_000];
+    let (state, message) = db_message(c.execute(THUMB, &[&id, &"w", &attempt, &"image/jpeg", &big]));
+    assert_eq!(state, INVALID_PARAMETER_VALUE);
+    assert!(message.starts_with("bytes"), "{message}");
+    c.execute(THUMB, &[&id, &"w", &attempt, &"image/jpeg", &jpeg]).unwrap();
+    let thumbnail = |c: &mut Client| -> Vec<Vec<u8>> {
+        c.query("SELECT bytes FROM screenshot_thumbnail($1)", &[&id]).unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    assert!(thumbnail(&mut c).is_empty(), "not before the job is completed");
+    complete(&mut c, &id, "w", attempt, b"png").unwrap();
+    assert_eq!(thumbnail(&mut c), [jpeg.to_vec()]);
+    let j = job(&mut c, &id);
+    assert_eq!(j.get("outputs"), None, "never an output: {j}");
+    assert_eq!(sqlstate(c.query("SELECT * FROM screenshot_thumbnail('nosuchjob00000')", &[])), NO_DATA_FOUND);
+
+    c.execute("UPDATE pgshot.jobs SET expires_at = now() - interval '1 second' WHERE id = $1", &[&id]).unwrap();
+    c.query_one("SELECT screenshot_purge()", &[]).unwrap();
+    assert!(thumbnail(&mut c).is_empty());
+    assert_eq!(
+        c.query("SELECT 1 FROM pgshot.thumbnails WHERE job_id = $1", &[&id]).unwrap().len(),
+        0,
+        "deleted with the result"
+    );
+}
+
+#[test]
+fn activity_and_hourly_aggregates_count_what_finished_in_their_range() {
+    let mut c = db();
+    let mut ids = Vec::new();
+    for (i, outcome) in ["COMPLETED", "COMPLETED", "FAILED"].iter().enumerate() {
+        let id = enqueue(&mut c, &format!("https://example.com/{i}"), json!({}));
+        let (_, attempt) = claim(&mut c, "w", 1, "30 seconds")[0].clone();
+        if *outcome == "COMPLETED" {
+            complete(&mut c, &id, "w", attempt, b"png").unwrap();
+        } else {
+            fail(&mut c, &id, "w", attempt, "DNS_FAILED", false).unwrap();
+        }
+        ids.push(id);
+    }
+    enqueue(&mut c, "https://example.com/still-queued", json!({}));
+    let sums = |c: &mut Client, since: &str| -> (i64, i64, i64, bool) {
+        let r = c
+            .query_one(
+                "SELECT coalesce(sum(completed), 0)::bigint, coalesce(sum(failed), 0)::bigint, \
+                        coalesce(sum(cancelled), 0)::bigint, bool_and(render_ms_p50 IS NOT NULL) \
+                 FROM screenshot_activity($1::text::interval, '1 minute')",
+                &[&since],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get::<_, Option<bool>>(3).unwrap_or(false))
+    };
+    assert_eq!(sums(&mut c, "1 hour"), (2, 1, 0, true));
+    let errors: Vec<(String, i64)> = c
+        .query("SELECT error_code, jobs FROM screenshot_error_counts()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(errors, [("DNS_FAILED".to_string(), 1)]);
+    for (since, bucket, field) in [
+        ("0 seconds", "1 minute", "since"),
+        ("1 hour", "1 millisecond", "bucket"),
+        ("1 hour", "2 hours", "bucket"),
+        ("31 days", "1 second", "since / bucket"),
+    ] {
+        let (state, message) = db_message(
+            c.query("SELECT * FROM screenshot_activity($1::text::interval, $2::text::interval)", &[&since, &bucket]),
+        );
+        assert_eq!(state, INVALID_PARAMETER_VALUE, "{since} {bucket}");
+        assert!(message.starts_with(field), "{field}: {message}");
+    }
+
+    // Two hours later, those jobs are out of the last hour and in pgshot.hourly, once.
+    c.execute(
+        "UPDATE pgshot.jobs SET started_at = started_at - interval '2 hours', completed_at = completed_at - interval '2 hours', \
+         expires_at = expires_at - interval '2 hours' WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .unwrap();
+    assert_eq!(sums(&mut c, "1 hour"), (0, 0, 0, false));
+    let written: i32 = c.query_one("SELECT screenshot_rollup()", &[]).unwrap().get(0);
+    assert!(written >= 1, "{written}");
+    let hour: Value = c
+        .query_one(
+            "SELECT to_jsonb(h) - 'hour' - 'render_ms_p50' - 'render_ms_p95' FROM pgshot.hourly h \
+             WHERE hour = date_trunc('hour', now() - interval '2 hours', 'UTC') AND completed + failed > 0",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        hour,
+        json!({"owner": "postgres", "completed": 2, "failed": 1, "cancelled": 0, "error_codes": {"DNS_FAILED": 1}})
+    );
+    let again: i32 = c.query_one("SELECT screenshot_rollup()", &[]).unwrap().get(0);
+    assert_eq!(again, 0, "an hour is rolled up once");
+}
+
+#[test]
+fn a_failed_or_cancelled_job_is_retried_as_a_new_job_with_the_same_request() {
+    let mut c = db();
+    let options =
+        json!({"fullPage": true, "priority": 5, "maxAttempts": 2, "webhookUrl": "https://hooks.example.com/x"});
+    let id = enqueue(&mut c, "https://example.com/again", options);
+    assert_eq!(sqlstate(c.query_one("SELECT pgshot.job_retry($1, 'newjob00000000aa')", &[&id])), WRONG_STATE);
+    c.query_one("SELECT screenshot_cancel($1)", &[&id]).unwrap();
+    let new: String = c.query_one("SELECT pgshot.job_retry($1, 'newjob00000000aa')", &[&id]).unwrap().get(0);
+    assert_eq!(new, "newjob00000000aa");
+    let same: bool = c
+        .query_one(
+            "SELECT (a.url, a.options, a.priority, a.max_attempts, a.webhook_url) \
+                    IS NOT DISTINCT FROM (b.url, b.options, b.priority, b.max_attempts, b.webhook_url) \
+                    AND b.status = 'QUEUED' AND b.attempt = 0 \
+             FROM pgshot.jobs a, pgshot.jobs b WHERE a.id = $1 AND b.id = $2",
+            &[&id, &new],
+        )
+        .unwrap()
+        .get(0);
+    assert!(same);
+    assert_eq!(
+        sqlstate(c.query_one("SELECT pgshot.job_retry('nosuchjob0000000', 'newjob00000000ab')", &[])),
+        NO_DATA_FOUND
+    );
+}

@@ -261,7 +261,8 @@ impl Worker {
         if !outputs.iter().any(|o| o.content_type.starts_with("image/")) {
             return;
         }
-        let images: Vec<OutputRow> = outputs.iter().filter(|o| o.content_type.starts_with("image/")).take(1).cloned().collect();
+        let images: Vec<OutputRow> =
+            outputs.iter().filter(|o| o.content_type.starts_with("image/")).take(1).cloned().collect();
         let made = tokio::task::spawn_blocking(move || crate::thumbnail::of(&images)).await;
         match made {
             Ok(Ok(Some(thumbnail))) => {

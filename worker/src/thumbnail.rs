@@ -15,7 +15,8 @@ pub fn of(outputs: &[OutputRow]) -> Result<Option<Thumbnail>, String> {
     let Some(output) = outputs.iter().find(|o| o.content_type.starts_with("image/")) else {
         return Ok(None);
     };
-    let image = image::load_from_memory(&output.bytes).map_err(|e| format!("cannot decode {}: {e}", output.output_id))?;
+    let image =
+        image::load_from_memory(&output.bytes).map_err(|e| format!("cannot decode {}: {e}", output.output_id))?;
     let (width, height) = (image.width(), image.height());
     if width == 0 || height == 0 {
         return Ok(None);
