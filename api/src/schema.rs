@@ -205,13 +205,17 @@ pub enum AttemptStatus {
 pub struct JobAttempt {
     /// 1 for the first attempt.
     pub attempt: i32,
+    /// How it ended, or RUNNING.
     pub status: AttemptStatus,
     /// The worker that made it (attempts that failed before 0.4.0 do not say).
     pub worker: Option<String>,
+    /// When the worker claimed the job for this attempt.
     pub started_at: Option<Timestamp>,
+    /// When the attempt completed, failed or was cancelled.
     pub ended_at: Option<Timestamp>,
-    /// Failed attempts: why.
+    /// Failed attempts: why, as a code.
     pub error_code: Option<ErrorCode>,
+    /// Failed attempts: what happened, in words.
     pub error_message: Option<String>,
 }
 
@@ -220,8 +224,11 @@ pub struct JobAttempt {
 #[oai(rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct LastError {
+    /// The attempt that failed.
     pub attempt: i32,
+    /// Why, as a code.
     pub error_code: ErrorCode,
+    /// What happened, in words.
     pub error_message: String,
     /// When the attempt failed.
     pub at: Timestamp,

@@ -287,6 +287,31 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     )
     .await;
 
+    // Capture from the form: the job's page opens and shows the screenshot once it is done.
+    eval(&page, "location.hash = '#/capture'; true").await;
+    until(&page, "the capture form", "!!document.querySelector('#capture-url')", Duration::from_secs(10)).await;
+    eval(
+        &page,
+        &format!(
+            "document.querySelector('#capture-url').value = {}; document.querySelector('#capture-dark').checked = true; \
+             document.querySelector('#capture-submit').click(); true",
+            json!(site.url("/plain?captured"))
+        ),
+    )
+    .await;
+    until(
+        &page,
+        "the captured job's screenshot",
+        "!!document.querySelector('#job-view') && document.querySelector('#job-view').dataset.status === 'COMPLETED' \
+         && (document.querySelector('.output-image') || {}).naturalWidth === 1280",
+        Duration::from_secs(30),
+    )
+    .await;
+    let captured = eval(&page, "document.querySelector('#job-view').dataset.id").await;
+    let captured = get_job(&api, &key, captured.as_str().unwrap());
+    assert_eq!(captured["url"], site.url("/plain?captured"));
+    assert_eq!(captured["metadata"]["width"], 1280, "{captured}");
+
     // Another key's job does not exist for this key, in the page's API either; the queue view
     // is the operator's.
     let probe = format!(
@@ -320,7 +345,7 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     until(
         &page,
         "the last hour",
-        "document.querySelector('#stat-completed b').textContent === '4' && document.querySelector('#stat-failed b').textContent === '1' \
+        "document.querySelector('#stat-completed b').textContent === '5' && document.querySelector('#stat-failed b').textContent === '1' \
          && document.querySelectorAll('#activity-chart rect').length > 0 && document.querySelector('#error-codes') !== null",
         Duration::from_secs(10),
     )

@@ -258,12 +258,11 @@ impl Worker {
     /// Stores the dashboard's thumbnail of the attempt's first image before it completes, so that
     /// it is there the moment the job is. A thumbnail that cannot be made is only logged.
     async fn thumbnail(&self, job: &ClaimedJob, outputs: &[OutputRow]) {
-        if !outputs.iter().any(|o| o.content_type.starts_with("image/")) {
+        let Some(image) = outputs.iter().find(|o| o.content_type.starts_with("image/")).cloned() else {
             return;
-        }
-        let images: Vec<OutputRow> =
-            outputs.iter().filter(|o| o.content_type.starts_with("image/")).take(1).cloned().collect();
-        let made = tokio::task::spawn_blocking(move || crate::thumbnail::of(&images)).await;
+        };
+        // Decoding a full page takes a while: off the runtime's threads.
+        let made = tokio::task::spawn_blocking(move || crate::thumbnail::of(std::slice::from_ref(&image))).await;
         match made {
             Ok(Ok(Some(thumbnail))) => {
                 if let Err(e) = self.retrying("thumbnail", || self.queue.thumbnail_put(job, &thumbnail)).await {
