@@ -375,6 +375,15 @@ fn screenshots_by_pgshot(
     logs: &dyn Fn() -> String,
 ) {
     std::fs::create_dir_all(dir).unwrap();
+    // A few pages with more to see in a thumbnail than the tests' plain ones.
+    let site = Site::start();
+    for path in ["/article", "/fixed", "/gallery", "/red-page"] {
+        let id = post(api, viewer, json!({"url": site.url(path), "fullPage": path == "/article"}))["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        finished(api, viewer, &id, logs);
+    }
     let views = [
         ("jobs", viewer, "/jobs".to_string()),
         ("job", viewer, format!("/job/{job}")),
