@@ -244,9 +244,50 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     )
     .await;
 
+    // Search by a part of the URL.
+    eval(&page, "location.hash = '#/jobs'; true").await;
+    until(&page, "every status", "document.querySelectorAll('.job-row').length === 3", Duration::from_secs(10)).await;
+    eval(
+        &page,
+        "const q = document.querySelector('#url-search'); q.value = 'HOSTILE/TI'; \
+         q.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter'})); true",
+    )
+    .await;
+    until(
+        &page,
+        "the URL search",
+        &format!(
+            "(() => {{ const rows = [...document.querySelectorAll('.job-row')]; \
+               return rows.length === 1 && rows[0].dataset.id === '{hostile}'; }})()"
+        ),
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Retry the failed job from its page: a new job with the same request.
+    eval(&page, &format!("location.hash = '#/job/{failing}'; true")).await;
+    until(&page, "the failed job's page", "!!document.querySelector('#retry-button')", Duration::from_secs(10)).await;
+    assert_eq!(
+        eval(&page, "document.querySelector('#timeline .attempt .error-code').textContent").await,
+        error_code.as_str()
+    );
+    eval(&page, "document.querySelector('#retry-button').click(); true").await;
+    until(
+        &page,
+        "the retried job's page",
+        &format!(
+            "!!document.querySelector('#job-view') && document.querySelector('#job-view').dataset.id !== '{failing}'"
+        ),
+        Duration::from_secs(10),
+    )
+    .await;
+    let again = eval(&page, "document.querySelector('#job-view').dataset.id").await;
+    let again = finished(&api, &key, again.as_str().unwrap(), &logs);
+    assert_eq!((again["url"].as_str(), again["status"].as_str()), (Some(unreachable.as_str()), Some("FAILED")));
+
     // Live: a job created elsewhere appears and completes without a reload.
     eval(&page, "location.hash = '#/jobs'; window.__notReloaded = true; true").await;
-    until(&page, "every status again", "document.querySelectorAll('.job-row').length === 3", Duration::from_secs(10))
+    until(&page, "every status again", "document.querySelectorAll('.job-row').length === 4", Duration::from_secs(10))
         .await;
     let live = post(&api, &key, json!({"url": site.url("/plain?live")}))["id"].as_str().unwrap().to_string();
     until(
@@ -345,7 +386,7 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     until(
         &page,
         "the last hour",
-        "document.querySelector('#stat-completed b').textContent === '5' && document.querySelector('#stat-failed b').textContent === '1' \
+        "document.querySelector('#stat-completed b').textContent === '5' && document.querySelector('#stat-failed b').textContent === '2' \
          && document.querySelectorAll('#activity-chart rect').length > 0 && document.querySelector('#error-codes') !== null",
         Duration::from_secs(10),
     )
