@@ -92,6 +92,7 @@ cat >&2 <<MSG
           curl -X POST http://${PGSHOT_LISTEN:-127.0.0.1:8080}/v1/screenshots/async -H "X-API-Key: <key>" \\
                -H 'Content-Type: application/json' -d '{"url": "https://example.com"}'
     Spec: http://${PGSHOT_LISTEN:-127.0.0.1:8080}/openapi.json, docs: http://${PGSHOT_LISTEN:-127.0.0.1:8080}/docs
+    Dashboard: http://${PGSHOT_LISTEN:-127.0.0.1:8080}/dashboard (log in with the key; set PGSHOT_ADMIN_TOKEN for the operator's view)
     Press Ctrl-C to stop.
 MSG
 

@@ -181,7 +181,8 @@ pub struct Job {
     pub outputs: Option<BTreeMap<String, OutputInfo>>,
     /// The job's webhook delivery, when it has a webhookUrl and has finished.
     pub webhook: Option<WebhookInfo>,
-    /// Every attempt so far, oldest first: its worker, start, end and error.
+    /// Every attempt so far, oldest first: its worker, start, end and error (absent before the
+    /// first).
     pub attempts: Option<Vec<JobAttempt>>,
     /// The last failed attempt's error, also while the job waits to be retried (QUEUED).
     pub last_error: Option<LastError>,

@@ -71,10 +71,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.workers, pgshot.thumbnails, pgsho
 
 -- A job's attempts, oldest first: each failed one from jobs.errors (worker and start are there
 -- since 0.4.0), then the latest one from the job's own columns when it did not fail (running,
--- completed or cancelled). Attempts given back by a worker that shut down are not attempts.
+-- completed or cancelled). Attempts given back by a worker that shut down are not attempts;
+-- NULL (left out of the job JSON) before the first attempt.
 CREATE FUNCTION pgshot.attempts_json(j pgshot.jobs) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_agg(a.attempt ORDER BY a.n), '[]')
+    SELECT jsonb_agg(a.attempt ORDER BY a.n)
     FROM (
         SELECT (e->>'attempt')::integer AS n, jsonb_strip_nulls(jsonb_build_object(
                    'attempt', (e->>'attempt')::integer,
