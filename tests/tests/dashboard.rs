@@ -14,6 +14,7 @@ use chromiumoxide::Page;
 use futures::StreamExt;
 use pgshot_tests::api_process::{create_key, ApiProcess};
 use pgshot_tests::cluster;
+use pgshot_tests::receiver::Receiver;
 use pgshot_tests::site::{closed_port, Site};
 use pgshot_tests::worker_process::WorkerProcess;
 use serde_json::{json, Value};
@@ -146,7 +147,7 @@ mod tempdir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     // The synchronous postgres client runs its own runtime: off this one's threads.
-    let url = tokio::task::block_in_place(|| cluster().fresh_local_db(&[]).1);
+    let url = tokio::task::block_in_place(|| cluster().fresh_local_db(&["pgshot.webhook_retry_schedule = '0,1,1'"]).1);
     let site = Site::start();
     let key = create_key(&url, "dashboard");
     let other_key = create_key(&url, "someone else");
@@ -160,7 +161,13 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     let logs = || format!("worker:\n{}\napi:\n{}", worker.log(), api.log());
 
     // A completed job, a failed one, one with a hostile title, and another key's job.
-    let plain = post(&api, &key, json!({"url": site.url("/plain")}))["id"].as_str().unwrap().to_string();
+    // Its webhook is refused once, then accepted: two attempts on the job's page.
+    let receiver = Receiver::start();
+    receiver.answer(&[503]);
+    let plain = post(&api, &key, json!({"url": site.url("/plain"), "webhookUrl": receiver.url("/hook")}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let unreachable = format!("http://127.0.0.1:{}/gone", closed_port());
     let failing = post(&api, &key, json!({"url": unreachable, "maxAttempts": 1}))["id"].as_str().unwrap().to_string();
     let hostile = post(&api, &key, json!({"url": site.url("/hostile/title")}))["id"].as_str().unwrap().to_string();
@@ -325,6 +332,26 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
         "the cancelled job's page",
         "document.querySelector('#job-view').dataset.status === 'CANCELLED'",
         Duration::from_secs(10),
+    )
+    .await;
+
+    // The completed job's page: the screenshot, the attempt and both webhook attempts.
+    receiver.wait_for(2, Duration::from_secs(60));
+    eval(&page, &format!("location.hash = '#/job/{plain}'; true")).await;
+    until(
+        &page,
+        "the completed job's page",
+        "(document.querySelector('.output-image') || {}).naturalWidth > 0 \
+         && document.querySelector('#timeline .attempt').textContent.includes('dashboard-worker')",
+        Duration::from_secs(10),
+    )
+    .await;
+    until(
+        &page,
+        "both webhook attempts",
+        "(() => { const t = (document.querySelector('#deliveries') || {}).textContent || ''; \
+           return t.includes('HTTP 503') && t.includes('HTTP 200') && t.includes('DELIVERED'); })()",
+        Duration::from_secs(40),
     )
     .await;
 
