@@ -36,6 +36,19 @@ function el(tag, attrs, ...children) {
 }
 
 const main = () => document.getElementById("main");
+let routeToken = 0;      // bumped at every route and at the login form
+
+// What a view draws with: only while its route is still the current one, so that data arriving
+// after the user moved on (a slow job page, a login in between) never replaces the newer view.
+function viewOf(token) {
+  const current = () => token === routeToken;
+  return {
+    show: (...nodes) => { if (current()) show(...nodes); },
+    live: (fn) => { if (current()) onChange = fn; },
+    error: (e) => { if (current()) showError(e); },
+  };
+}
+
 function show(...nodes) {
   blobUrls.splice(0).forEach((u) => URL.revokeObjectURL(u));
   main().replaceChildren(...nodes);
@@ -98,6 +111,8 @@ function logout(message) {
 // ---------------------------------------------------------------- login
 
 function renderLogin(message) {
+  routeToken += 1;
+  onChange = null;
   document.getElementById("nav").hidden = true;
   document.getElementById("logout").hidden = true;
   document.getElementById("who").textContent = "";
@@ -180,17 +195,18 @@ function route() {
   const parts = path.split("/").filter(Boolean);
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === parts[0]));
   onChange = null;
-  if (parts[0] === "job" && parts[1]) return viewJob(parts[1]);
-  if (parts[0] === "queue") return viewQueue();
-  if (parts[0] === "capture") return viewCapture();
-  return viewJobs(params);
+  const v = viewOf(++routeToken);
+  if (parts[0] === "job" && parts[1]) return viewJob(v, parts[1]);
+  if (parts[0] === "queue") return viewQueue(v);
+  if (parts[0] === "capture") return viewCapture(v);
+  return viewJobs(v, params);
 }
 
 window.addEventListener("hashchange", route);
 
 // ---------------------------------------------------------------- jobs
 
-function viewJobs(params) {
+function viewJobs(v, params) {
   const status = params.get("status") || "";
   const q = params.get("q") || "";
   const filter = el("select", { id: "status-filter", onchange: () => go(filter.value, search.value) },
@@ -209,7 +225,7 @@ function viewJobs(params) {
   const table = el("table", { id: "jobs" },
     el("thead", {}, el("tr", {}, ["", "Status", "URL", session.role === "operator" ? "Owner" : null, "Created", "Error"].filter((h) => h !== null).map((h) => el("th", {}, h)))),
     body);
-  show(el("div", { class: "toolbar" }, filter, search, el("button", { onclick: () => go(filter.value, search.value) }, "Search")),
+  v.show(el("div", { class: "toolbar" }, filter, search, el("button", { onclick: () => go(filter.value, search.value) }, "Search")),
        el("div", { class: "card" }, table, more));
   let pages = 1;
   const load = async (cursor, append) => {
@@ -224,9 +240,9 @@ function viewJobs(params) {
     more.hidden = !page.nextCursor;
     more.onclick = () => { pages += 1; load(page.nextCursor, true); };
   };
-  load(null, false).catch(showError);
+  load(null, false).catch(v.error);
   // Live: the first page again (with the rows loaded so far) when something changed.
-  onChange = () => { if (pages === 1) load(null, false).catch(() => {}); };
+  v.live(() => { if (pages === 1) load(null, false).catch(() => {}); });
 }
 
 function jobRow(job) {
@@ -255,7 +271,7 @@ function jobRow(job) {
 
 // ---------------------------------------------------------------- one job
 
-async function viewJob(id) {
+async function viewJob(v, id) {
   const load = async () => {
     const page = await call("/dashboard/api/jobs/" + encodeURIComponent(id));
     const job = page.job;
@@ -263,7 +279,7 @@ async function viewJob(id) {
     if (job.status === "QUEUED" || job.status === "PROCESSING") {
       actions.append(el("button", { class: "danger", id: "cancel-button", onclick: async () => {
         try { await call("/dashboard/api/jobs/" + encodeURIComponent(id) + "/cancel", { method: "POST" }); load(); }
-        catch (e) { showError(e); }
+        catch (e) { v.error(e); }
       } }, job.status === "PROCESSING" ? "Cancel (stops at the next heartbeat)" : "Cancel"));
     }
     if (job.status === "FAILED" || job.status === "CANCELLED") {
@@ -271,7 +287,7 @@ async function viewJob(id) {
         try {
           const again = await call("/dashboard/api/jobs/" + encodeURIComponent(id) + "/retry", { method: "POST" });
           location.hash = "#/job/" + encodeURIComponent(again.id);
-        } catch (e) { showError(e); }
+        } catch (e) { v.error(e); }
       } }, "Retry as a new job"));
     }
     const head = el("div", { class: "card", id: "job-view", "data-id": job.id, "data-status": job.status },
@@ -309,7 +325,7 @@ async function viewJob(id) {
     } else {
       deliveries.append(el("p", { class: "muted" }, "No webhook."));
     }
-    show(head,
+    v.show(head,
       el("div", { class: "card" }, el("h3", {}, "Timeline"), timeline),
       el("div", { class: "card" }, el("h3", {}, "Outputs"), job.status === "COMPLETED" ? outputs : el("p", { class: "muted" }, "None yet.")),
       el("div", { class: "card" }, el("h3", {}, "Webhook deliveries"), deliveries),
@@ -317,12 +333,12 @@ async function viewJob(id) {
     return job.status;
   };
   let status;
-  try { status = await load(); } catch (e) { return showError(e); }
-  onChange = async () => {
+  try { status = await load(); } catch (e) { return v.error(e); }
+  v.live(async () => {
     if (status === "QUEUED" || status === "PROCESSING") {
       try { status = await load(); } catch (_) { /* the next change tries again */ }
     }
-  };
+  });
 }
 
 function preview(id, o) {
@@ -340,7 +356,7 @@ function preview(id, o) {
 
 // ---------------------------------------------------------------- queue and workers
 
-async function viewQueue() {
+async function viewQueue(v) {
   const load = async () => {
     const q = await call("/dashboard/api/queue");
     const stat = (label, value, id) => el("div", { class: "stat", id }, el("b", {}, value), label);
@@ -355,7 +371,7 @@ async function viewQueue() {
           el("tbody", {}, q.errors.map((e) => el("tr", {}, el("td", { class: "error-code" }, e.errorCode), el("td", {}, e.jobs),
             el("td", {}, when(e.lastAt)), el("td", { class: "error-message" }, e.lastMessage || "")))))
       : el("p", { class: "muted" }, "No failures in the last hour.");
-    show(el("div", { id: "queue-view" },
+    v.show(el("div", { id: "queue-view" },
       el("div", { class: "grid" },
         stat("queued", q.queued, "stat-queued"), stat("processing", q.processing, "stat-processing"),
         stat("completed, last hour", q.lastHour.completed, "stat-completed"), stat("failed, last hour", q.lastHour.failed, "stat-failed"),
@@ -369,8 +385,8 @@ async function viewQueue() {
             el("td", {}, h.failed + " failed"), el("td", {}, h.cancelled + " cancelled")))))
         : el("p", { class: "muted" }, "No hour has ended since jobs ran."))));
   };
-  try { await load(); } catch (e) { return showError(e); }
-  onChange = () => load().catch(() => {});
+  try { await load(); } catch (e) { return v.error(e); }
+  v.live(() => load().catch(() => {}));
 }
 
 // Jobs per minute as bars, render p50/p95 as lines, over the last hour. SVG built node by node.
@@ -412,7 +428,7 @@ function chart(activity) {
 
 // ---------------------------------------------------------------- capture
 
-function viewCapture() {
+function viewCapture(v) {
   const url = el("input", { id: "capture-url", type: "url", required: true, placeholder: "https://example.com", size: 60 });
   const device = el("select", { id: "capture-device" }, el("option", { value: "" }, "viewport below"),
     ["Desktop HD", "Desktop", "Laptop", "iPhone 14", "iPhone 14 Pro Max", "iPad", "iPad Pro"].map((d) => el("option", { value: d }, d)));
@@ -443,7 +459,7 @@ function viewCapture() {
     el("label", {}, fullPage, " full page"), el("label", {}, dark, " dark mode"),
     el("label", {}, "Format ", format), el("label", {}, "Outputs ", extra),
     el("button", { class: "primary", type: "submit", id: "capture-submit" }, "Capture"), error);
-  show(form);
+  v.show(form);
 }
 
 function showError(e) {

@@ -460,7 +460,8 @@ fn screenshots_by_pgshot(
     ];
     for (name, token, view) in views {
         let target = format!("{}#token={token}&{view}", api.url("/dashboard"));
-        let body = json!({"url": target, "viewport": {"width": 1280, "height": 860}, "delay": 2500});
+        // A job's page whole: its webhook deliveries and request are below the fold.
+        let body = json!({"url": target, "viewport": {"width": 1280, "height": 860}, "delay": 2500, "fullPage": name == "job"});
         let id = post(api, by, body)["id"].as_str().unwrap().to_string();
         let done = finished(api, by, &id, logs);
         assert_eq!(done["status"], "COMPLETED", "{done}");
