@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use crate::db::Cursor;
 use crate::error::{ApiError, ApiResult};
 use crate::screenshots::State;
+use crate::{api_key_of, same_token};
 
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");
@@ -101,29 +102,12 @@ fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-/// Equal in constant time, so that a wrong token's answer time says nothing of the right one.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The bearer token of a request (or an API key in X-API-Key, as the REST API takes it).
-fn token(req: &Request) -> Option<&str> {
-    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| header("X-API-Key"))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
 async fn viewer(rid: &str, req: &Request, state: &State, admin: &AdminToken) -> ApiResult<Viewer> {
-    let token = token(req).ok_or_else(|| ApiError::unauthorized(rid))?;
-    if let Some(admin) = &admin.0 {
-        if same(token, admin) {
-            return Ok(Viewer::Operator);
-        }
+    let token = api_key_of(req).ok_or_else(|| ApiError::unauthorized(rid))?;
+    if admin.0.as_deref().is_some_and(|admin| same_token(&token, admin)) {
+        return Ok(Viewer::Operator);
     }
-    let owner = state.db.owner(rid, token).await?.ok_or_else(|| ApiError::unauthorized(rid))?;
+    let owner = state.db.owner(rid, &token).await?.ok_or_else(|| ApiError::unauthorized(rid))?;
     Ok(Viewer::Key(owner))
 }
 
@@ -132,16 +116,6 @@ fn json_response(value: &Value) -> Response {
         .content_type("application/json")
         .header(header::CACHE_CONTROL, "no-store")
         .body(value.to_string())
-}
-
-fn forbidden(rid: &str, message: &str) -> Response {
-    let body = json!({
-        "message": message,
-        "errorCode": "FORBIDDEN",
-        "error": {"code": "FORBIDDEN", "message": message},
-        "requestId": rid,
-    });
-    Response::builder().status(StatusCode::FORBIDDEN).content_type("application/json").body(body.to_string())
 }
 
 /// Runs `f` for an authorised viewer; a client mistake is its error body, never a 500.
@@ -221,6 +195,7 @@ async fn jobs_page(
         let jobs: Vec<Value> = rows
             .into_iter()
             .map(|(mut job, owner, thumbnail, _)| {
+                state.storage_urls(&mut job);
                 job["owner"] = owner.map_or(Value::Null, Value::String);
                 job["hasThumbnail"] = thumbnail.into();
                 job
@@ -236,6 +211,7 @@ async fn job_page(req: &Request, id: Path<String>, state: Data<&Arc<State>>, adm
     let state = *state;
     answer(req, state, &admin, |rid, viewer| async move {
         let mut page = state.db.dashboard_job(&rid, viewer.owner(), &id).await?;
+        state.storage_urls(&mut page["job"]);
         mask_secrets(&mut page["request"]);
         // The role that enqueued a job is the operator's business.
         if let (Viewer::Key(_), Some(fields)) = (&viewer, page.as_object_mut()) {
@@ -300,7 +276,8 @@ async fn download(req: &Request, state: &State, admin: &AdminToken, id: &str, ou
 async fn cancel_job(req: &Request, id: Path<String>, state: Data<&Arc<State>>, admin: Data<&AdminToken>) -> Response {
     let state = *state;
     answer(req, state, &admin, |rid, viewer| async move {
-        let job = state.db.cancel(&rid, viewer.owner(), &id).await?;
+        let mut job = state.db.cancel(&rid, viewer.owner(), &id).await?;
+        state.storage_urls(&mut job);
         Ok(json_response(&job))
     })
     .await
@@ -321,7 +298,7 @@ async fn queue_page(req: &Request, state: Data<&Arc<State>>, admin: Data<&AdminT
     let state = *state;
     answer(req, state, &admin, |rid, viewer| async move {
         if viewer != Viewer::Operator {
-            return Ok(forbidden(&rid, "the queue view needs the operator token (PGSHOT_ADMIN_TOKEN)"));
+            return Ok(crate::error::forbidden(&rid, "the queue view needs the operator token (PGSHOT_ADMIN_TOKEN)"));
         }
         Ok(json_response(&state.db.queue_view(&rid).await?))
     })
@@ -459,6 +436,7 @@ mod tests {
 
     #[test]
     fn tokens_compare_whole() {
+        use crate::same_token as same;
         assert!(same("abc", "abc"));
         assert!(!same("abc", "abd"));
         assert!(!same("abc", "abcd"));

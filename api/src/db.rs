@@ -397,8 +397,6 @@ impl Db {
                         'priority', j.priority, 'maxAttempts', j.max_attempts, 'webhookUrl', j.webhook_url, \
                         'webhookSecret', j.webhook_secret, 'idempotencyKey', j.idempotency_key, \
                         'runAt', pgshot.timestamp_json(j.run_at))), \
-                    'hasThumbnail', j.status = 'COMPLETED' AND j.purged_at IS NULL AND EXISTS ( \
-                        SELECT 1 FROM pgshot.thumbnails t WHERE t.job_id = j.id AND t.attempt = j.attempt), \
                     'deliveries', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
                             'id', d.id, 'event', d.event, 'url', d.url, 'status', d.status, \
                             'createdAt', pgshot.timestamp_json(d.created_at), \

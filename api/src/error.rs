@@ -176,6 +176,13 @@ fn body(request_id: &str, code: &str, message: impl Into<String>, details: Optio
     })
 }
 
+/// 403 in the one error shape, for routes outside the spec (the dashboard's operator views): the
+/// spec's operations never answer it, so it is not a variant of `ApiError`.
+pub fn forbidden(rid: &str, message: &str) -> poem::Response {
+    use poem::IntoResponse;
+    body(rid, "FORBIDDEN", message, None).with_status(poem::http::StatusCode::FORBIDDEN).into_response()
+}
+
 impl ApiError {
     pub fn bad_request(rid: &str, code: &str, message: impl Into<String>, details: Option<ErrorDetails>) -> ApiError {
         ApiError::BadRequest(body(rid, code, message, details))

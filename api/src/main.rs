@@ -287,13 +287,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
 }
 
-/// The API key a request carries, as the API's security schemes read it.
-fn api_key_of(req: &poem::Request) -> Option<String> {
+/// The API key a request carries, as the API's security schemes read it (the dashboard reads its
+/// bearer token the same way).
+pub(crate) fn api_key_of(req: &poem::Request) -> Option<String> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     header("X-API-Key")
         .or_else(|| header("Authorization").and_then(|v| v.strip_prefix("Bearer ")))
         .map(str::to_string)
         .filter(|k| !k.is_empty())
+}
+
+/// Whether a token sent equals the one configured, compared in constant time, so that a wrong
+/// token's answer time says nothing of the right one.
+pub(crate) fn same_token(sent: &str, token: &str) -> bool {
+    sent.len() == token.len() && sent.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 fn spec_response(spec: &str) -> Response {
@@ -371,7 +378,7 @@ impl MetricsToken {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        sent.len() == token.len() && sent.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        same_token(sent, token)
     }
 }
 

@@ -265,12 +265,14 @@ impl State {
 
     /// The extension's JSON as a typed answer, its `storageKey`s turned into presigned
     /// `storageUrl`s (results in object storage), or removed.
-    pub fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
+    fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
         self.storage_urls(&mut value);
         to_typed(rid, value)
     }
 
-    fn storage_urls(&self, value: &mut Value) {
+    /// Turns every `storageKey` in the extension's JSON into a presigned `storageUrl` (or removes
+    /// it without object storage): the keys themselves are never shown.
+    pub fn storage_urls(&self, value: &mut Value) {
         match value {
             Value::Object(fields) => {
                 if let Some(Value::String(key)) = fields.remove("storageKey") {

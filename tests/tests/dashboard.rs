@@ -386,8 +386,8 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
         "fetch('/dashboard/api/jobs/{theirs}', {{headers: {{Authorization: 'Bearer ' + sessionStorage.getItem('pgshot.dashboard.token')}}}}).then(r => r.status)"
     );
     assert_eq!(eval(&page, &probe).await, 404);
-    let queue_probe = "fetch('/dashboard/api/queue', {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('pgshot.dashboard.token')}}).then(r => r.status)";
-    assert_eq!(eval(&page, queue_probe).await, 403);
+    let queue_probe = "fetch('/dashboard/api/queue', {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('pgshot.dashboard.token')}}).then(async r => [r.status, (await r.json()).errorCode])";
+    assert_eq!(eval(&page, queue_probe).await, json!([403, "FORBIDDEN"]));
     let everything = eval(&page, "document.body.innerText").await;
     assert!(!everything.as_str().unwrap().contains("someone-elses-job"), "{everything}");
 

@@ -1191,7 +1191,7 @@ fn workers_report_themselves_and_a_bad_report_names_its_argument() {
     let mut c = db();
     beat(&mut c, "w-1", 4, 2).unwrap();
     beat(&mut c, "w-2", 2, 0).unwrap();
-    let id = enqueue(&mut c, "https://example.com/held", json!({}));
+    enqueue(&mut c, "https://example.com/held", json!({}));
     claim(&mut c, "w-1", 1, "30 seconds");
     let rows = c
         .query(
@@ -1233,7 +1233,6 @@ fn workers_report_themselves_and_a_bad_report_names_its_argument() {
     c.execute("UPDATE pgshot.workers SET last_seen = now() - interval '25 hours' WHERE id = 'w-2'", &[]).unwrap();
     beat(&mut c, "w-1", 4, 0).unwrap();
     assert_eq!(c.query("SELECT 1 FROM pgshot.workers WHERE id = 'w-2'", &[]).unwrap().len(), 0);
-    let _ = id;
 }
 
 const THUMB: &str = "SELECT screenshot_thumbnail_put($1, $2, $3, $4, 4, 3, $5)";

@@ -30,6 +30,8 @@ pub struct Worker {
     lease: Duration,
     /// Set at the end of the shutdown grace period: jobs still rendering give their job back.
     abandon: watch::Sender<bool>,
+    /// This machine's name, as the worker reports itself in pgshot.workers.
+    host: String,
 }
 
 /// Why an attempt's outputs could not be stored.
@@ -76,6 +78,10 @@ impl Worker {
             heartbeat: config.heartbeat_interval(),
             lease: config.lease(),
             abandon: watch::channel(false).0,
+            host: match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                Ok(name) if !name.trim().is_empty() => name.trim().to_string(),
+                _ => "unknown".into(),
+            },
         })
     }
 
@@ -258,28 +264,24 @@ impl Worker {
     /// Stores the dashboard's thumbnail of the attempt's first image before it completes, so that
     /// it is there the moment the job is. A thumbnail that cannot be made is only logged.
     async fn thumbnail(&self, job: &ClaimedJob, outputs: &[OutputRow]) {
-        let Some(image) = outputs.iter().find(|o| o.content_type.starts_with("image/")).cloned() else {
-            return;
-        };
-        // Decoding a full page takes a while: off the runtime's threads.
-        let made = tokio::task::spawn_blocking(move || crate::thumbnail::of(std::slice::from_ref(&image))).await;
-        match made {
-            Ok(Ok(Some(thumbnail))) => {
+        let Some(image) = crate::thumbnail::first_image(outputs) else { return };
+        // Decoding a full page takes a while: the runtime moves its other tasks off this thread
+        // meanwhile (and the image is not copied, as a spawned task would need).
+        match tokio::task::block_in_place(|| crate::thumbnail::of(image)) {
+            Ok(Some(thumbnail)) => {
                 if let Err(e) = self.retrying("thumbnail", || self.queue.thumbnail_put(job, &thumbnail)).await {
                     tracing::warn!(error = %e, "thumbnail not stored");
                 }
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "no thumbnail"),
-            Err(e) => tracing::warn!(error = %e, "the thumbnail task failed"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "no thumbnail"),
         }
     }
 
     /// What this worker reports of itself in `pgshot.workers`.
     pub fn beat(&self) -> WorkerBeat {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
         WorkerBeat {
-            host: if host.is_empty() { "unknown".into() } else { host },
+            host: self.host.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             concurrency: self.concurrency as i32,
             in_flight: (self.concurrency as usize).saturating_sub(self.slots.available_permits()) as i32,

@@ -9,12 +9,14 @@ const WIDTH: u32 = 400;
 const HEIGHT: u32 = 300;
 const QUALITY: u8 = 72;
 
-/// The thumbnail of the first image among `outputs`, or why there is none. CPU-bound: call it
-/// off the async runtime's threads.
-pub fn of(outputs: &[OutputRow]) -> Result<Option<Thumbnail>, String> {
-    let Some(output) = outputs.iter().find(|o| o.content_type.starts_with("image/")) else {
-        return Ok(None);
-    };
+/// The output a job's thumbnail is made of: its first image.
+pub fn first_image(outputs: &[OutputRow]) -> Option<&OutputRow> {
+    outputs.iter().find(|o| o.content_type.starts_with("image/"))
+}
+
+/// The thumbnail of an image output (`None` for an empty image), or why there is none.
+/// CPU-bound: call it off the async runtime's threads.
+pub fn of(output: &OutputRow) -> Result<Option<Thumbnail>, String> {
     let image =
         image::load_from_memory(&output.bytes).map_err(|e| format!("cannot decode {}: {e}", output.output_id))?;
     let (width, height) = (image.width(), image.height());
@@ -63,7 +65,7 @@ mod tests {
 
     #[test]
     fn a_viewport_shot_is_scaled_to_fit_and_is_a_jpeg() {
-        let thumb = of(&[output("main", "image/png", png(1280, 720))]).unwrap().unwrap();
+        let thumb = of(&output("main", "image/png", png(1280, 720))).unwrap().unwrap();
         assert_eq!((thumb.width, thumb.height), (400, 225));
         assert_eq!(&thumb.bytes[..3], &[0xFF, 0xD8, 0xFF], "a JPEG");
         let decoded = image::load_from_memory(&thumb.bytes).unwrap();
@@ -73,21 +75,24 @@ mod tests {
 
     #[test]
     fn a_full_page_keeps_its_top_in_four_by_three() {
-        let thumb = of(&[output("main", "image/png", png(800, 9000))]).unwrap().unwrap();
+        let thumb = of(&output("main", "image/png", png(800, 9000))).unwrap().unwrap();
         assert_eq!((thumb.width, thumb.height), (400, 300));
     }
 
     #[test]
     fn the_first_image_is_used_and_documents_have_none() {
         let pdf = output("doc", "application/pdf", b"%PDF-1.7".to_vec());
-        assert!(of(std::slice::from_ref(&pdf)).unwrap().is_none());
-        let thumb = of(&[pdf, output("shot", "image/png", png(300, 200))]).unwrap().unwrap();
+        assert!(first_image(std::slice::from_ref(&pdf)).is_none());
+        let outputs = [pdf, output("shot", "image/png", png(300, 200)), output("late", "image/png", png(10, 10))];
+        let image = first_image(&outputs).unwrap();
+        assert_eq!(image.output_id, "shot");
+        let thumb = of(image).unwrap().unwrap();
         assert_eq!((thumb.width, thumb.height), (300, 200), "never scaled up");
     }
 
     #[test]
     fn bytes_that_are_not_an_image_are_an_error_not_a_panic() {
-        let error = of(&[output("main", "image/png", b"not a png".to_vec())]).unwrap_err();
+        let error = of(&output("main", "image/png", b"not a png".to_vec())).unwrap_err();
         assert!(error.contains("main"), "{error}");
     }
 }
