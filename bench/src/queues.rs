@@ -99,6 +99,18 @@ const GRAPHILE: SqlQueue = SqlQueue {
 /// `--only drain`: claim+complete alone, pgshot (one owner and 8 owners) and pgmq, printed (for
 /// working on the queue's throughput).
 pub fn drain_only(scale: usize) {
+    // PGSHOT_DRAIN_WORKERS=8 PGSHOT_DRAIN_QUEUE=pgshot runs one queue at one count (for a profiler).
+    if let (Ok(queue), Ok(workers)) = (std::env::var("PGSHOT_DRAIN_QUEUE"), std::env::var("PGSHOT_DRAIN_WORKERS")) {
+        let q = if queue == "pgmq" { &PGMQ } else { &PGSHOT };
+        let w: usize = workers.parse().expect("PGSHOT_DRAIN_WORKERS is a number");
+        let busy = busy_seconds();
+        let t = Instant::now();
+        for (w, r) in claim_and_complete(q, scale, &[w], None).throughput {
+            println!("drain {w} workers: {} {r:.0} jobs/s", q.name);
+        }
+        let _ = (busy, t);
+        return;
+    }
     let workers = [1, 2, 4, 8];
     let pgshot = claim_and_complete(&PGSHOT, scale, &workers, None).throughput;
     let owners = claim_and_complete(&PGSHOT, scale, &[1, 8], Some(8)).throughput;
@@ -267,11 +279,15 @@ fn drain_sql(url: &str, claim: &'static str, complete: &'static str, workers: us
         .collect();
     barrier.wait();
     let t = Instant::now();
+    let busy = busy_seconds();
     let (mut in_claim, mut in_complete) = (0.0, 0.0);
     for th in threads {
         let (a, b) = th.join().unwrap();
         in_claim += a.as_secs_f64();
         in_complete += b.as_secs_f64();
+    }
+    if std::env::var_os("PGSHOT_DRAIN_CPU").is_some() {
+        eprintln!("cpu busy {:.1} s over {:.1} s", busy_seconds() - busy, t.elapsed().as_secs_f64());
     }
     (t.elapsed().as_secs_f64(), in_claim, in_complete)
 }
@@ -375,4 +391,14 @@ fn node(url: &str, args: &[&str]) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).expect("a JSON line from queue.js");
     serde_json::from_str(line).expect("JSON from queue.js")
+}
+
+/// CPU seconds the whole machine spent busy (all cores), from /proc/stat.
+fn busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: f64 = cpu.iter().enumerate().filter(|(i, _)| ![3, 4].contains(i)).take(5).map(|(_, v)| v).sum();
+    busy / 100.0
 }

@@ -11,6 +11,7 @@ mod invalid;
 mod job_id;
 mod options;
 mod request;
+mod row_rules;
 mod status;
 
 pub use backoff::{
@@ -27,4 +28,5 @@ pub use options::{
     ScrollAction, SelectAction, Session, StorageItem, TypeAction, Viewport, WaitAction, WaitUntil,
 };
 pub use request::{parse_bulk, JobRequest, DEFAULT_MAX_ATTEMPTS, MAX_BULK};
+pub use row_rules::{broken_rule, JobRow, Rule, RULES};
 pub use status::JobStatus;

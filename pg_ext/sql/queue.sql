@@ -11,6 +11,13 @@
 -- notified because a transaction that sends a NOTIFY holds a database-wide lock through its
 -- commit: a NOTIFY at every completion makes workers' commits wait for one another.
 
+-- The state machine's rules, as one CHECK constraint (schema.sql, job/src/row_rules.rs): Postgres
+-- reads every CHECK expression of a table back from its stored text at every UPDATE, so one call
+-- with the columns costs a claim or a complete far less than 19 expressions did.
+ALTER TABLE pgshot.jobs ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(
+    id, bulk_id, bulk_position, status, url, priority, attempt, max_attempts, worker_id, lease_expires_at,
+    cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code));
+
 CREATE FUNCTION pgshot.notify_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('pgshot_jobs', 'queued');
@@ -28,10 +35,12 @@ BEGIN
 END
 $$;
 
+-- "The job just ended" is written as completed_at becoming set (jobs_rules: it is set exactly
+-- when the status is terminal): a WHEN clause is read back from its stored text at every UPDATE
+-- too, and this form is a third the size of comparing statuses.
 CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
     FOR EACH ROW
-    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status
-          AND (NEW.watched OR pgshot.notify_all_done()))
+    WHEN (OLD.completed_at IS NULL AND NEW.completed_at IS NOT NULL AND (NEW.watched OR pgshot.notify_all_done()))
     EXECUTE FUNCTION pgshot.notify_done();
 
 -- Inserts validated requests (screenshot_enqueue and screenshot_enqueue_bulk validate them in
@@ -1192,9 +1201,10 @@ BEGIN
 END
 $$;
 
+-- (WHEN as for jobs_notify_done: the job just ended.)
 CREATE TRIGGER jobs_enqueue_webhooks AFTER UPDATE OF status ON pgshot.jobs
     FOR EACH ROW
-    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status
+    WHEN (OLD.completed_at IS NULL AND NEW.completed_at IS NOT NULL
           AND (NEW.webhook_url IS NOT NULL OR NEW.bulk_id IS NOT NULL))
     EXECUTE FUNCTION pgshot.enqueue_webhooks();
 

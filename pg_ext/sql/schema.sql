@@ -94,31 +94,13 @@ CREATE TABLE pgshot.jobs (
     -- pgshot_job_done. NULL otherwise, unless pgshot.notify_all_done is on.
     watched          boolean,
 
-    CONSTRAINT jobs_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
-    CONSTRAINT jobs_bulk_position_iff_bulk CHECK ((bulk_id IS NULL) = (bulk_position IS NULL)),
-    CONSTRAINT jobs_status_known
-        CHECK (status IN ('QUEUED', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')),
-    CONSTRAINT jobs_terminal_iff_completed_at
-        CHECK ((status IN ('COMPLETED', 'FAILED', 'CANCELLED')) = (completed_at IS NOT NULL)),
-    CONSTRAINT jobs_processing_iff_leased
-        CHECK ((status = 'PROCESSING') = (lease_expires_at IS NOT NULL)),
-    CONSTRAINT jobs_processing_has_worker CHECK (status <> 'PROCESSING' OR worker_id IS NOT NULL),
-    CONSTRAINT jobs_attempt_within_max CHECK (attempt >= 0 AND attempt <= max_attempts),
-    CONSTRAINT jobs_max_attempts_range CHECK (max_attempts BETWEEN 1 AND 25),
-    CONSTRAINT jobs_priority_range CHECK (priority BETWEEN -100 AND 100),
-    CONSTRAINT jobs_started_iff_attempted CHECK ((attempt > 0) = (started_at IS NOT NULL)),
-    CONSTRAINT jobs_failed_iff_error CHECK ((status = 'FAILED') = (error_code IS NOT NULL)),
-    CONSTRAINT jobs_error_code_shape CHECK (error_code ~ '^[A-Z][A-Z0-9_]{0,63}$'),
-    CONSTRAINT jobs_expires_only_completed CHECK (expires_at IS NULL OR status = 'COMPLETED'),
-    CONSTRAINT jobs_completed_expires CHECK (status <> 'COMPLETED' OR expires_at IS NOT NULL),
-    CONSTRAINT jobs_purged_only_completed CHECK (purged_at IS NULL OR status = 'COMPLETED'),
-    CONSTRAINT jobs_cancel_requested_only_processing
-        CHECK (NOT cancel_requested OR status IN ('PROCESSING', 'CANCELLED')),
-    CONSTRAINT jobs_secret_needs_webhook CHECK (webhook_secret IS NULL OR webhook_url IS NOT NULL),
-    -- Enqueueing validates URLs; this keeps a row written any other way from sending a browser
-    -- to file:, chrome: or javascript: (the worker re-validates as well).
-    CONSTRAINT jobs_url_http CHECK (url ~ '^https?://'),
-    CONSTRAINT jobs_webhook_url_http CHECK (webhook_url ~ '^https?://'),
+    -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a
+    -- completed_at, ...) and the shapes of id, url and error_code are the one CHECK constraint
+    -- jobs_rules, added in queue.sql once its function exists: pgshot.job_row_check, whose rules
+    -- are pgshot_job::broken_rule (job/src/row_rules.rs). A row breaking one is refused with
+    -- 23514 and the rule's name (jobs_url_http, jobs_processing_iff_leased, ...). The url rule
+    -- keeps a row written any other way from sending a browser to file:, chrome: or javascript:
+    -- (the worker re-validates as well).
     CONSTRAINT jobs_options_object CHECK (jsonb_typeof(options) = 'object'),
     CONSTRAINT jobs_errors_array CHECK (jsonb_typeof(errors) = 'array')
 );

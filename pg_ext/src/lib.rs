@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 mod caller;
 mod enqueue;
+mod job_rules;
 mod settings;
 
 pgrx::pg_module_magic!();

@@ -570,6 +570,44 @@ fn a_row_written_past_the_functions_cannot_send_the_browser_off_the_web() {
     assert_eq!((state.as_str(), message.contains("jobs_webhook_url_http")), ("23514", true), "{message}");
 }
 
+/// The state machine's rules hold for rows written by hand as well: each broken rule is refused
+/// with 23514 and its name (jobs_rules, job/src/row_rules.rs), and nothing is written.
+#[test]
+fn a_row_written_by_hand_that_breaks_a_rule_is_refused_naming_the_rule() {
+    let mut c = db();
+    let id = enqueue(&mut c, "https://example.com/rules", json!({}));
+    let cases = [
+        ("status = 'PROCESSING'", "jobs_processing_iff_leased"),
+        ("status = 'PROCESSING', lease_expires_at = now()", "jobs_processing_has_worker"),
+        ("status = 'RUNNING'", "jobs_status_known"),
+        ("status = 'COMPLETED', completed_at = now()", "jobs_completed_expires"),
+        ("status = 'FAILED', completed_at = now()", "jobs_failed_iff_error"),
+        ("status = 'FAILED', completed_at = now(), error_code = 'lower'", "jobs_error_code_shape"),
+        ("completed_at = now()", "jobs_terminal_iff_completed_at"),
+        ("attempt = 4, started_at = now()", "jobs_attempt_within_max"),
+        ("attempt = 1", "jobs_started_iff_attempted"),
+        ("priority = 101", "jobs_priority_range"),
+        ("max_attempts = 0, attempt = 0", "jobs_max_attempts_range"),
+        ("cancel_requested = true", "jobs_cancel_requested_only_processing"),
+        ("expires_at = now()", "jobs_expires_only_completed"),
+        ("purged_at = now()", "jobs_purged_only_completed"),
+        ("webhook_secret = 's'", "jobs_secret_needs_webhook"),
+        ("bulk_position = 1", "jobs_bulk_position_iff_bulk"),
+        ("id = 'UPPER-case-id'", "jobs_id_shape"),
+    ];
+    for (set, rule) in cases {
+        let (state, message) = db_message(c.execute(&format!("UPDATE pgshot.jobs SET {set} WHERE id = $1"), &[&id]));
+        assert_eq!(state, "23514", "{set}: {message}");
+        assert!(message.contains(&format!("\"{rule}\"")), "{set}: {message}");
+    }
+    assert_eq!(job(&mut c, &id)["status"], "QUEUED", "nothing was written");
+    // The enqueue path itself still writes rows that keep every rule, through to the end.
+    let (held, attempt) = claim(&mut c, "w", 1, "30 seconds")[0].clone();
+    assert_eq!(held, id);
+    c.execute("SELECT screenshot_fail($1, 'w', $2, 'TIMEOUT', 'slow', false)", &[&id, &attempt]).unwrap();
+    assert_eq!(job(&mut c, &id)["status"], "FAILED");
+}
+
 #[test]
 fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
     let mut c = db();

@@ -190,7 +190,7 @@ fn updating_from_every_released_version_keeps_every_job_and_ends_where_a_fresh_i
         .unwrap()
         .get(0);
     let fresh = schema(&mut cluster.connect(&cluster.fresh_db()));
-    assert!(fresh.iter().any(|s| s.contains("jobs_url_http")), "the current version is the one built");
+    assert!(fresh.iter().any(|s| s.contains("jobs_rules")), "the current version is the one built");
 
     for version in released_versions() {
         assert_ne!(version, current, "a released script must be older than the current version");

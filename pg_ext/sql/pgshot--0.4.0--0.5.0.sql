@@ -1,0 +1,79 @@
+-- pgshot 0.4.0 -> 0.5.0: the state machine's rules of pgshot.jobs as one CHECK constraint,
+-- jobs_rules, which calls pgshot.job_row_check (pg_ext/src/job_rules.rs; the rules are
+-- job/src/row_rules.rs), instead of 19 constraints of their own; and shorter WHEN clauses for the
+-- two triggers that fire when a job ends. Postgres 15 reads every CHECK expression and WHEN clause
+-- back from its stored text at every UPDATE: this is most of what a claim and a complete cost.
+-- The rules and their names are unchanged (a row breaking one is refused with 23514 and its name).
+
+CREATE  FUNCTION pgshot."job_row_check"(
+	"id" TEXT, /* Option < & str > */
+	"bulk_id" TEXT, /* Option < & str > */
+	"bulk_position" INT, /* Option < i32 > */
+	"status" TEXT, /* Option < & str > */
+	"url" TEXT, /* Option < & str > */
+	"priority" INT, /* Option < i32 > */
+	"attempt" INT, /* Option < i32 > */
+	"max_attempts" INT, /* Option < i32 > */
+	"worker_id" TEXT, /* Option < & str > */
+	"lease_expires_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"cancel_requested" bool, /* Option < bool > */
+	"webhook_url" TEXT, /* Option < & str > */
+	"webhook_secret" TEXT, /* Option < & str > */
+	"started_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"completed_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"expires_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"purged_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"error_code" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'job_row_check_wrapper';
+-- Like every function of the extension (queue.sql): its owner's rights and a fixed search_path.
+DO $$
+DECLARE
+    f regprocedure := 'pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text,
+        timestamptz, boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text)'::regprocedure;
+BEGIN
+    EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgshot_admin', f);
+END
+$$;
+
+-- Every existing row is checked against the rules once, by ADD CONSTRAINT.
+ALTER TABLE pgshot.jobs
+    DROP CONSTRAINT jobs_id_shape,
+    DROP CONSTRAINT jobs_bulk_position_iff_bulk,
+    DROP CONSTRAINT jobs_status_known,
+    DROP CONSTRAINT jobs_terminal_iff_completed_at,
+    DROP CONSTRAINT jobs_processing_iff_leased,
+    DROP CONSTRAINT jobs_processing_has_worker,
+    DROP CONSTRAINT jobs_attempt_within_max,
+    DROP CONSTRAINT jobs_max_attempts_range,
+    DROP CONSTRAINT jobs_priority_range,
+    DROP CONSTRAINT jobs_started_iff_attempted,
+    DROP CONSTRAINT jobs_failed_iff_error,
+    DROP CONSTRAINT jobs_error_code_shape,
+    DROP CONSTRAINT jobs_expires_only_completed,
+    DROP CONSTRAINT jobs_completed_expires,
+    DROP CONSTRAINT jobs_purged_only_completed,
+    DROP CONSTRAINT jobs_cancel_requested_only_processing,
+    DROP CONSTRAINT jobs_secret_needs_webhook,
+    DROP CONSTRAINT jobs_url_http,
+    DROP CONSTRAINT jobs_webhook_url_http,
+    ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(
+        id, bulk_id, bulk_position, status, url, priority, attempt, max_attempts, worker_id, lease_expires_at,
+        cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code));
+
+DROP TRIGGER jobs_notify_done ON pgshot.jobs;
+CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
+    FOR EACH ROW
+    WHEN (OLD.completed_at IS NULL AND NEW.completed_at IS NOT NULL AND (NEW.watched OR pgshot.notify_all_done()))
+    EXECUTE FUNCTION pgshot.notify_done();
+
+DROP TRIGGER jobs_enqueue_webhooks ON pgshot.jobs;
+CREATE TRIGGER jobs_enqueue_webhooks AFTER UPDATE OF status ON pgshot.jobs
+    FOR EACH ROW
+    WHEN (OLD.completed_at IS NULL AND NEW.completed_at IS NOT NULL
+          AND (NEW.webhook_url IS NOT NULL OR NEW.bulk_id IS NOT NULL))
+    EXECUTE FUNCTION pgshot.enqueue_webhooks();
