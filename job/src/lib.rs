@@ -28,5 +28,5 @@ pub use options::{
     ScrollAction, SelectAction, Session, StorageItem, TypeAction, Viewport, WaitAction, WaitUntil,
 };
 pub use request::{parse_bulk, JobRequest, DEFAULT_MAX_ATTEMPTS, MAX_BULK};
-pub use row_rules::{broken_rule, JobRow, Rule, RULES};
+pub use row_rules::{broken_output_rule, broken_rule, JobRow, OutputRow, Rule, OUTPUT_RULES, RULES};
 pub use status::JobStatus;

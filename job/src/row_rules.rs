@@ -105,6 +105,52 @@ pub fn broken_rule(row: &JobRow<'_>) -> Option<&'static Rule> {
     holds.iter().position(|held| !held).map(|i| &RULES[i])
 }
 
+/// The columns of a `pgshot.outputs` row the rules read (constraint `outputs_rules`, checked by
+/// `pgshot.output_row_check`); lengths are `octet_length`, which Postgres reads from the stored
+/// value's header without fetching the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct OutputRow<'a> {
+    pub output_id: Option<&'a str>,
+    pub output_type: Option<&'a str>,
+    pub size: Option<i64>,
+    pub bytes_length: Option<i32>,
+    pub has_storage_key: bool,
+    pub sha256_length: Option<i32>,
+    /// `jsonb_typeof(metadata)`
+    pub metadata_type: Option<&'a str>,
+}
+
+pub const OUTPUT_RULES: [Rule; 6] = [
+    Rule { name: "outputs_type_known", demands: "output_type is screenshot, pdf, html, markdown, json or text" },
+    Rule { name: "outputs_id_shape", demands: "output_id is 1 to 64 characters of [A-Za-z0-9_-]" },
+    Rule { name: "outputs_size_matches_bytes", demands: "size is the length of bytes" },
+    Rule { name: "outputs_metadata_object", demands: "metadata is a JSON object" },
+    Rule { name: "outputs_bytes_or_stored", demands: "an output has bytes or a storage_key, not both" },
+    Rule { name: "outputs_sha256_shape", demands: "sha256 is 32 bytes" },
+];
+
+/// The first rule `row` breaks, or None (NULLs as in a CHECK constraint).
+pub fn broken_output_rule(row: &OutputRow<'_>) -> Option<&'static Rule> {
+    const TYPES: [&str; 6] = ["screenshot", "pdf", "html", "markdown", "json", "text"];
+    let holds = [
+        row.output_type.is_none_or(|t| TYPES.contains(&t)),
+        row.output_id.is_none_or(is_output_id),
+        match (row.bytes_length, row.size) {
+            (Some(length), Some(size)) => i64::from(length) == size,
+            _ => true,
+        },
+        row.metadata_type.is_none_or(|t| t == "object"),
+        row.bytes_length.is_none() || !row.has_storage_key,
+        row.sha256_length.is_none_or(|l| l == 32),
+    ];
+    holds.iter().position(|held| !held).map(|i| &OUTPUT_RULES[i])
+}
+
+/// `^[A-Za-z0-9_-]{1,64}$`
+fn is_output_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// `^[0-9a-z]{10,32}$`
 fn is_job_id(id: &str) -> bool {
     (10..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
@@ -230,6 +276,37 @@ mod tests {
         }
         let names: std::collections::HashSet<_> = RULES.iter().map(|r| r.name).collect();
         assert_eq!(names.len(), RULES.len(), "each rule has a name of its own");
+    }
+
+    #[test]
+    fn outputs_keep_their_rules_and_each_is_named_when_broken() {
+        let stored = OutputRow {
+            output_id: Some("screenshot"),
+            output_type: Some("screenshot"),
+            size: Some(5),
+            has_storage_key: true,
+            sha256_length: Some(32),
+            metadata_type: Some("object"),
+            ..OutputRow::default()
+        };
+        let inline = OutputRow { bytes_length: Some(5), has_storage_key: false, sha256_length: None, ..stored.clone() };
+        let purged = OutputRow { bytes_length: None, ..inline.clone() };
+        for row in [stored.clone(), inline.clone(), purged] {
+            assert_eq!(broken_output_rule(&row).map(|r| r.name), None, "{row:?}");
+        }
+        let cases = [
+            (OutputRow { output_type: Some("gif"), ..inline.clone() }, "outputs_type_known"),
+            (OutputRow { output_id: Some("a b"), ..inline.clone() }, "outputs_id_shape"),
+            (OutputRow { output_id: Some(""), ..inline.clone() }, "outputs_id_shape"),
+            (OutputRow { size: Some(6), ..inline.clone() }, "outputs_size_matches_bytes"),
+            (OutputRow { metadata_type: Some("array"), ..inline.clone() }, "outputs_metadata_object"),
+            (OutputRow { has_storage_key: true, ..inline.clone() }, "outputs_bytes_or_stored"),
+            (OutputRow { sha256_length: Some(20), ..stored }, "outputs_sha256_shape"),
+        ];
+        for (row, rule) in cases {
+            assert_eq!(broken_output_rule(&row).map(|r| r.name), Some(rule), "{row:?}");
+        }
+        assert!(is_output_id(&"a".repeat(64)) && !is_output_id(&"a".repeat(65)) && is_output_id("A-z_09"));
     }
 
     #[test]

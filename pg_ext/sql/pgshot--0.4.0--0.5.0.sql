@@ -1,6 +1,7 @@
 -- pgshot 0.4.0 -> 0.5.0: the state machine's rules of pgshot.jobs as one CHECK constraint,
 -- jobs_rules, which calls pgshot.job_row_check (pg_ext/src/job_rules.rs; the rules are
--- job/src/row_rules.rs), instead of 19 constraints of their own; and shorter WHEN clauses for the
+-- job/src/row_rules.rs), instead of 19 constraints of their own, and an output's 6 as
+-- outputs_rules (pgshot.output_row_check); and shorter WHEN clauses for the
 -- two triggers that fire when a job ends. Postgres 15 reads every CHECK expression and WHEN clause
 -- back from its stored text at every UPDATE: this is most of what a claim and a complete cost.
 -- The rules and their names are unchanged (a row breaking one is refused with 23514 and its name).
@@ -28,15 +29,33 @@ CREATE  FUNCTION pgshot."job_row_check"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'job_row_check_wrapper';
+CREATE  FUNCTION pgshot."output_row_check"(
+	"output_id" TEXT, /* Option < & str > */
+	"output_type" TEXT, /* Option < & str > */
+	"size" bigint, /* Option < i64 > */
+	"bytes_length" INT, /* Option < i32 > */
+	"storage_key" TEXT, /* Option < & str > */
+	"sha256_length" INT, /* Option < i32 > */
+	"metadata_type" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'output_row_check_wrapper';
+
 -- Like every function of the extension (queue.sql): its owner's rights and a fixed search_path.
 DO $$
 DECLARE
-    f regprocedure := 'pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text,
-        timestamptz, boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text)'::regprocedure;
+    f regprocedure;
 BEGIN
-    EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
-    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgshot_admin', f);
+    FOREACH f IN ARRAY ARRAY[
+        'pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text, timestamptz,
+            boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text)'::regprocedure,
+        'pgshot.output_row_check(text, text, bigint, integer, text, integer, text)'::regprocedure]
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgshot_admin', f);
+    END LOOP;
 END
 $$;
 
@@ -64,6 +83,16 @@ ALTER TABLE pgshot.jobs
     ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(
         id, bulk_id, bulk_position, status, url, priority, attempt, max_attempts, worker_id, lease_expires_at,
         cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code));
+
+ALTER TABLE pgshot.outputs
+    DROP CONSTRAINT outputs_type_known,
+    DROP CONSTRAINT outputs_id_shape,
+    DROP CONSTRAINT outputs_size_matches_bytes,
+    DROP CONSTRAINT outputs_metadata_object,
+    DROP CONSTRAINT outputs_bytes_or_stored,
+    DROP CONSTRAINT outputs_sha256_shape,
+    ADD CONSTRAINT outputs_rules CHECK (pgshot.output_row_check(
+        output_id, output_type, size, octet_length(bytes), storage_key, octet_length(sha256), jsonb_typeof(metadata)));
 
 DROP TRIGGER jobs_notify_done ON pgshot.jobs;
 CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs

@@ -11,12 +11,15 @@
 -- notified because a transaction that sends a NOTIFY holds a database-wide lock through its
 -- commit: a NOTIFY at every completion makes workers' commits wait for one another.
 
--- The state machine's rules, as one CHECK constraint (schema.sql, job/src/row_rules.rs): Postgres
--- reads every CHECK expression of a table back from its stored text at every UPDATE, so one call
--- with the columns costs a claim or a complete far less than 19 expressions did.
+-- The state machine's rules, and an output's, as one CHECK constraint each (schema.sql,
+-- job/src/row_rules.rs): Postgres reads every CHECK expression of a table back from its stored
+-- text at every write, so one call with the columns costs a claim or a complete far less than
+-- 19 and 6 expressions did.
 ALTER TABLE pgshot.jobs ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(
     id, bulk_id, bulk_position, status, url, priority, attempt, max_attempts, worker_id, lease_expires_at,
     cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code));
+ALTER TABLE pgshot.outputs ADD CONSTRAINT outputs_rules CHECK (pgshot.output_row_check(
+    output_id, output_type, size, octet_length(bytes), storage_key, octet_length(sha256), jsonb_typeof(metadata)));
 
 CREATE FUNCTION pgshot.notify_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

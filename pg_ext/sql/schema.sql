@@ -138,14 +138,9 @@ CREATE TABLE pgshot.outputs (
     storage_key  text,
     sha256       bytea,
     PRIMARY KEY (job_id, output_id),
-    CONSTRAINT outputs_position_unique UNIQUE (job_id, position),
-    CONSTRAINT outputs_type_known
-        CHECK (output_type IN ('screenshot', 'pdf', 'html', 'markdown', 'json', 'text')),
-    CONSTRAINT outputs_id_shape CHECK (output_id ~ '^[A-Za-z0-9_-]{1,64}$'),
-    CONSTRAINT outputs_size_matches_bytes CHECK (bytes IS NULL OR octet_length(bytes) = size),
-    CONSTRAINT outputs_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
-    CONSTRAINT outputs_bytes_or_stored CHECK (bytes IS NULL OR storage_key IS NULL),
-    CONSTRAINT outputs_sha256_shape CHECK (octet_length(sha256) = 32)
+    CONSTRAINT outputs_position_unique UNIQUE (job_id, position)
+    -- Its rules (type, id shape, size, metadata, bytes or storage, sha256) are the one CHECK
+    -- constraint outputs_rules, added in queue.sql, as jobs_rules is.
 );
 
 COMMENT ON TABLE pgshot.outputs IS 'result bytes of completed jobs, one row per output';

@@ -1,5 +1,5 @@
-//! `pgshot.job_row_check(...)`: the one CHECK constraint of `pgshot.jobs` that holds the state
-//! machine's rules (`jobs_rules`, queue.sql). The rules themselves are `pgshot_job::broken_rule`,
+//! `pgshot.job_row_check(...)` and `pgshot.output_row_check(...)`: the CHECK constraints
+//! `jobs_rules` and `outputs_rules` (queue.sql). The rules themselves are `pgshot_job::broken_rule`,
 //! with their unit tests; why they are one function and not one constraint each is written there.
 
 use pgrx::prelude::*;
@@ -57,6 +57,37 @@ mod pgshot {
                 ERROR,
                 PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
                 format!("new row for relation \"jobs\" violates check constraint \"{}\"", rule.name),
+                format!("{}: {}", rule.name, rule.demands)
+            );
+        }
+        true
+    }
+
+    /// `outputs_rules`, as `job_row_check` is `jobs_rules`.
+    #[pg_extern(immutable, parallel_safe)]
+    fn output_row_check(
+        output_id: Option<&str>,
+        output_type: Option<&str>,
+        size: Option<i64>,
+        bytes_length: Option<i32>,
+        storage_key: Option<&str>,
+        sha256_length: Option<i32>,
+        metadata_type: Option<&str>,
+    ) -> bool {
+        let row = pgshot_job::OutputRow {
+            output_id,
+            output_type,
+            size,
+            bytes_length,
+            has_storage_key: storage_key.is_some(),
+            sha256_length,
+            metadata_type,
+        };
+        if let Some(rule) = pgshot_job::broken_output_rule(&row) {
+            pgrx::ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+                format!("new row for relation \"outputs\" violates check constraint \"{}\"", rule.name),
                 format!("{}: {}", rule.name, rule.demands)
             );
         }

@@ -601,6 +601,26 @@ fn a_row_written_by_hand_that_breaks_a_rule_is_refused_naming_the_rule() {
         assert!(message.contains(&format!("\"{rule}\"")), "{set}: {message}");
     }
     assert_eq!(job(&mut c, &id)["status"], "QUEUED", "nothing was written");
+    let outputs = [
+        ("'shot', 'gif', 1, '\\x00', NULL, '{}'", "outputs_type_known"),
+        ("'a b', 'pdf', 1, '\\x00', NULL, '{}'", "outputs_id_shape"),
+        ("'shot', 'pdf', 2, '\\x00', NULL, '{}'", "outputs_size_matches_bytes"),
+        ("'shot', 'pdf', 1, '\\x00', NULL, '[]'", "outputs_metadata_object"),
+        ("'shot', 'pdf', 1, '\\x00', 'k', '{}'", "outputs_bytes_or_stored"),
+        ("'shot', 'pdf', 1, NULL, '\\x0102', '{}'", "outputs_sha256_shape"),
+    ];
+    for (values, rule) in outputs {
+        let (state, message) = db_message(c.execute(
+            &format!(
+                "INSERT INTO pgshot.outputs (job_id, output_id, output_type, size, bytes, {}, metadata, position, \
+                 content_type) VALUES ($1, {values}, 1, 'application/pdf')",
+                if rule == "outputs_sha256_shape" { "sha256" } else { "storage_key" }
+            ),
+            &[&id],
+        ));
+        assert_eq!(state, "23514", "{values}: {message}");
+        assert!(message.contains(&format!("\"{rule}\"")), "{values}: {message}");
+    }
     // The enqueue path itself still writes rows that keep every rule, through to the end.
     let (held, attempt) = claim(&mut c, "w", 1, "30 seconds")[0].clone();
     assert_eq!(held, id);
