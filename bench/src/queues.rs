@@ -99,16 +99,15 @@ const GRAPHILE: SqlQueue = SqlQueue {
 /// `--only drain`: claim+complete alone, pgshot (one owner and 8 owners) and pgmq, printed (for
 /// working on the queue's throughput).
 pub fn drain_only(scale: usize) {
-    // PGSHOT_DRAIN_WORKERS=8 PGSHOT_DRAIN_QUEUE=pgshot runs one queue at one count (for a profiler).
+    // PGSHOT_DRAIN_WORKERS=8 PGSHOT_DRAIN_QUEUE=pgshot|pgmq runs one queue at one count (for a
+    // profiler); PGSHOT_DRAIN_CPU=1 also prints the CPU time the whole machine spent on the drain,
+    // which follows the throughput ratio and varies less between runs.
     if let (Ok(queue), Ok(workers)) = (std::env::var("PGSHOT_DRAIN_QUEUE"), std::env::var("PGSHOT_DRAIN_WORKERS")) {
         let q = if queue == "pgmq" { &PGMQ } else { &PGSHOT };
         let w: usize = workers.parse().expect("PGSHOT_DRAIN_WORKERS is a number");
-        let busy = busy_seconds();
-        let t = Instant::now();
         for (w, r) in claim_and_complete(q, scale, &[w], None).throughput {
             println!("drain {w} workers: {} {r:.0} jobs/s", q.name);
         }
-        let _ = (busy, t);
         return;
     }
     let workers = [1, 2, 4, 8];
@@ -393,7 +392,8 @@ fn node(url: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(line).expect("JSON from queue.js")
 }
 
-/// CPU seconds the whole machine spent busy (all cores), from /proc/stat.
+/// CPU seconds the whole machine spent busy (all cores; user, nice, system, irq and softirq, not
+/// steal), from /proc/stat.
 fn busy_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let cpu: Vec<f64> =
