@@ -1,10 +1,11 @@
--- pgshot 0.4.0 -> 0.5.0: the state machine's rules of pgshot.jobs as one CHECK constraint,
--- jobs_rules, which calls pgshot.job_row_check (pg_ext/src/job_rules.rs; the rules are
--- job/src/row_rules.rs), instead of 19 constraints of their own, and an output's 6 as
--- outputs_rules (pgshot.output_row_check); and shorter WHEN clauses for the
--- two triggers that fire when a job ends. Postgres 15 reads every CHECK expression and WHEN clause
--- back from its stored text at every UPDATE: this is most of what a claim and a complete cost.
--- The rules and their names are unchanged (a row breaking one is refused with 23514 and its name).
+-- pgshot 0.4.0 -> 0.5.0: the rules of pgshot.jobs as one CHECK constraint, jobs_rules, which calls
+-- pgshot.job_row_check (pg_ext/src/job_rules.rs; the rules are job/src/row_rules.rs), instead of
+-- 21 constraints of their own, and an output's 6 as outputs_rules (pgshot.output_row_check);
+-- shorter WHEN clauses for the two triggers that fire when a job ends; and the functions that run
+-- no SQL without SECURITY DEFINER and search_path. Postgres 15 reads every CHECK expression and
+-- WHEN clause back from its stored text at every write: this was most of what a claim and a
+-- complete cost. The rules and their names are unchanged (a row breaking one is refused with
+-- 23514 and its name).
 
 CREATE  FUNCTION pgshot."job_row_check"(
 	"id" TEXT, /* Option < & str > */
@@ -24,11 +25,14 @@ CREATE  FUNCTION pgshot."job_row_check"(
 	"completed_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"expires_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"purged_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"error_code" TEXT /* Option < & str > */
+	"error_code" TEXT, /* Option < & str > */
+	"options_type" TEXT, /* Option < & str > */
+	"errors_type" TEXT /* Option < & str > */
 ) RETURNS bool /* bool */
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'job_row_check_wrapper';
+
 CREATE  FUNCTION pgshot."output_row_check"(
 	"output_id" TEXT, /* Option < & str > */
 	"output_type" TEXT, /* Option < & str > */
@@ -42,22 +46,20 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'output_row_check_wrapper';
 
--- Like every function of the extension (queue.sql): its owner's rights and a fixed search_path.
-DO $$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOREACH f IN ARRAY ARRAY[
-        'pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text, timestamptz,
-            boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text)'::regprocedure,
-        'pgshot.output_row_check(text, text, bigint, integer, text, integer, text)'::regprocedure]
-    LOOP
-        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgshot_admin', f);
-    END LOOP;
-END
-$$;
+-- Like every function of the extension (queue.sql): not for PUBLIC.
+REVOKE ALL ON FUNCTION pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text,
+    timestamptz, boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text,
+    timestamptz, boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text, text, text) TO pgshot_admin;
+REVOKE ALL ON FUNCTION pgshot.output_row_check(text, text, bigint, integer, text, integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgshot.output_row_check(text, text, bigint, integer, text, integer, text) TO pgshot_admin;
+
+-- The functions that run no SQL need neither the owner's rights nor a search_path (queue.sql).
+ALTER FUNCTION pgshot.result_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.job_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.notify_all_done() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.retry_delay(integer) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.webhook_retry_delay(integer) SECURITY INVOKER RESET ALL;
 
 -- Every existing row is checked against the rules once, by ADD CONSTRAINT.
 ALTER TABLE pgshot.jobs
@@ -80,9 +82,12 @@ ALTER TABLE pgshot.jobs
     DROP CONSTRAINT jobs_secret_needs_webhook,
     DROP CONSTRAINT jobs_url_http,
     DROP CONSTRAINT jobs_webhook_url_http,
+    DROP CONSTRAINT jobs_options_object,
+    DROP CONSTRAINT jobs_errors_array,
     ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(
         id, bulk_id, bulk_position, status, url, priority, attempt, max_attempts, worker_id, lease_expires_at,
-        cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code));
+        cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code,
+        jsonb_typeof(options), jsonb_typeof(errors)));
 
 ALTER TABLE pgshot.outputs
     DROP CONSTRAINT outputs_type_known,

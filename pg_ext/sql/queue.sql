@@ -14,10 +14,11 @@
 -- The state machine's rules, and an output's, as one CHECK constraint each (schema.sql,
 -- job/src/row_rules.rs): Postgres reads every CHECK expression of a table back from its stored
 -- text at every write, so one call with the columns costs a claim or a complete far less than
--- 19 and 6 expressions did.
+-- 21 and 6 expressions did.
 ALTER TABLE pgshot.jobs ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(
     id, bulk_id, bulk_position, status, url, priority, attempt, max_attempts, worker_id, lease_expires_at,
-    cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code));
+    cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code,
+    jsonb_typeof(options), jsonb_typeof(errors)));
 ALTER TABLE pgshot.outputs ADD CONSTRAINT outputs_rules CHECK (pgshot.output_row_check(
     output_id, output_type, size, octet_length(bytes), storage_key, octet_length(sha256), jsonb_typeof(metadata)));
 
@@ -1562,6 +1563,20 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Except the functions that run no SQL: they read only their arguments or a setting, so neither
+-- the owner's rights nor a search_path changes what they do, and both cost a claim or a complete
+-- (they run at every write of a job: the rules, and the settings its UPDATEs read) a save and
+-- restore of the settings at each call.
+ALTER FUNCTION pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text, timestamptz,
+                                    boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text,
+                                    text, text) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.output_row_check(text, text, bigint, integer, text, integer, text) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.result_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.job_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.notify_all_done() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.retry_delay(integer) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.webhook_retry_delay(integer) SECURITY INVOKER RESET ALL;
 
 -- The queue's hot path plans its statements once per session: with a custom plan (the default
 -- for the first executions of a statement with parameters) every claim and complete would plan

@@ -92,17 +92,15 @@ CREATE TABLE pgshot.jobs (
     enqueued_by      text,
     -- Someone waits for this job (a sync capture, or screenshot_watch): its end is sent on
     -- pgshot_job_done. NULL otherwise, unless pgshot.notify_all_done is on.
-    watched          boolean,
+    watched          boolean
 
     -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a
-    -- completed_at, ...) and the shapes of id, url and error_code are the one CHECK constraint
+    -- completed_at, ...) and the shapes of id, url, error_code, options and errors are the one CHECK constraint
     -- jobs_rules, added in queue.sql once its function exists: pgshot.job_row_check, whose rules
     -- are pgshot_job::broken_rule (job/src/row_rules.rs). A row breaking one is refused with
     -- 23514 and the rule's name (jobs_url_http, jobs_processing_iff_leased, ...). The url rule
     -- keeps a row written any other way from sending a browser to file:, chrome: or javascript:
     -- (the worker re-validates as well).
-    CONSTRAINT jobs_options_object CHECK (jsonb_typeof(options) = 'object'),
-    CONSTRAINT jobs_errors_array CHECK (jsonb_typeof(errors) = 'array')
 );
 
 COMMENT ON TABLE pgshot.jobs IS 'screenshot jobs: one row per job, its state, lease and result metadata';

@@ -31,6 +31,8 @@ mod pgshot {
         expires_at: Option<TimestampWithTimeZone>,
         purged_at: Option<TimestampWithTimeZone>,
         error_code: Option<&str>,
+        options_type: Option<&str>,
+        errors_type: Option<&str>,
     ) -> bool {
         let row = pgshot_job::JobRow {
             id,
@@ -51,6 +53,8 @@ mod pgshot {
             has_expires_at: expires_at.is_some(),
             has_purged_at: purged_at.is_some(),
             error_code,
+            options_type,
+            errors_type,
         };
         if let Some(rule) = pgshot_job::broken_rule(&row) {
             pgrx::ereport!(
