@@ -1,8 +1,8 @@
 -- pgshot 0.4.0 -> 0.5.0: the rules of pgshot.jobs as one CHECK constraint, jobs_rules, which calls
 -- pgshot.job_row_check (pg_ext/src/job_rules.rs; the rules are job/src/row_rules.rs), instead of
 -- 21 constraints of their own, and an output's 6 as outputs_rules (pgshot.output_row_check);
--- shorter WHEN clauses for the two triggers that fire when a job ends; and the functions that run
--- no SQL without SECURITY DEFINER and search_path. Postgres 15 reads every CHECK expression and
+-- shorter WHEN clauses for the two triggers that fire when a job ends; the functions that run no
+-- SQL without SECURITY DEFINER and search_path; and screenshot_complete in one statement. Postgres 15 reads every CHECK expression and
 -- WHEN clause back from its stored text at every write: this was most of what a claim and a
 -- complete cost. The rules and their names are unchanged (a row breaking one is refused with
 -- 23514 and its name).
@@ -111,3 +111,69 @@ CREATE TRIGGER jobs_enqueue_webhooks AFTER UPDATE OF status ON pgshot.jobs
     WHEN (OLD.completed_at IS NULL AND NEW.completed_at IS NOT NULL
           AND (NEW.webhook_url IS NOT NULL OR NEW.bulk_id IS NOT NULL))
     EXECUTE FUNCTION pgshot.enqueue_webhooks();
+
+-- A complete in one statement in the usual case (the job held and not cancelled).
+CREATE OR REPLACE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer, metadata jsonb,
+                                    outputs pgshot.output[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    item pgshot.output;
+    seen text[] := ARRAY[]::text[];
+BEGIN
+    IF coalesce(cardinality(outputs), 0) = 0 THEN
+        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One output is the usual case: checked element by element in PL/pgSQL (no query to plan).
+    FOR i IN 1 .. cardinality(outputs) LOOP
+        item := outputs[i];
+        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL OR item.bytes IS NULL
+           OR item.output_id = ANY (seen) THEN
+            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'each output needs a unique output_id, an output_type, a content_type and bytes';
+        END IF;
+        seen := seen || item.output_id;
+    END LOOP;
+
+    -- The usual case in one statement: the job held and not cancelled becomes COMPLETED and its
+    -- outputs are stored (finish_held's UPDATE, with the INSERT reading what it returned).
+    WITH done AS (
+        UPDATE pgshot.jobs j
+        SET status = 'COMPLETED',
+            completed_at = now(),
+            expires_at = now() + pgshot.result_retention(),
+            lease_expires_at = NULL,
+            metadata = screenshot_complete.metadata
+        WHERE j.id = screenshot_complete.job_id AND j.status = 'PROCESSING'
+          AND j.worker_id = screenshot_complete.worker_id AND j.attempt = screenshot_complete.attempt
+          AND NOT j.cancel_requested
+        RETURNING j.id
+    )
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
+    SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
+           coalesce(o.metadata, '{}')
+    FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- Not held, or cancelled: finish_held raises 55000 or P0002, or settles the cancel (false).
+    IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
+        RETURN;
+    END IF;
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
+    SELECT screenshot_complete.job_id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes),
+           o.bytes, coalesce(o.metadata, '{}')
+    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+END
+$$;
+DO $$
+BEGIN
+    -- CREATE OR REPLACE reset what queue.sql gives every function, and the hot path's plan mode.
+    EXECUTE format('ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) '
+                   'SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', '@extschema@');
+END
+$$;
+ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;

@@ -475,6 +475,28 @@ BEGIN
         seen := seen || item.output_id;
     END LOOP;
 
+    -- The usual case in one statement: the job held and not cancelled becomes COMPLETED and its
+    -- outputs are stored (finish_held's UPDATE, with the INSERT reading what it returned).
+    WITH done AS (
+        UPDATE pgshot.jobs j
+        SET status = 'COMPLETED',
+            completed_at = now(),
+            expires_at = now() + pgshot.result_retention(),
+            lease_expires_at = NULL,
+            metadata = screenshot_complete.metadata
+        WHERE j.id = screenshot_complete.job_id AND j.status = 'PROCESSING'
+          AND j.worker_id = screenshot_complete.worker_id AND j.attempt = screenshot_complete.attempt
+          AND NOT j.cancel_requested
+        RETURNING j.id
+    )
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
+    SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
+           coalesce(o.metadata, '{}')
+    FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- Not held, or cancelled: finish_held raises 55000 or P0002, or settles the cancel (false).
     IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
         RETURN;
     END IF;
