@@ -2,7 +2,8 @@
 -- pgshot.job_row_check (pg_ext/src/job_rules.rs; the rules are job/src/row_rules.rs), instead of
 -- 21 constraints of their own, and an output's 6 as outputs_rules (pgshot.output_row_check);
 -- shorter WHEN clauses for the two triggers that fire when a job ends; the functions that run no
--- SQL without SECURITY DEFINER and search_path; and screenshot_complete in one statement. Postgres 15 reads every CHECK expression and
+-- SQL without SECURITY DEFINER and search_path; screenshot_complete in one statement; and the
+-- claim's list of owners read from the live end of jobs_claim_order. Postgres 15 reads every CHECK expression and
 -- WHEN clause back from its stored text at every write: this was most of what a claim and a
 -- complete cost. The rules and their names are unchanged (a row breaking one is refused with
 -- 23514 and its name).
@@ -177,3 +178,65 @@ BEGIN
 END
 $$;
 ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;
+
+-- The list of owners read from the end of jobs_claim_order.
+CREATE OR REPLACE FUNCTION pgshot.claim_shares(n integer) RETURNS TABLE (tenant text, jobs integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    tenants text[];
+BEGIN
+    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each,
+    -- from the end. Each owner's last entry is its newest job, live; its first ones are the jobs
+    -- just claimed, whose entries stay in the index until vacuum, and which the claim itself
+    -- reads past anyway (read from the start, the list of owners cost a second such walk).
+    WITH RECURSIVE t(tenant) AS (
+        (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+         WHERE j.status = 'QUEUED'
+         ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        UNION ALL
+        SELECT (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') < t.tenant
+                ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        FROM t WHERE t.tenant IS NOT NULL
+    )
+    SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
+    IF cardinality(tenants) = 1 THEN
+        RETURN QUERY SELECT tenants[1], n;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH load AS (
+        SELECT x.tenant, due.jobs, due.head,
+               (SELECT count(*) FROM pgshot.jobs p
+                WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
+        FROM unnest(tenants) AS x(tenant)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS jobs, min(q.run_at) AS head
+            FROM (SELECT j.run_at FROM pgshot.jobs j
+                  WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
+                    AND j.run_at <= now()
+                  ORDER BY j.priority, j.run_at, j.id
+                  LIMIT n) q
+        ) due
+        WHERE due.jobs > 0
+    ), slots AS (
+        SELECT l.tenant
+        FROM load l CROSS JOIN LATERAL generate_series(1, l.jobs) AS s(k)
+        ORDER BY l.running + s.k, l.head, l.tenant
+        LIMIT n
+    )
+    -- Every owner with due jobs, those with slots first: the claim gives a share that came back
+    -- short (its jobs locked by other claimers) to the owners after it.
+    SELECT l.tenant, (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer
+    FROM load l
+    ORDER BY 2 DESC, l.running, l.head, l.tenant;
+END
+$$;
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION pgshot.claim_shares(integer) '
+                   'SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', '@extschema@');
+END
+$$;
+ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;

@@ -291,15 +291,18 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     tenants text[];
 BEGIN
-    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each.
+    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each,
+    -- from the end. Each owner's last entry is its newest job, live; its first ones are the jobs
+    -- just claimed, whose entries stay in the index until vacuum, and which the claim itself
+    -- reads past anyway (read from the start, the list of owners cost a second such walk).
     WITH RECURSIVE t(tenant) AS (
         (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
          WHERE j.status = 'QUEUED'
-         ORDER BY coalesce(j.owner, j.enqueued_by, '') LIMIT 1)
+         ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
         UNION ALL
         SELECT (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
-                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') > t.tenant
-                ORDER BY coalesce(j.owner, j.enqueued_by, '') LIMIT 1)
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') < t.tenant
+                ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
         FROM t WHERE t.tenant IS NOT NULL
     )
     SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
