@@ -249,7 +249,7 @@ impl Db {
     /// (status, jobs) pairs and the age of the oldest queued job, for /metrics.
     /// What /metrics shows, at a cost bounded by the queue, not by the table: queued and
     /// processing jobs are counted through their partial indexes (`jobs_claim_order`,
-    /// `jobs_lease_expiry`), and finished ones, which only grow, come from the planner's estimate.
+    /// `jobs_processing`), and finished ones, which only grow, come from the planner's estimate.
     pub async fn stats(&self) -> Result<QueueStats, String> {
         let c = self.pool.get().await.map_err(|e| e.to_string())?;
         let r = c

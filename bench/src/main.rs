@@ -614,13 +614,22 @@ and shows what that lock costs at one and at eight workers. The `jobs of 8 owner
 same jobs over eight owners: every claim then lists the owners (a skip scan) and shares its slots
 between them by how many jobs each already runs; that is the price of fair shares.
 
-What is left of the gap to pgmq is complete's own work. A `perf` profile of completions alone
-(8 clients on a durable cluster) puts a fifth of the CPU in `ExecConstraints`: Postgres parses
-and evaluates every CHECK constraint of a table at each UPDATE, and `pgshot.jobs` names 21
-invariants (the state machine's) while pgmq's table has none; the output row's insert (its own
-constraints, its foreign key to the job, two unique indexes) is most of the rest. Planning the
-queue functions' statements again at every call was another fifth of claim+complete before 0.3.0
-fixed their plans (`plan_cache_mode = force_generic_plan` on the hot functions).
+Where the rest went, by instruction counts (callgrind on the backend of one client that claims 10
+and completes each, the shape of this benchmark, over 1,000 jobs): 1.68 M instructions per job
+with extension 0.4.0, 0.85 M with 0.5.0. Postgres 15 reads every CHECK expression and trigger WHEN
+clause of a table back from its stored text, and compiles it, at every UPDATE statement, whichever
+columns change: `pgshot.jobs` had 21 constraints (the state machine's invariants) and the output row
+6, together most of those instructions. 0.5.0 keeps every rule and its name but checks each table's
+with one call to Rust (`jobs_rules`, `outputs_rules`; job/src/row_rules.rs), shortens the WHEN
+clauses, runs the functions that run no SQL without the settings' save and restore, completes in
+one statement, has one index for the jobs in flight instead of two, and lists the owners with
+queued jobs from the live end of `jobs_claim_order` (from its start, every claim walked the entries
+of the jobs just claimed a second time). Planning the queue functions' statements again at every
+call was another fifth of claim+complete before 0.3.0 fixed their plans (`plan_cache_mode =
+force_generic_plan` on the hot functions). What remains is work pgmq does not do: two non-HOT
+updates of a wide row that keeps its history, an output row with its foreign key and two unique
+indexes, and the rules. The ratios at 8 workers move by ±15% between runs on this 2-core machine
+(`pgshot-bench --only drain` repeated): one run's verdict is not a margin.
 
 **Bloat.** Each pgshot job is updated twice (claim, complete) and kept; pgmq archives (insert +
 delete) and graphile-worker deletes, so their queue tables end empty with as many dead tuples as

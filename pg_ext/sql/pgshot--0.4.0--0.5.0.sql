@@ -3,7 +3,8 @@
 -- 21 constraints of their own, and an output's 6 as outputs_rules (pgshot.output_row_check);
 -- shorter WHEN clauses for the two triggers that fire when a job ends; the functions that run no
 -- SQL without SECURITY DEFINER and search_path; screenshot_complete in one statement; and the
--- claim's list of owners read from the live end of jobs_claim_order. Postgres 15 reads every CHECK expression and
+-- claim's list of owners read from the live end of jobs_claim_order; and one index for the jobs in
+-- flight instead of two. Postgres 15 reads every CHECK expression and
 -- WHEN clause back from its stored text at every write: this was most of what a claim and a
 -- complete cost. The rules and their names are unchanged (a row breaking one is refused with
 -- 23514 and its name).
@@ -240,3 +241,9 @@ BEGIN
 END
 $$;
 ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;
+
+-- One index for the jobs in flight instead of two: a claim writes an entry into every index.
+DROP INDEX pgshot.jobs_in_flight;
+DROP INDEX pgshot.jobs_lease_expiry;
+CREATE INDEX jobs_processing ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), lease_expires_at)
+    WHERE status = 'PROCESSING';
