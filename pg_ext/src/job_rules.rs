@@ -9,7 +9,7 @@ mod pgshot {
     use super::*;
 
     /// True when the row keeps every rule; otherwise raises 23514 (check_violation) naming the
-    /// first rule it breaks, with the message Postgres gives for a constraint of that name.
+    /// first rule it breaks (`holds`).
     #[allow(clippy::too_many_arguments)]
     #[pg_extern(immutable, parallel_safe)]
     fn job_row_check(
@@ -56,15 +56,7 @@ mod pgshot {
             options_type,
             errors_type,
         };
-        if let Some(rule) = pgshot_job::broken_rule(&row) {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-                format!("new row for relation \"jobs\" violates check constraint \"{}\"", rule.name),
-                format!("{}: {}", rule.name, rule.demands)
-            );
-        }
-        true
+        holds("jobs", pgshot_job::broken_rule(&row))
     }
 
     /// `outputs_rules`, as `job_row_check` is `jobs_rules`.
@@ -87,14 +79,20 @@ mod pgshot {
             sha256_length,
             metadata_type,
         };
-        if let Some(rule) = pgshot_job::broken_output_rule(&row) {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-                format!("new row for relation \"outputs\" violates check constraint \"{}\"", rule.name),
-                format!("{}: {}", rule.name, rule.demands)
-            );
-        }
-        true
+        holds("outputs", pgshot_job::broken_output_rule(&row))
     }
+}
+
+/// True when no rule of `table` is broken; otherwise raises 23514 with the message Postgres gives
+/// for a CHECK constraint named like the rule, and what the rule demands as the detail.
+fn holds(table: &str, broken: Option<&pgshot_job::Rule>) -> bool {
+    if let Some(rule) = broken {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+            format!("new row for relation \"{table}\" violates check constraint \"{}\"", rule.name),
+            format!("{}: {}", rule.name, rule.demands)
+        );
+    }
+    true
 }
