@@ -99,12 +99,14 @@ fn queue_alone(report: &mut Report, scale: usize) -> Vec<queues::Figures> {
         let n = q.name;
         report.add(s, &format!("{n}: enqueue, one statement per job"), format!("{:.0} jobs/s", q.enqueue_single));
         report.add(s, &format!("{n}: enqueue, 1000 jobs per statement"), format!("{:.0} jobs/s", q.enqueue_bulk));
-        for (workers, rate) in &q.throughput {
-            report.add(
-                s,
-                &format!("{n}: claim+complete, {workers} worker(s), {} jobs", 20_000 / scale),
-                format!("{rate:.0} jobs/s"),
-            );
+        for ((workers, rate), (_, rounds)) in q.throughput.iter().zip(&q.rounds) {
+            let value = if rounds.len() > 1 {
+                let each: Vec<String> = rounds.iter().map(|r| format!("{r:.0}")).collect();
+                format!("{rate:.0} jobs/s (median of {})", each.join(", "))
+            } else {
+                format!("{rate:.0} jobs/s")
+            };
+            report.add(s, &format!("{n}: claim+complete, {workers} worker(s), {} jobs", 20_000 / scale), value);
         }
         for (rate, p50, p99) in &q.latency {
             report.add(
@@ -126,6 +128,17 @@ fn queue_alone(report: &mut Report, scale: usize) -> Vec<queues::Figures> {
             .map(|((w, mine), (_, theirs))| format!("{w}: {:.2}", mine / theirs))
             .collect();
         report.add(s, &format!("pgshot / {} claim+complete throughput, by workers", q.name), ratios.join(", "));
+        if q.rounds.iter().all(|(_, r)| r.len() > 1) {
+            for ((w, mine), (_, theirs)) in pgshot.rounds.iter().zip(&q.rounds) {
+                let each: Vec<String> =
+                    queues::paired_ratios(mine, theirs).iter().map(|r| format!("{r:.2}")).collect();
+                report.add(
+                    s,
+                    &format!("pgshot / {} claim+complete, {w} worker(s), each round", q.name),
+                    each.join(", "),
+                );
+            }
+        }
         report.add(
             s,
             &format!("pgshot / {} enqueue rate, single / bulk", q.name),
@@ -159,11 +172,12 @@ fn queue_alone(report: &mut Report, scale: usize) -> Vec<queues::Figures> {
             fair8 >= 0.9 * pgmq8,
             format!("{:.2}x ({fair8:.0} against {pgmq8:.0} jobs/s)", fair8 / pgmq8),
         );
+        // The median of the paired ratios: each pgshot run against the pgmq run beside it.
         let ratios: Vec<(usize, f64)> = pgshot
-            .throughput
+            .rounds
             .iter()
-            .zip(&pgmq.throughput)
-            .map(|((w, mine), (_, theirs))| (*w, mine / theirs))
+            .zip(&pgmq.rounds)
+            .map(|((w, mine), (_, theirs))| (*w, queues::median(&queues::paired_ratios(mine, theirs))))
             .collect();
         let short: Vec<String> = ratios
             .iter()
@@ -171,7 +185,10 @@ fn queue_alone(report: &mut Report, scale: usize) -> Vec<queues::Figures> {
             .map(|(w, r)| format!("{w} workers: {r:.2}x"))
             .collect();
         report.verdict(
-            "Claim+complete at least pgmq's at 8 workers and at least 0.9x at every count",
+            &format!(
+                "Claim+complete at least pgmq's at 8 workers and at least 0.9x at every count (median of {} rounds)",
+                queues::ROUNDS
+            ),
             short.is_empty(),
             if short.is_empty() {
                 ratios.iter().map(|(w, r)| format!("{w}: {r:.2}x")).collect::<Vec<_>>().join(", ")

@@ -18,8 +18,10 @@ pub struct Figures {
     pub name: &'static str,
     pub enqueue_single: f64,
     pub enqueue_bulk: f64,
-    /// (workers, jobs per second)
+    /// (workers, jobs per second): for pgshot and pgmq the median of the interleaved rounds
     pub throughput: Vec<(usize, f64)>,
+    /// (workers, jobs per second of each round, in order); one round for graphile-worker
+    pub rounds: Vec<(usize, Vec<f64>)>,
     /// (arrival rate, p50 ms, p99 ms)
     pub latency: Vec<(f64, f64, f64)>,
     /// The queue table after the 8-worker run: size, live and dead tuples.
@@ -96,8 +98,14 @@ const GRAPHILE: SqlQueue = SqlQueue {
     table: "graphile_worker._private_jobs",
 };
 
-/// `--only drain`: claim+complete alone, pgshot (one owner and 8 owners) and pgmq, printed (for
-/// working on the queue's throughput).
+/// How many times claim+complete runs at each worker count for pgshot and for pgmq, the two
+/// queues alternating: one run moves by ±15% on a 2-core machine (steal, checkpoints), so the
+/// table gives each rate's median and the verdict the median of the paired ratios (each pgshot
+/// run against the pgmq run next to it in time).
+pub const ROUNDS: usize = 5;
+
+/// `--only drain`: claim+complete alone, pgshot (one owner and 8 owners) and pgmq in interleaved
+/// rounds, printed (for working on the queue's throughput).
 pub fn drain_only(scale: usize) {
     // PGSHOT_DRAIN_WORKERS=8 PGSHOT_DRAIN_QUEUE=pgshot|pgmq runs one queue at one count (for a
     // profiler); PGSHOT_DRAIN_CPU=1 also prints the CPU time the whole machine spent on the drain,
@@ -110,20 +118,63 @@ pub fn drain_only(scale: usize) {
         }
         return;
     }
-    let workers = [1, 2, 4, 8];
-    let pgshot = claim_and_complete(&PGSHOT, scale, &workers, None).throughput;
-    let owners = claim_and_complete(&PGSHOT, scale, &[1, 8], Some(8)).throughput;
-    let pgmq = claim_and_complete(&PGMQ, scale, &workers, None).throughput;
-    for ((w, mine), (_, theirs)) in pgshot.iter().zip(&pgmq) {
-        println!("drain {w} workers: pgshot {mine:.0} jobs/s, pgmq {theirs:.0} jobs/s, {:.2}x", mine / theirs);
+    let [pgshot, pgmq] = interleaved([&PGSHOT, &PGMQ], scale, &[1, 2, 4, 8], None);
+    for ((w, mine), (_, theirs)) in pgshot.rounds.iter().zip(&pgmq.rounds) {
+        let ratios = paired_ratios(mine, theirs);
+        println!(
+            "drain {w} workers: pgshot {mine:.0?} jobs/s, pgmq {theirs:.0?} jobs/s, ratios {ratios:.2?}, median {:.2}x",
+            median(&ratios)
+        );
     }
-    for (w, r) in owners {
-        println!("drain {w} workers, 8 owners: pgshot {r:.0} jobs/s");
+    let fair = SqlQueue { name: "pgshot, jobs of 8 owners", ..PGSHOT };
+    for (w, r) in interleaved([&fair], scale, &[1, 8], Some(8))[0].rounds.iter() {
+        println!("drain {w} workers, 8 owners: pgshot {r:.0?} jobs/s");
     }
 }
 
+/// Each pgshot rate over the pgmq rate of the same round.
+pub fn paired_ratios(mine: &[f64], theirs: &[f64]) -> Vec<f64> {
+    mine.iter().zip(theirs).map(|(a, b)| a / b).collect()
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let v = sorted(values.to_vec());
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// `ROUNDS` runs of claim+complete per worker count for each queue, the queues taking turns (and
+/// turns about who goes first, so that neither always runs after the other). Each queue's
+/// throughput is the median of its rounds; its table and profile are those of its last run.
+fn interleaved<const N: usize>(queues: [&SqlQueue; N], scale: usize, workers: &[usize], owners: Option<usize>) -> [Drained; N] {
+    let mut out: [Drained; N] = std::array::from_fn(|_| Drained::default());
+    for &w in workers {
+        let mut rates = vec![Vec::new(); N];
+        for round in 0..ROUNDS {
+            for k in 0..N {
+                let i = if round % 2 == 0 { k } else { N - 1 - k };
+                let run = claim_and_complete(queues[i], scale, &[w], owners);
+                rates[i].push(run.throughput[0].1);
+                out[i].table = run.table;
+                if run.profile.is_some() {
+                    out[i].profile = run.profile;
+                }
+            }
+        }
+        for (d, r) in out.iter_mut().zip(rates) {
+            d.throughput.push((w, median(&r)));
+            d.rounds.push((w, r));
+        }
+    }
+    out
+}
+
 pub fn measure_all(scale: usize) -> Vec<Figures> {
-    [PGSHOT, PGMQ, GRAPHILE].iter().map(|q| measure(q, scale)).collect()
+    let [pgshot, pgmq] = interleaved([&PGSHOT, &PGMQ], scale, &[1, 2, 4, 8], None);
+    vec![measure(&PGSHOT, scale, Some(pgshot)), measure(&PGMQ, scale, Some(pgmq)), measure(&GRAPHILE, scale, None)]
 }
 
 fn fresh(q: &SqlQueue) -> (Client, String) {
@@ -132,7 +183,9 @@ fn fresh(q: &SqlQueue) -> (Client, String) {
     (c, url)
 }
 
-fn measure(q: &SqlQueue, scale: usize) -> Figures {
+/// Enqueue rates and latencies; claim+complete from `drained` (the interleaved rounds), or one
+/// round of its own.
+fn measure(q: &SqlQueue, scale: usize, drained: Option<Drained>) -> Figures {
     eprintln!("queue: {}", q.name);
     // Enqueue, one statement per job.
     let (mut c, _) = fresh(q);
@@ -154,7 +207,8 @@ fn measure(q: &SqlQueue, scale: usize) -> Figures {
     }
     let enqueue_bulk = (batches * 1000) as f64 / t.elapsed().as_secs_f64();
 
-    let Drained { throughput, table, profile } = claim_and_complete(q, scale, &[1, 2, 4, 8], None);
+    let Drained { throughput, rounds, table, profile } =
+        drained.unwrap_or_else(|| claim_and_complete(q, scale, &[1, 2, 4, 8], None));
 
     // Enqueue-to-claim latency through LISTEN/NOTIFY, at a low and a moderate arrival rate.
     let mut latency = Vec::new();
@@ -171,12 +225,15 @@ fn measure(q: &SqlQueue, scale: usize) -> Figures {
         };
         latency.push((rate, p50, p99));
     }
-    Figures { name: q.name, enqueue_single, enqueue_bulk, throughput, latency, table, profile }
+    Figures { name: q.name, enqueue_single, enqueue_bulk, throughput, rounds, latency, table, profile }
 }
 
+#[derive(Default)]
 struct Drained {
     /// (workers, jobs per second)
     throughput: Vec<(usize, f64)>,
+    /// (workers, jobs per second of each round)
+    rounds: Vec<(usize, Vec<f64>)>,
     /// The queue table after the last run.
     table: String,
     /// With one worker, the time per job in claim and in complete (SQL queues only).
@@ -187,7 +244,7 @@ struct Drained {
 /// `owners`, pgshot's jobs are spread round-robin over that many owners (roles) first.
 fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize], owners: Option<usize>) -> Drained {
     let total = 20_000 / scale;
-    let mut drained = Drained { throughput: Vec::new(), table: String::new(), profile: None };
+    let mut drained = Drained::default();
     for &workers in workers {
         let (mut c, url) = fresh(q);
         let bulk = c.prepare(q.enqueue_bulk).unwrap();
@@ -214,6 +271,7 @@ fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize], owners: Opt
             None => node(&url, &["drain", &workers.to_string()])["seconds"].as_f64().expect("seconds"),
         };
         drained.throughput.push((workers, total as f64 / seconds));
+        drained.rounds.push((workers, vec![total as f64 / seconds]));
         drained.table = table_state(&mut c, q.table);
     }
     drained
@@ -242,7 +300,9 @@ pub fn variants(scale: usize, owners: usize) -> (Rates, Rates) {
     };
     let fair = SqlQueue { name: "pgshot, jobs of several owners", ..PGSHOT };
     let notified = claim_and_complete(&notify_all, scale, &[1, 8], None).throughput;
-    let shared = claim_and_complete(&fair, scale, &[1, 8], Some(owners)).throughput;
+    // Fair shares have a verdict of their own against pgmq: the median of as many rounds.
+    let [shared] = interleaved([&fair], scale, &[1, 8], Some(owners));
+    let shared = shared.throughput;
     (notified, shared)
 }
 
@@ -278,14 +338,15 @@ fn drain_sql(url: &str, claim: &'static str, complete: &'static str, workers: us
         .collect();
     barrier.wait();
     let t = Instant::now();
-    let busy = busy_seconds();
+    let cpu = std::env::var_os("PGSHOT_DRAIN_CPU").is_some();
+    let busy = if cpu { busy_seconds() } else { 0.0 };
     let (mut in_claim, mut in_complete) = (0.0, 0.0);
     for th in threads {
         let (a, b) = th.join().unwrap();
         in_claim += a.as_secs_f64();
         in_complete += b.as_secs_f64();
     }
-    if std::env::var_os("PGSHOT_DRAIN_CPU").is_some() {
+    if cpu {
         eprintln!("cpu busy {:.1} s over {:.1} s", busy_seconds() - busy, t.elapsed().as_secs_f64());
     }
     (t.elapsed().as_secs_f64(), in_claim, in_complete)

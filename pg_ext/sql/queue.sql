@@ -13,14 +13,10 @@
 
 -- The state machine's rules, and an output's, as one CHECK constraint each (schema.sql,
 -- job/src/row_rules.rs): Postgres reads every CHECK expression of a table back from its stored
--- text at every write, so one call with the columns costs a claim or a complete far less than
--- 21 and 6 expressions did.
-ALTER TABLE pgshot.jobs ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(
-    id, bulk_id, bulk_position, status, url, priority, attempt, max_attempts, worker_id, lease_expires_at,
-    cancel_requested, webhook_url, webhook_secret, started_at, completed_at, expires_at, purged_at, error_code,
-    jsonb_typeof(options), jsonb_typeof(errors)));
-ALTER TABLE pgshot.outputs ADD CONSTRAINT outputs_rules CHECK (pgshot.output_row_check(
-    output_id, output_type, size, octet_length(bytes), storage_key, octet_length(sha256), jsonb_typeof(metadata)));
+-- text at every write, so one call costs a claim or a complete far less than 21 and 6 expressions
+-- did; each takes the whole row, the shortest such text.
+ALTER TABLE pgshot.jobs ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(jobs));
+ALTER TABLE pgshot.outputs ADD CONSTRAINT outputs_rules CHECK (pgshot.output_row_check(outputs));
 
 CREATE FUNCTION pgshot.notify_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -31,21 +27,6 @@ $$;
 
 CREATE TRIGGER jobs_notify_enqueued AFTER INSERT ON pgshot.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION pgshot.notify_enqueued();
-
-CREATE FUNCTION pgshot.notify_done() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('pgshot_job_done', json_build_object('id', NEW.id, 'status', NEW.status)::text);
-    RETURN NULL;
-END
-$$;
-
--- "The job just ended" is written as completed_at becoming set (jobs_rules: it is set exactly
--- when the status is terminal): a WHEN clause is read back from its stored text at every UPDATE
--- too, and this form is a third the size of comparing statuses.
-CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
-    FOR EACH ROW
-    WHEN (OLD.completed_at IS NULL AND NEW.completed_at IS NOT NULL AND (NEW.watched OR pgshot.notify_all_done()))
-    EXECUTE FUNCTION pgshot.notify_done();
 
 -- Inserts validated requests (screenshot_enqueue and screenshot_enqueue_bulk validate them in
 -- Rust) in one statement and returns their ids in order. A request with an idempotency key that
@@ -415,28 +396,17 @@ CREATE TYPE pgshot.output AS (
 );
 COMMENT ON TYPE pgshot.output IS 'one result handed to screenshot_complete';
 
--- The transition both completes share: COMPLETED with its metadata and expiry, in one statement
--- when the worker holds the job at this attempt and no cancel came (under READ COMMITTED the
--- conditions are checked again on the row's latest version after any concurrent writer, so a miss
--- means the lease is lost or a cancel was requested). Otherwise raises 55000 (lease lost) or
--- P0002, or settles a cancel that arrived while the page rendered, which wins as it does at a
--- heartbeat or a fail, and returns false: the outputs are not kept.
-CREATE FUNCTION pgshot.finish_held(p_job_id text, p_worker_id text, p_attempt integer, p_metadata jsonb)
-RETURNS boolean LANGUAGE plpgsql AS $$
+-- What a complete does when its UPDATE (screenshot_complete, screenshot_complete_stored: the job
+-- held at this attempt and no cancel came) found no row. Under READ COMMITTED that UPDATE checks
+-- its conditions again on the row's latest version after any concurrent writer, so the miss means
+-- the lease is lost (lock_attempt raises 55000, or P0002 for an unknown job) or a cancel was
+-- requested while the page rendered: the cancel wins, as it does at a heartbeat or a fail, and the
+-- job becomes CANCELLED without its outputs.
+CREATE FUNCTION pgshot.complete_missed(p_job_id text, p_worker_id text, p_attempt integer)
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     j pgshot.jobs;
 BEGIN
-    UPDATE pgshot.jobs
-    SET status = 'COMPLETED',
-        completed_at = now(),
-        expires_at = now() + pgshot.result_retention(),
-        lease_expires_at = NULL,
-        metadata = p_metadata
-    WHERE id = p_job_id AND status = 'PROCESSING' AND worker_id = p_worker_id AND attempt = p_attempt
-      AND NOT cancel_requested;
-    IF FOUND THEN
-        RETURN true;
-    END IF;
     j := pgshot.lock_attempt(p_job_id, p_worker_id, p_attempt);
     IF NOT j.cancel_requested THEN
         -- lock_attempt found the job held and not cancelled, which the UPDATE that missed rules out.
@@ -446,7 +416,6 @@ BEGIN
     UPDATE pgshot.jobs
     SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
     WHERE id = j.id;
-    RETURN false;
 END
 $$;
 
@@ -478,8 +447,8 @@ BEGIN
         seen := seen || item.output_id;
     END LOOP;
 
-    -- The usual case in one statement: the job held and not cancelled becomes COMPLETED and its
-    -- outputs are stored (finish_held's UPDATE, with the INSERT reading what it returned).
+    -- The job held at this attempt and not cancelled becomes COMPLETED, and its outputs are
+    -- stored, in one statement (the INSERT reads what the UPDATE returned).
     WITH done AS (
         UPDATE pgshot.jobs j
         SET status = 'COMPLETED',
@@ -496,17 +465,9 @@ BEGIN
     SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
            coalesce(o.metadata, '{}')
     FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
-    IF FOUND THEN
-        RETURN;
+    IF NOT FOUND THEN
+        PERFORM pgshot.complete_missed(job_id, worker_id, attempt);
     END IF;
-    -- Not held, or cancelled: finish_held raises 55000 or P0002, or settles the cancel (false).
-    IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
-        RETURN;
-    END IF;
-    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
-    SELECT screenshot_complete.job_id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes),
-           o.bytes, coalesce(o.metadata, '{}')
-    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
 END
 $$;
 COMMENT ON FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) IS
@@ -573,20 +534,34 @@ BEGIN
         keys := keys || item.storage_key;
     END LOOP;
 
-    IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
-        -- Cancelled: the uploads are not kept, and are deleted now rather than in an hour.
-        INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
-        SELECT k, screenshot_complete_stored.job_id, now() FROM unnest(keys) AS k
-        ON CONFLICT (key) DO UPDATE SET due_at = now();
-        RETURN;
-    END IF;
+    -- As in screenshot_complete, with the key, size and SHA-256 in place of the bytes.
+    WITH done AS (
+        UPDATE pgshot.jobs j
+        SET status = 'COMPLETED',
+            completed_at = now(),
+            expires_at = now() + pgshot.result_retention(),
+            lease_expires_at = NULL,
+            metadata = screenshot_complete_stored.metadata
+        WHERE j.id = screenshot_complete_stored.job_id AND j.status = 'PROCESSING'
+          AND j.worker_id = screenshot_complete_stored.worker_id AND j.attempt = screenshot_complete_stored.attempt
+          AND NOT j.cancel_requested
+        RETURNING j.id
+    )
     INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, storage_key,
                                 sha256, metadata)
-    SELECT screenshot_complete_stored.job_id, o.output_id, o.ord, o.output_type, o.content_type, o.size,
-           o.storage_key, o.sha256, coalesce(o.metadata, '{}')
-    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
-                                              metadata, ord);
-    DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
+    SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, o.size, o.storage_key, o.sha256,
+           coalesce(o.metadata, '{}')
+    FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
+                                                    metadata, ord);
+    IF FOUND THEN
+        DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
+        RETURN;
+    END IF;
+    PERFORM pgshot.complete_missed(job_id, worker_id, attempt);
+    -- Cancelled: the uploads are not kept, and are deleted now rather than in an hour.
+    INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
+    SELECT k, screenshot_complete_stored.job_id, now() FROM unnest(keys) AS k
+    ON CONFLICT (key) DO UPDATE SET due_at = now();
 END
 $$;
 COMMENT ON FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) IS
@@ -1187,7 +1162,10 @@ LANGUAGE sql STABLE AS $$
             'renderTimeMs', j.metadata->'renderTimeMs')))::text
 $$;
 
-CREATE FUNCTION pgshot.enqueue_webhooks() RETURNS trigger
+-- What happens when a job ends (COMPLETED, FAILED or CANCELLED): its webhook's outbox row, its
+-- bulk's BULK_COMPLETED row once the bulk's last job ended, and the `pgshot_job_done`
+-- notification of a watched job.
+CREATE FUNCTION pgshot.job_ended() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     b pgshot.bulks;
@@ -1226,16 +1204,23 @@ BEGIN
     IF written THEN
         PERFORM pg_notify('pgshot_webhooks', 'pending');
     END IF;
+    IF NEW.watched OR pgshot.notify_all_done() THEN
+        PERFORM pg_notify('pgshot_job_done', json_build_object('id', NEW.id, 'status', NEW.status)::text);
+    END IF;
     RETURN NULL;
 END
 $$;
 
--- (WHEN as for jobs_notify_done: the job just ended.)
-CREATE TRIGGER jobs_enqueue_webhooks AFTER UPDATE OF status ON pgshot.jobs
+-- One trigger for the end of a job, on `UPDATE OF completed_at`: a claim (or a heartbeat) does
+-- not set that column, so Postgres skips the trigger for it without reading its WHEN clause, and
+-- a complete reads one clause, not two. The job ends when completed_at becomes set (jobs_rules:
+-- it is set exactly when the status is terminal) and someone is to be told
+-- (pgshot.job_end_is_told, pg_ext/src/job_rules.rs); the clause is read back from its stored text
+-- at every UPDATE that sets the column, hence one call with the whole row.
+CREATE TRIGGER jobs_ended AFTER UPDATE OF completed_at ON pgshot.jobs
     FOR EACH ROW
-    WHEN (OLD.completed_at IS NULL AND NEW.completed_at IS NOT NULL
-          AND (NEW.webhook_url IS NOT NULL OR NEW.bulk_id IS NOT NULL))
-    EXECUTE FUNCTION pgshot.enqueue_webhooks();
+    WHEN (OLD.completed_at IS NULL AND pgshot.job_end_is_told(NEW))
+    EXECUTE FUNCTION pgshot.job_ended();
 
 -- Claims due deliveries (and ones whose worker's lease expired) for worker_id, with a lease.
 CREATE FUNCTION screenshot_webhook_claim(worker_id text, max_deliveries integer DEFAULT 10,
@@ -1593,10 +1578,9 @@ $$;
 -- the owner's rights nor a search_path changes what they do, and both cost a claim or a complete
 -- (they run at every write of a job: the rules, and the settings its UPDATEs read) a save and
 -- restore of the settings at each call.
-ALTER FUNCTION pgshot.job_row_check(text, text, integer, text, text, integer, integer, integer, text, timestamptz,
-                                    boolean, text, text, timestamptz, timestamptz, timestamptz, timestamptz, text,
-                                    text, text) SECURITY INVOKER RESET ALL;
-ALTER FUNCTION pgshot.output_row_check(text, text, bigint, integer, text, integer, text) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.job_row_check(pgshot.jobs) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.output_row_check(pgshot.outputs) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.job_end_is_told(pgshot.jobs) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.result_retention() SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.job_retention() SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.notify_all_done() SECURITY INVOKER RESET ALL;
@@ -1612,7 +1596,7 @@ ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) 
 ALTER FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION pgshot.finish_held(text, text, integer, jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.complete_missed(text, text, integer) SET plan_cache_mode = force_generic_plan;
 
 -- Who am I: anyone may ask (it is also the default of jobs.enqueued_by).
 GRANT EXECUTE ON FUNCTION pgshot.caller() TO PUBLIC;

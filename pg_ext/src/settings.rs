@@ -11,7 +11,7 @@ pub static ALLOW_PRIVATE_NETWORKS: GucSetting<bool> = GucSetting::<bool>::new(fa
 static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 static JOB_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
-static NOTIFY_ALL_DONE: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub(crate) static NOTIFY_ALL_DONE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static WEBHOOK_RETRY_SCHEDULE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"0,5,300,1800,7200,18000,36000,36000"));

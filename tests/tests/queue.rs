@@ -646,6 +646,7 @@ fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
     let no_sql = [
         "pgshot.job_row_check(",
         "pgshot.output_row_check(",
+        "pgshot.job_end_is_told(",
         "pgshot.result_retention()",
         "pgshot.job_retention()",
         "pgshot.notify_all_done()",
