@@ -633,20 +633,28 @@ between them by how many jobs each already runs; that is the price of fair share
 
 Where the rest went, by instruction counts (callgrind on the backend of one client that claims 10
 and completes each, the shape of this benchmark, over 1,000 jobs): 1.68 M instructions per job
-with extension 0.4.0, 0.85 M with 0.5.0. Postgres 15 reads every CHECK expression and trigger WHEN
-clause of a table back from its stored text, and compiles it, at every UPDATE statement, whichever
-columns change: `pgshot.jobs` had 21 constraints (the state machine's invariants) and the output row
-6, together most of those instructions. 0.5.0 keeps every rule and its name but checks each table's
-with one call to Rust (`jobs_rules`, `outputs_rules`; job/src/row_rules.rs), shortens the WHEN
-clauses, runs the functions that run no SQL without the settings' save and restore, completes in
-one statement, has one index for the jobs in flight instead of two, and lists the owners with
-queued jobs from the live end of `jobs_claim_order` (from its start, every claim walked the entries
-of the jobs just claimed a second time). Planning the queue functions' statements again at every
-call was another fifth of claim+complete before 0.3.0 fixed their plans (`plan_cache_mode =
+with extension 0.4.0, 0.85 M with 0.5.0, 0.73 M with 0.6.0 (pgmq: 0.66 M in the same measure).
+Postgres 15 reads every CHECK expression and trigger WHEN clause of a table back from its stored
+text, and compiles it, at every UPDATE statement, whichever columns change: `pgshot.jobs` had 21
+constraints (the state machine's invariants) and the output row 6, together most of those
+instructions. 0.5.0 keeps every rule and its name but checks each table's with one call to Rust
+(`jobs_rules`, `outputs_rules`; job/src/row_rules.rs), shortens the WHEN clauses, runs the
+functions that run no SQL without the settings' save and restore, completes in one statement, has
+one index for the jobs in flight instead of two, and lists the owners with queued jobs from the live
+end of `jobs_claim_order` (from its start, every claim walked the entries of the jobs just claimed a
+second time). 0.6.0 passes those calls the whole row (one Var, where 20 and 7 column arguments
+were most of the text read back), and has one end-of-job trigger, on `UPDATE OF completed_at`, that
+a claim skips and whose WHEN clause is one Rust call. Planning the queue functions' statements again
+at every call was another fifth of claim+complete before 0.3.0 fixed their plans (`plan_cache_mode =
 force_generic_plan` on the hot functions). What remains is work pgmq does not do: two non-HOT
-updates of a wide row that keeps its history, an output row with its foreign key and two unique
-indexes, and the rules. The ratios at 8 workers move by ±15% between runs on this 2-core machine
-(`pgshot-bench --only drain` repeated): one run's verdict is not a margin.
+updates of a wide row that keeps its history (with an entry in the primary key and in the partial
+indexes each state has), an output row with its foreign key and two unique indexes, and the rules.
+
+**How the queue is measured.** One claim+complete run moves by ±15% between identical runs on this
+2-core machine (steal, checkpoints), so pgshot and pgmq run 5 times each at every worker count, taking
+turns (and turns about which goes first). The table gives each rate's median and the runs; the
+verdict takes the median of the 5 paired ratios, each pgshot run against the pgmq run beside it in
+time. The fair-shares row is the median of as many runs.
 
 **Bloat.** Each pgshot job is updated twice (claim, complete) and kept; pgmq archives (insert +
 delete) and graphile-worker deletes, so their queue tables end empty with as many dead tuples as

@@ -96,7 +96,7 @@ CREATE TABLE pgshot.jobs (
 
     -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a
     -- completed_at, ...) and the shapes of id, url, error_code, options and errors are the one CHECK constraint
-    -- jobs_rules, added in queue.sql once its function exists: pgshot.job_row_check, whose rules
+    -- jobs_rules, added in queue.sql once its function exists: pgshot.job_row_check(jobs), whose rules
     -- are pgshot_job::broken_rule (job/src/row_rules.rs). A row breaking one is refused with
     -- 23514 and the rule's name (jobs_url_http, jobs_processing_iff_leased, ...). The url rule
     -- keeps a row written any other way from sending a browser to file:, chrome: or javascript:
