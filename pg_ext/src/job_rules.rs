@@ -1,6 +1,7 @@
 //! `pgshot.job_row_check(pgshot.jobs)` and `pgshot.output_row_check(pgshot.outputs)`: the CHECK
-//! constraints `jobs_rules` and `outputs_rules` (queue.sql), and the WHEN clause of `jobs_ended`. The rules themselves are `pgshot_job::broken_rule`,
-//! with their unit tests; why they are one function and not one constraint each is written there.
+//! constraints `jobs_rules` and `outputs_rules` (queue.sql), and the WHEN clause of `jobs_ended`.
+//! The rules themselves are `pgshot_job::broken_rule`, with their unit tests; why they are one
+//! function and not one constraint each is written there.
 
 use pgrx::prelude::*;
 use pgrx::PgTupleDesc;
