@@ -130,8 +130,7 @@ fn queue_alone(report: &mut Report, scale: usize) -> Vec<queues::Figures> {
         report.add(s, &format!("pgshot / {} claim+complete throughput, by workers", q.name), ratios.join(", "));
         if q.rounds.iter().all(|(_, r)| r.len() > 1) {
             for ((w, mine), (_, theirs)) in pgshot.rounds.iter().zip(&q.rounds) {
-                let each: Vec<String> =
-                    queues::paired_ratios(mine, theirs).iter().map(|r| format!("{r:.2}")).collect();
+                let each: Vec<String> = queues::paired_ratios(mine, theirs).iter().map(|r| format!("{r:.2}")).collect();
                 report.add(
                     s,
                     &format!("pgshot / {} claim+complete, {w} worker(s), each round", q.name),

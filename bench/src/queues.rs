@@ -149,7 +149,12 @@ pub fn median(values: &[f64]) -> f64 {
 /// `ROUNDS` runs of claim+complete per worker count for each queue, the queues taking turns (and
 /// turns about who goes first, so that neither always runs after the other). Each queue's
 /// throughput is the median of its rounds; its table and profile are those of its last run.
-fn interleaved<const N: usize>(queues: [&SqlQueue; N], scale: usize, workers: &[usize], owners: Option<usize>) -> [Drained; N] {
+fn interleaved<const N: usize>(
+    queues: [&SqlQueue; N],
+    scale: usize,
+    workers: &[usize],
+    owners: Option<usize>,
+) -> [Drained; N] {
     let mut out: [Drained; N] = std::array::from_fn(|_| Drained::default());
     for &w in workers {
         let mut rates = vec![Vec::new(); N];

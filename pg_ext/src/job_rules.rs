@@ -154,9 +154,26 @@ mod pgshot {
 
 /// The columns of pgshot.jobs that `job_row_check` reads, in the order it reads them.
 const JOB_COLUMNS: [&str; 20] = [
-    "id", "bulk_id", "bulk_position", "status", "url", "priority", "attempt", "max_attempts", "worker_id",
-    "lease_expires_at", "cancel_requested", "webhook_url", "webhook_secret", "started_at", "completed_at",
-    "expires_at", "purged_at", "error_code", "options", "errors",
+    "id",
+    "bulk_id",
+    "bulk_position",
+    "status",
+    "url",
+    "priority",
+    "attempt",
+    "max_attempts",
+    "worker_id",
+    "lease_expires_at",
+    "cancel_requested",
+    "webhook_url",
+    "webhook_secret",
+    "started_at",
+    "completed_at",
+    "expires_at",
+    "purged_at",
+    "error_code",
+    "options",
+    "errors",
 ];
 
 /// The columns of pgshot.outputs that `output_row_check` reads.
