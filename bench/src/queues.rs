@@ -66,6 +66,9 @@ const PGSHOT: SqlQueue = SqlQueue {
     table: "pgshot.jobs",
 };
 
+/// pgshot with its jobs spread over several owners (`claim_and_complete`'s `owners`): fair shares.
+const FAIR: SqlQueue = SqlQueue { name: "pgshot, jobs of several owners", ..PGSHOT };
+
 /// pgmq's completed message is archived (kept, as pgshot keeps a completed job), not deleted.
 const PGMQ: SqlQueue = SqlQueue {
     name: "pgmq",
@@ -126,8 +129,7 @@ pub fn drain_only(scale: usize) {
             median(&ratios)
         );
     }
-    let fair = SqlQueue { name: "pgshot, jobs of 8 owners", ..PGSHOT };
-    for (w, r) in interleaved([&fair], scale, &[1, 8], Some(8))[0].rounds.iter() {
+    for (w, r) in interleaved([&FAIR], scale, &[1, 8], Some(8))[0].rounds.iter() {
         println!("drain {w} workers, 8 owners: pgshot {r:.0?} jobs/s");
     }
 }
@@ -137,13 +139,9 @@ pub fn paired_ratios(mine: &[f64], theirs: &[f64]) -> Vec<f64> {
     mine.iter().zip(theirs).map(|(a, b)| a / b).collect()
 }
 
+/// The runs' p50, as every other median of this benchmark (`percentile`).
 pub fn median(values: &[f64]) -> f64 {
-    let v = sorted(values.to_vec());
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    percentile(&sorted(values.to_vec()), 0.5)
 }
 
 /// `ROUNDS` runs of claim+complete per worker count for each queue, the queues taking turns (and
@@ -303,10 +301,9 @@ pub fn variants(scale: usize, owners: usize) -> (Rates, Rates) {
         },
         ..PGSHOT
     };
-    let fair = SqlQueue { name: "pgshot, jobs of several owners", ..PGSHOT };
     let notified = claim_and_complete(&notify_all, scale, &[1, 8], None).throughput;
     // Fair shares have a verdict of their own against pgmq: the median of as many rounds.
-    let [shared] = interleaved([&fair], scale, &[1, 8], Some(owners));
+    let [shared] = interleaved([&FAIR], scale, &[1, 8], Some(owners));
     let shared = shared.throughput;
     (notified, shared)
 }
