@@ -35,6 +35,9 @@ pub struct JobRow<'a> {
     /// `jsonb_typeof(options)` and `jsonb_typeof(errors)`
     pub options_type: Option<&'a str>,
     pub errors_type: Option<&'a str>,
+    pub watched: Option<bool>,
+    /// None where the table has no `told` column (before 0.7.0).
+    pub told: Option<bool>,
 }
 
 /// One rule: its name (the former constraint's) and what it demands, for the error's detail.
@@ -44,7 +47,7 @@ pub struct Rule {
 }
 
 /// Every rule, in the order they are checked (the first broken one is reported).
-pub const RULES: [Rule; 21] = [
+pub const RULES: [Rule; 22] = [
     Rule { name: "jobs_id_shape", demands: "id is 10 to 32 characters of [0-9a-z]" },
     Rule { name: "jobs_bulk_position_iff_bulk", demands: "bulk_position is set exactly when bulk_id is" },
     Rule { name: "jobs_status_known", demands: "status is QUEUED, PROCESSING, COMPLETED, FAILED or CANCELLED" },
@@ -72,6 +75,10 @@ pub const RULES: [Rule; 21] = [
     Rule { name: "jobs_webhook_url_http", demands: "webhook_url starts with http:// or https://" },
     Rule { name: "jobs_options_object", demands: "options is a JSON object" },
     Rule { name: "jobs_errors_array", demands: "errors is a JSON array" },
+    Rule {
+        name: "jobs_told_iff_listened",
+        demands: "told is true exactly when the job is watched, has a webhook_url or has a bulk_id",
+    },
 ];
 
 /// The first rule `row` breaks, or None. As in a CHECK constraint, a rule whose columns are NULL
@@ -109,6 +116,7 @@ pub fn broken_rule(row: &JobRow<'_>) -> Option<&'static Rule> {
         row.webhook_url.is_none_or(is_http_url),
         row.options_type.is_none_or(|t| t == "object"),
         row.errors_type.is_none_or(|t| t == "array"),
+        row.told.is_none_or(|t| t == (row.watched == Some(true) || row.webhook_url.is_some() || row.has_bulk_id)),
     ];
     holds.iter().position(|held| !held).map(|i| &RULES[i])
 }
@@ -194,6 +202,7 @@ mod tests {
             cancel_requested: Some(false),
             options_type: Some("object"),
             errors_type: Some("array"),
+            told: Some(false),
             ..JobRow::default()
         }
     }
@@ -239,16 +248,31 @@ mod tests {
             has_webhook_secret: true,
             has_bulk_id: true,
             has_bulk_position: true,
+            told: Some(true),
             ..queued()
         };
-        for row in [queued(), processing(), completed, purged, failed, cancelling, cancelled, retrying, webhook] {
+        let watched = JobRow { watched: Some(true), told: Some(true), ..processing() };
+        let before_told = JobRow { webhook_url: Some("http://hooks.example/x"), told: None, ..queued() };
+        for row in [
+            queued(),
+            processing(),
+            completed,
+            purged,
+            failed,
+            cancelling,
+            cancelled,
+            retrying,
+            webhook,
+            watched,
+            before_told,
+        ] {
             assert_eq!(broken(row.clone()), None, "{row:?}");
         }
     }
 
     #[test]
     fn each_rule_is_named_when_broken() {
-        let cases: [(JobRow<'static>, &str); 21] = [
+        let cases: [(JobRow<'static>, &str); 24] = [
             (JobRow { id: Some("ABCDEFGHIJ0123"), ..queued() }, "jobs_id_shape"),
             (JobRow { has_bulk_id: true, ..queued() }, "jobs_bulk_position_iff_bulk"),
             (JobRow { status: Some("queued"), ..queued() }, "jobs_status_known"),
@@ -282,6 +306,9 @@ mod tests {
             (JobRow { webhook_url: Some("javascript:alert(1)"), ..queued() }, "jobs_webhook_url_http"),
             (JobRow { options_type: Some("array"), ..queued() }, "jobs_options_object"),
             (JobRow { errors_type: Some("object"), ..queued() }, "jobs_errors_array"),
+            (JobRow { webhook_url: Some("http://hooks.example/x"), ..queued() }, "jobs_told_iff_listened"),
+            (JobRow { watched: Some(true), ..queued() }, "jobs_told_iff_listened"),
+            (JobRow { told: Some(true), watched: Some(false), ..queued() }, "jobs_told_iff_listened"),
         ];
         for (row, rule) in cases {
             assert_eq!(broken(row.clone()), Some(rule), "{row:?}");

@@ -41,9 +41,9 @@ DECLARE
     inserted bigint;
 BEGIN
     INSERT INTO pgshot.jobs (owner, bulk_id, bulk_position, id, url, options, priority, run_at, max_attempts,
-                             idempotency_key, webhook_url, webhook_secret)
+                             idempotency_key, webhook_url, webhook_secret, told)
     SELECT p_owner, p_bulk_id, CASE WHEN p_bulk_id IS NOT NULL THEN r.ord END, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
-           r.webhook_url, r.webhook_secret
+           r.webhook_url, r.webhook_secret, r.webhook_url IS NOT NULL OR p_bulk_id IS NOT NULL
     FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
                 p_webhook_urls, p_webhook_secrets)
          WITH ORDINALITY AS r(id, url, options, priority, run_at, max_attempts, key, webhook_url,
@@ -1067,7 +1067,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     j pgshot.jobs;
 BEGIN
-    UPDATE pgshot.jobs SET watched = true WHERE jobs.id = screenshot_watch.id RETURNING * INTO j;
+    UPDATE pgshot.jobs SET watched = true, told = true WHERE jobs.id = screenshot_watch.id RETURNING * INTO j;
     IF NOT FOUND OR NOT pgshot.visible(j) THEN
         RAISE EXCEPTION 'job "%" does not exist', screenshot_watch.id USING ERRCODE = 'no_data_found';
     END IF;
@@ -1171,6 +1171,10 @@ DECLARE
     b pgshot.bulks;
     written boolean := false;
 BEGIN
+    -- The WHEN clause looks at the new row only: a job ends when completed_at becomes set.
+    IF OLD.completed_at IS NOT NULL OR NEW.completed_at IS NULL THEN
+        RETURN NULL;
+    END IF;
     IF NEW.webhook_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED') THEN
         INSERT INTO pgshot.webhook_deliveries (id, event, job_id, url, secret, body, next_attempt_at)
         VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''),
@@ -1212,15 +1216,40 @@ END
 $$;
 
 -- One trigger for the end of a job, on `UPDATE OF completed_at`: a claim (or a heartbeat) does
--- not set that column, so Postgres skips the trigger for it without reading its WHEN clause, and
--- a complete reads one clause, not two. The job ends when completed_at becomes set (jobs_rules:
--- it is set exactly when the status is terminal) and someone is to be told
--- (pgshot.job_end_is_told, pg_ext/src/job_rules.rs); the clause is read back from its stored text
--- at every UPDATE that sets the column, hence one call with the whole row.
+-- not set that column, so Postgres skips the trigger for it without reading its WHEN clause. The
+-- job ends when completed_at becomes set (jobs_rules: it is set exactly when the status is
+-- terminal; job_ended checks that it was not set before). Postgres reads the WHEN clause back
+-- from its stored text at every UPDATE that sets the column, so it is as short as can be: the
+-- job's told column (someone waits for it, a webhook or a bulk's) or pgshot.notify_all_done,
+-- read in the session that ends the job.
 CREATE TRIGGER jobs_ended AFTER UPDATE OF completed_at ON pgshot.jobs
     FOR EACH ROW
-    WHEN (OLD.completed_at IS NULL AND pgshot.job_end_is_told(NEW))
+    WHEN (NEW.told OR pgshot.notify_all_done())
     EXECUTE FUNCTION pgshot.job_ended();
+
+-- Deleting jobs deletes their outputs (outputs.job_id is not a foreign key, schema.sql): once per
+-- statement, from the deleted rows. Their stored objects become garbage through
+-- outputs_discard_stored_on_delete.
+CREATE FUNCTION pgshot.delete_outputs_of_deleted_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pgshot.outputs o USING deleted WHERE o.job_id = deleted.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_deleted AFTER DELETE ON pgshot.jobs
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION pgshot.delete_outputs_of_deleted_jobs();
+
+CREATE FUNCTION pgshot.truncate_outputs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE pgshot.outputs;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_truncated AFTER TRUNCATE ON pgshot.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION pgshot.truncate_outputs();
 
 -- Claims due deliveries (and ones whose worker's lease expired) for worker_id, with a lease.
 CREATE FUNCTION screenshot_webhook_claim(worker_id text, max_deliveries integer DEFAULT 10,
@@ -1580,12 +1609,16 @@ $$;
 -- restore of the settings at each call.
 ALTER FUNCTION pgshot.job_row_check(pgshot.jobs) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.output_row_check(pgshot.outputs) SECURITY INVOKER RESET ALL;
-ALTER FUNCTION pgshot.job_end_is_told(pgshot.jobs) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.result_retention() SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.job_retention() SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.notify_all_done() SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.retry_delay(integer) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.webhook_retry_delay(integer) SECURITY INVOKER RESET ALL;
+-- And the checks of a claim's arguments (since 0.7.0), which every claim calls: they read only
+-- their arguments and raise 22023. Called from a claim they run with its owner and search_path;
+-- only pgshot_admin may call them directly, as itself.
+ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
 
 -- The queue's hot path plans its statements once per session: with a custom plan (the default
 -- for the first executions of a statement with parameters) every claim and complete would plan

@@ -92,7 +92,11 @@ CREATE TABLE pgshot.jobs (
     enqueued_by      text,
     -- Someone waits for this job (a sync capture, or screenshot_watch): its end is sent on
     -- pgshot_job_done. NULL otherwise, unless pgshot.notify_all_done is on.
-    watched          boolean
+    watched          boolean,
+    -- Someone is told of this job's end: it is watched, has a webhook_url or belongs to a bulk
+    -- (rule jobs_told_iff_listened). The end-of-job trigger's WHEN clause reads this one column
+    -- (since 0.7.0): Postgres reads that clause back from its stored text at every complete.
+    told             boolean NOT NULL DEFAULT false
 
     -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a
     -- completed_at, ...) and the shapes of id, url, error_code, options and errors are the one CHECK constraint
@@ -124,7 +128,11 @@ CREATE INDEX bulks_owner_recent ON pgshot.bulks (owner, created_at DESC, id DESC
 CREATE INDEX jobs_owner_recent ON pgshot.jobs (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
 
 CREATE TABLE pgshot.outputs (
-    job_id       text NOT NULL REFERENCES pgshot.jobs (id) ON DELETE CASCADE,
+    -- The job's. Not a foreign key (since 0.7.0): its check cost every complete a query of
+    -- pgshot.jobs, and the only writers are the two completes, which insert the outputs in the
+    -- statement that completes the job (no role is granted INSERT). Deleting jobs deletes their
+    -- outputs (trigger jobs_deleted, queue.sql).
+    job_id       text NOT NULL,
     output_id    text NOT NULL,
     position     integer NOT NULL,
     output_type  text NOT NULL,
@@ -137,8 +145,9 @@ CREATE TABLE pgshot.outputs (
     -- SHA-256. NULL in both once purged.
     storage_key  text,
     sha256       bytea,
-    PRIMARY KEY (job_id, output_id),
-    CONSTRAINT outputs_position_unique UNIQUE (job_id, position)
+    -- The positions of a job's outputs are 1, 2, ... in the order the worker gave them: the
+    -- completes number them WITH ORDINALITY (a unique index on them was dropped in 0.7.0).
+    PRIMARY KEY (job_id, output_id)
     -- Its rules (type, id shape, size, metadata, bytes or storage, sha256) are the one CHECK
     -- constraint outputs_rules, added in queue.sql, as jobs_rules is.
 );

@@ -1,10 +1,9 @@
 //! `pgshot.job_row_check(pgshot.jobs)` and `pgshot.output_row_check(pgshot.outputs)`: the CHECK
-//! constraints `jobs_rules` and `outputs_rules` (queue.sql), and the WHEN clause of `jobs_ended`.
+//! constraints `jobs_rules` and `outputs_rules` (queue.sql), and 0.6.0's WHEN clause of `jobs_ended`.
 //! The rules themselves are `pgshot_job::broken_rule`, with their unit tests; why they are one
 //! function and not one constraint each is written there.
 
 use pgrx::prelude::*;
-use pgrx::PgTupleDesc;
 
 #[pg_schema]
 mod pgshot {
@@ -42,6 +41,8 @@ mod pgshot {
             error_code: text(17),
             options_type: r.json_type(18),
             errors_type: r.json_type(19),
+            watched: r.datum(20).map(|d| d.value() != 0),
+            told: r.datum(21).map(|d| d.value() != 0),
         };
         holds("jobs", pgshot_job::broken_rule(&row))
     }
@@ -62,11 +63,12 @@ mod pgshot {
         holds("outputs", pgshot_job::broken_output_rule(&row))
     }
 
-    /// The WHEN clause of `jobs_ended` past "completed_at was not set": the job has ended (its
-    /// completed_at is set) and someone is told, by a notification (watched, or
-    /// `pgshot.notify_all_done`), a webhook or its bulk's. One whole-row argument for the same
-    /// reason as `job_row_check`: the clause is read back from its stored text at every complete.
-    #[pg_extern(stable, parallel_safe)]
+    /// 0.6.0's WHEN clause of `jobs_ended` past "completed_at was not set": the job has ended
+    /// (its completed_at is set) and someone is told, by a notification (watched, or
+    /// `pgshot.notify_all_done`), a webhook or its bulk's. Since 0.7.0 the clause reads the
+    /// `told` column instead; kept in the library as 0.5.0's `job_row_check` is, for a server
+    /// that runs it before `ALTER EXTENSION pgshot UPDATE`.
+    #[pg_extern(stable, parallel_safe, sql = false)]
     fn job_end_is_told(row: pgrx::composite_type!("pgshot.jobs")) -> bool {
         let r = Columns::read(row, &END_COLUMNS);
         r.datum(0).is_some()
@@ -124,6 +126,8 @@ mod pgshot {
             error_code,
             options_type,
             errors_type,
+            watched: None,
+            told: None,
         };
         holds("jobs", pgshot_job::broken_rule(&row))
     }
@@ -153,7 +157,7 @@ mod pgshot {
 }
 
 /// The columns of pgshot.jobs that `job_row_check` reads, in the order it reads them.
-const JOB_COLUMNS: [&str; 20] = [
+static JOB_COLUMNS: [&str; 22] = [
     "id",
     "bulk_id",
     "bulk_position",
@@ -174,13 +178,15 @@ const JOB_COLUMNS: [&str; 20] = [
     "error_code",
     "options",
     "errors",
+    "watched",
+    "told",
 ];
 
 /// The columns of pgshot.outputs that `output_row_check` reads.
-const OUTPUT_COLUMNS: [&str; 7] = ["output_id", "output_type", "size", "bytes", "storage_key", "sha256", "metadata"];
+static OUTPUT_COLUMNS: [&str; 7] = ["output_id", "output_type", "size", "bytes", "storage_key", "sha256", "metadata"];
 
 /// The columns of pgshot.jobs that `job_end_is_told` reads.
-const END_COLUMNS: [&str; 4] = ["completed_at", "watched", "webhook_url", "bulk_id"];
+static END_COLUMNS: [&str; 4] = ["completed_at", "watched", "webhook_url", "bulk_id"];
 
 /// Some columns of a row passed whole, by name: a table updated from an older version has its
 /// later columns in another order than a fresh install's.
@@ -192,33 +198,25 @@ struct Columns<const N: usize> {
 }
 
 impl<const N: usize> Columns<N> {
-    fn read(row: PgHeapTuple<'_, pgrx::AllocatedByRust>, names: &[&str; N]) -> Self {
+    fn read(row: PgHeapTuple<'_, pgrx::AllocatedByRust>, names: &'static [&'static str; N]) -> Self {
         let tuple = row.into_pg();
-        // SAFETY: `tuple` is the detoasted row datum Postgres passed, and the descriptor is its
-        // row type's, held until the end of this block by `PgTupleDesc`.
+        // SAFETY: `tuple` is the detoasted row datum Postgres passed. Its type is a table's row
+        // type (typmod -1), whose descriptor the type cache holds; no catalog invalidation can be
+        // processed before heap_deform_tuple has read the row with it.
         unsafe {
             let header = (*tuple).t_data;
-            let desc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(
+            let entry = pg_sys::lookup_type_cache(
                 pgrx::heap_tuple_header_get_type_id(header),
-                pgrx::heap_tuple_header_get_typmod(header),
-            ));
-            // The raw bytes of each name: pgrx's `name()` checks them as UTF-8 first, which cost
-            // more than the rules themselves.
-            let mut at = [None; N];
-            for (i, att) in desc.iter().enumerate() {
-                if !att.attisdropped {
-                    let name = std::ffi::CStr::from_ptr(att.attname.data.as_ptr()).to_bytes();
-                    if let Some(k) = names.iter().position(|c| c.as_bytes() == name) {
-                        at[k] = Some(i);
-                    }
-                }
-            }
+                pg_sys::TYPECACHE_TUPDESC as i32,
+            );
+            let desc = (*entry).tupDesc;
+            let at = positions(names, (*entry).tupDesc_identifier, desc);
             // Every column at once: one walk of the row, where one heap_getattr per column walks
             // it from the start each time past the first variable-length column.
-            let natts = desc.len();
+            let natts = (*desc).natts as usize;
             let mut values = vec![pg_sys::Datum::null(); natts];
             let mut nulls = vec![true; natts];
-            pg_sys::heap_deform_tuple(tuple, desc.as_ptr(), values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
             Columns { values, nulls, at }
         }
     }
@@ -243,6 +241,58 @@ impl<const N: usize> Columns<N> {
         // SAFETY: the named column is of type jsonb.
         self.datum(k).map(|d| unsafe { jsonb_root_type(d) })
     }
+}
+
+/// Where a list of names is in one row descriptor.
+struct Positions {
+    /// The list's address (each is a static).
+    list: usize,
+    /// The descriptor's identifier in the type cache, new whenever its table changes.
+    identifier: u64,
+    at: Vec<Option<usize>>,
+}
+
+std::thread_local! {
+    /// Finding the columns by name was a third of a rule check's time: done once per list and
+    /// table shape.
+    static POSITIONS: std::cell::RefCell<Vec<Positions>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Where each of `names` is among the attributes of `desc` (None if absent or dropped).
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor whose type cache identifier is `identifier`.
+unsafe fn positions<const N: usize>(
+    names: &'static [&'static str; N],
+    identifier: u64,
+    desc: pg_sys::TupleDesc,
+) -> [Option<usize>; N] {
+    let list = names.as_ptr() as usize;
+    let cached = POSITIONS
+        .with_borrow(|cache| cache.iter().find(|p| p.list == list && p.identifier == identifier).map(|p| p.at.clone()));
+    if let Some(at) = cached {
+        return at.try_into().expect("cached for this list of names");
+    }
+    let mut at = [None; N];
+    // SAFETY: the caller passes a valid descriptor; its attributes are `natts` long.
+    unsafe {
+        let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
+        for (i, att) in attrs.iter().enumerate() {
+            if !att.attisdropped {
+                // The raw bytes: pgrx's `name()` checks them as UTF-8 first.
+                let name = std::ffi::CStr::from_ptr(att.attname.data.as_ptr()).to_bytes();
+                if let Some(k) = names.iter().position(|c| c.as_bytes() == name) {
+                    at[k] = Some(i);
+                }
+            }
+        }
+    }
+    POSITIONS.with_borrow_mut(|cache| {
+        // A few lists and their tables: an old entry is one whose table has changed since.
+        cache.retain(|p| p.list != list);
+        cache.push(Positions { list, identifier, at: at.to_vec() });
+    });
+    at
 }
 
 /// What `jsonb_typeof` says of a jsonb value, as far as the rules ask ("object", "array", or

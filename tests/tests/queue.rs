@@ -479,7 +479,11 @@ fn cancel_handles_queued_processing_and_terminal_jobs() {
 fn finished_jobs_past_the_job_retention_are_deleted_with_their_outputs_and_deliveries() {
     let mut c = db();
     let ids: Vec<String> = (0..5).map(|i| enqueue(&mut c, &format!("https://example.com/{i}"), json!({}))).collect();
-    c.execute("UPDATE pgshot.jobs SET webhook_url = 'https://hooks.example.com/x' WHERE id = $1", &[&ids[0]]).unwrap();
+    c.execute(
+        "UPDATE pgshot.jobs SET webhook_url = 'https://hooks.example.com/x', told = true WHERE id = $1",
+        &[&ids[0]],
+    )
+    .unwrap();
     let claimed = claim(&mut c, "w", 4, "30 seconds");
     for (id, attempt) in &claimed[..3] {
         complete(&mut c, id, "w", *attempt, b"png").unwrap();
@@ -522,6 +526,16 @@ fn finished_jobs_past_the_job_retention_are_deleted_with_their_outputs_and_deliv
     assert_eq!(orphans, 0, "outputs and deliveries went with their jobs");
     assert_eq!(c.query_one("SELECT screenshot_purge()", &[]).unwrap().get::<_, i32>(0), 0);
     assert_eq!(sqlstate(c.query("SELECT screenshot_job($1)", &[&ids[0]])), NO_DATA_FOUND);
+    // outputs.job_id is not a foreign key: deleting a job by hand, or truncating the table,
+    // takes the outputs too.
+    c.execute("DELETE FROM pgshot.jobs WHERE id = $1", &[unexpired]).unwrap();
+    let outputs = |c: &mut Client| -> i64 { c.query_one("SELECT count(*) FROM pgshot.outputs", &[]).unwrap().get(0) };
+    assert_eq!(outputs(&mut c), 0, "deleted with its job");
+    let (id, attempt) = claim(&mut c, "w", 1, "30 seconds").remove(0);
+    complete(&mut c, &id, "w", attempt, b"png").unwrap();
+    assert_eq!(outputs(&mut c), 1);
+    c.batch_execute("TRUNCATE pgshot.jobs CASCADE").unwrap();
+    assert_eq!(outputs(&mut c), 0, "truncated with the jobs");
 
     // The setting is checked when it is set, with its name in the error.
     let (state, message) = db_message(c.batch_execute("SET pgshot.job_retention = '-1'"));
@@ -596,6 +610,9 @@ fn a_row_written_by_hand_that_breaks_a_rule_is_refused_naming_the_rule() {
         ("id = 'UPPER-case-id'", "jobs_id_shape"),
         ("options = '[]'", "jobs_options_object"),
         ("errors = '{}'", "jobs_errors_array"),
+        ("webhook_url = 'https://hooks.example.com/x'", "jobs_told_iff_listened"),
+        ("watched = true", "jobs_told_iff_listened"),
+        ("told = true", "jobs_told_iff_listened"),
     ];
     for (set, rule) in cases {
         let (state, message) = db_message(c.execute(&format!("UPDATE pgshot.jobs SET {set} WHERE id = $1"), &[&id]));
@@ -646,12 +663,14 @@ fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
     let no_sql = [
         "pgshot.job_row_check(",
         "pgshot.output_row_check(",
-        "pgshot.job_end_is_told(",
         "pgshot.result_retention()",
         "pgshot.job_retention()",
         "pgshot.notify_all_done()",
         "pgshot.retry_delay(",
         "pgshot.webhook_retry_delay(",
+        // and the checks of a claim's arguments, which read only those
+        "pgshot.check_claim(",
+        "pgshot.check_lease(",
     ];
     let mut exempt = 0;
     for row in rows {

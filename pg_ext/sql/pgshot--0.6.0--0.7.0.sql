@@ -1,0 +1,199 @@
+-- pgshot 0.6.0 -> 0.7.0, for the queue's throughput; nothing a caller sees changes.
+-- * pgshot.jobs.told: the job's end is told to someone (watched, a webhook_url or a bulk_id; rule
+--   jobs_told_iff_listened). jobs_ended's WHEN clause reads it (and pgshot.notify_all_done)
+--   instead of calling pgshot.job_end_is_told with the whole row: Postgres reads the clause back
+--   from its stored text at every complete.
+-- * pgshot.outputs.job_id is no longer a foreign key: its check queried pgshot.jobs at every
+--   complete. The completes are the only writers (no role is granted INSERT); deleting or
+--   truncating jobs deletes their outputs (triggers jobs_deleted and jobs_truncated).
+-- * outputs_position_unique is dropped: the completes number a job's outputs WITH ORDINALITY.
+-- * pgshot.check_claim and pgshot.check_lease, which read only their arguments, run without
+--   SECURITY DEFINER and their own settings, as the rule functions do: every claim calls both.
+-- The library keeps 0.6.0's job_end_is_told (by its C name) for a server that runs it before
+-- ALTER EXTENSION pgshot UPDATE.
+
+ALTER TABLE pgshot.jobs ADD COLUMN told boolean NOT NULL DEFAULT false;
+-- Every row, finished or not, so that the rule holds for each (a failed job may be retried).
+UPDATE pgshot.jobs SET told = true WHERE watched OR webhook_url IS NOT NULL OR bulk_id IS NOT NULL;
+
+ALTER TABLE pgshot.outputs DROP CONSTRAINT outputs_job_id_fkey;
+ALTER TABLE pgshot.outputs DROP CONSTRAINT outputs_position_unique;
+
+CREATE OR REPLACE FUNCTION pgshot.insert_jobs(
+    p_owner text, p_bulk_id text, p_ids text[], p_urls text[], p_options jsonb[], p_priorities integer[], p_run_ats timestamptz[],
+    p_max_attempts integer[], p_keys text[], p_webhook_urls text[], p_webhook_secrets text[]
+) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    clash record;
+    result text[];
+    inserted bigint;
+BEGIN
+    INSERT INTO pgshot.jobs (owner, bulk_id, bulk_position, id, url, options, priority, run_at, max_attempts,
+                             idempotency_key, webhook_url, webhook_secret, told)
+    SELECT p_owner, p_bulk_id, CASE WHEN p_bulk_id IS NOT NULL THEN r.ord END, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
+           r.webhook_url, r.webhook_secret, r.webhook_url IS NOT NULL OR p_bulk_id IS NOT NULL
+    FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
+                p_webhook_urls, p_webhook_secrets)
+         WITH ORDINALITY AS r(id, url, options, priority, run_at, max_attempts, key, webhook_url,
+                              webhook_secret, ord)
+    ORDER BY r.ord
+    ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+    -- After the insert, so that a request answered from its idempotency key takes nothing.
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF p_owner IS NOT NULL AND inserted > 0 THEN
+        PERFORM pgshot.take_quota(p_owner, inserted);
+    END IF;
+
+    IF cardinality(array_remove(p_keys, NULL)) = 0 THEN
+        RETURN p_ids;
+    END IF;
+
+    SELECT r.key, j.id AS existing INTO clash
+    FROM unnest(p_ids, p_urls, p_options, p_priorities, p_max_attempts, p_keys, p_webhook_urls,
+                p_webhook_secrets)
+         AS r(id, url, options, priority, max_attempts, key, webhook_url, webhook_secret)
+    JOIN pgshot.jobs j ON j.idempotency_key = r.key AND j.owner IS NOT DISTINCT FROM p_owner
+    WHERE j.id <> r.id
+      AND (j.url, j.options, j.priority, j.max_attempts, j.webhook_url, j.webhook_secret)
+          IS DISTINCT FROM (r.url, r.options, r.priority, r.max_attempts, r.webhook_url, r.webhook_secret)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'idempotency key "%" was already used for a different request', clash.key
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('job %s was created with this key', clash.existing),
+                  HINT = 'send exactly the same request again, or use a new key';
+    END IF;
+
+    SELECT array_agg(coalesce(j.id, r.id) ORDER BY r.ord) INTO result
+    FROM unnest(p_ids, p_keys) WITH ORDINALITY AS r(id, key, ord)
+    LEFT JOIN pgshot.jobs j
+           ON r.key IS NOT NULL AND j.idempotency_key = r.key AND j.owner IS NOT DISTINCT FROM p_owner;
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION screenshot_watch(id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    UPDATE pgshot.jobs SET watched = true, told = true WHERE jobs.id = screenshot_watch.id RETURNING * INTO j;
+    IF NOT FOUND OR NOT pgshot.visible(j) THEN
+        RAISE EXCEPTION 'job "%" does not exist', screenshot_watch.id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF j.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN
+        PERFORM pg_notify('pgshot_job_done', json_build_object('id', j.id, 'status', j.status)::text);
+    END IF;
+    RETURN pgshot.job_json(j);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.job_ended() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    b pgshot.bulks;
+    written boolean := false;
+BEGIN
+    -- The WHEN clause looks at the new row only: a job ends when completed_at becomes set.
+    IF OLD.completed_at IS NOT NULL OR NEW.completed_at IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF NEW.webhook_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED') THEN
+        INSERT INTO pgshot.webhook_deliveries (id, event, job_id, url, secret, body, next_attempt_at)
+        VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''),
+                CASE NEW.status WHEN 'COMPLETED' THEN 'JOB_COMPLETED' ELSE 'JOB_FAILED' END,
+                NEW.id, NEW.webhook_url, NEW.webhook_secret, pgshot.webhook_body(NEW),
+                now() + coalesce(pgshot.webhook_retry_delay(0), interval '0'));
+        written := true;
+    END IF;
+    IF NEW.bulk_id IS NOT NULL THEN
+        -- The lock serialises the last jobs of a bulk finishing at once: whichever commits last
+        -- sees all of them finished, and writes the one BULK_COMPLETED delivery.
+        SELECT * INTO b FROM pgshot.bulks WHERE id = NEW.bulk_id FOR UPDATE;
+        IF b.webhook_url IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pgshot.jobs
+            WHERE bulk_id = b.id AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')
+        ) THEN
+            INSERT INTO pgshot.webhook_deliveries (id, event, bulk_id, url, secret, body, next_attempt_at)
+            SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), 'BULK_COMPLETED', b.id,
+                   b.webhook_url, b.webhook_secret,
+                   jsonb_build_object('event', 'BULK_COMPLETED',
+                                      'timestamp', pgshot.timestamp_json(now()),
+                                      'bulkId', b.id,
+                                      'status', bulk.doc->>'status',
+                                      'data', bulk.doc)::text,
+                   now() + coalesce(pgshot.webhook_retry_delay(0), interval '0')
+            FROM (SELECT pgshot.bulk_json(b, true) AS doc) bulk
+            ON CONFLICT DO NOTHING;
+            written := written OR FOUND;
+        END IF;
+    END IF;
+    IF written THEN
+        PERFORM pg_notify('pgshot_webhooks', 'pending');
+    END IF;
+    IF NEW.watched OR pgshot.notify_all_done() THEN
+        PERFORM pg_notify('pgshot_job_done', json_build_object('id', NEW.id, 'status', NEW.status)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER jobs_ended ON pgshot.jobs;
+DROP FUNCTION pgshot.job_end_is_told(pgshot.jobs);
+
+-- One trigger for the end of a job, on `UPDATE OF completed_at`: a claim (or a heartbeat) does
+-- not set that column, so Postgres skips the trigger for it without reading its WHEN clause. The
+-- job ends when completed_at becomes set (jobs_rules: it is set exactly when the status is
+-- terminal; job_ended checks that it was not set before). Postgres reads the WHEN clause back
+-- from its stored text at every UPDATE that sets the column, so it is as short as can be: the
+-- job's told column (someone waits for it, a webhook or a bulk's) or pgshot.notify_all_done,
+-- read in the session that ends the job.
+CREATE TRIGGER jobs_ended AFTER UPDATE OF completed_at ON pgshot.jobs
+    FOR EACH ROW
+    WHEN (NEW.told OR pgshot.notify_all_done())
+    EXECUTE FUNCTION pgshot.job_ended();
+
+-- Deleting jobs deletes their outputs (outputs.job_id is not a foreign key, schema.sql): once per
+-- statement, from the deleted rows. Their stored objects become garbage through
+-- outputs_discard_stored_on_delete.
+CREATE FUNCTION pgshot.delete_outputs_of_deleted_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pgshot.outputs o USING deleted WHERE o.job_id = deleted.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_deleted AFTER DELETE ON pgshot.jobs
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION pgshot.delete_outputs_of_deleted_jobs();
+
+CREATE FUNCTION pgshot.truncate_outputs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE pgshot.outputs;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_truncated AFTER TRUNCATE ON pgshot.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION pgshot.truncate_outputs();
+
+-- CREATE OR REPLACE keeps a function's owner and grants but resets SECURITY DEFINER and its
+-- settings: every function written here gets them again (queue.sql's privileges loop).
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'pgshot.insert_jobs(text, text, text[], text[], jsonb[], integer[], timestamptz[], integer[], text[], text[], text[])',
+        'screenshot_watch(text)', 'pgshot.job_ended()', 'pgshot.delete_outputs_of_deleted_jobs()',
+        'pgshot.truncate_outputs()']::regprocedure[]
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION pgshot.delete_outputs_of_deleted_jobs(), pgshot.truncate_outputs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgshot.delete_outputs_of_deleted_jobs(), pgshot.truncate_outputs() TO pgshot_admin;
+
+ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
