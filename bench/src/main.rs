@@ -633,7 +633,7 @@ between them by how many jobs each already runs; that is the price of fair share
 Where the rest went, by instruction counts (callgrind on the backend of one client that claims 10
 and completes each, the shape of this benchmark, over 1,000 jobs): 1.68 M instructions per job
 with extension 0.4.0, 0.85 M with 0.5.0, 0.73 M with 0.6.0 (pgmq: 0.66 M in the same measure); over
-5,000 jobs, 0.68 M with 0.6.0 and 0.59 M with 0.7.0 (pgmq: 0.57 M).
+5,000 jobs, 0.68 M with 0.6.0 and 0.57 M with 0.7.0 (pgmq: 0.57 M).
 Postgres 15 reads every CHECK expression and trigger WHEN clause of a table back from its stored
 text, and compiles it, at every UPDATE statement, whichever columns change: `pgshot.jobs` had 21
 constraints (the state machine's invariants) and the output row 6, together most of those
@@ -647,8 +647,10 @@ were most of the text read back), and has one end-of-job trigger, on `UPDATE OF 
 a claim skips and whose WHEN clause is one Rust call. 0.7.0 gives that clause one column to read
 (`jobs.told`: someone is told of the job's end), drops the output row's foreign key (its check was a
 query of `pgshot.jobs` at every complete; only the completes write outputs, in the statement that
-completes the job) and its unique index on positions (the completes number outputs in order), and
-caches where the rules' columns are in the row. Planning the queue functions' statements again
+completes the job) and its unique index on positions (the completes number outputs in order),
+caches where the rules' columns are in the row, and checks a complete's outputs with one call to
+Rust: PL/pgSQL compiles each expression of a function again in every transaction, and the loop that
+checked them was a dozen. Planning the queue functions' statements again
 at every call was another fifth of claim+complete before 0.3.0 fixed their plans (`plan_cache_mode =
 force_generic_plan` on the hot functions). What remains is work pgmq does not do: two non-HOT
 updates of a wide row that keeps its history (with an entry in the primary key and in the partial

@@ -9,6 +9,9 @@
 -- * outputs_position_unique is dropped: the completes number a job's outputs WITH ORDINALITY.
 -- * pgshot.check_claim and pgshot.check_lease, which read only their arguments, run without
 --   SECURITY DEFINER and their own settings, as the rule functions do: every claim calls both.
+-- * Both completes check their arguments with one call to Rust (pgshot.check_outputs,
+--   pgshot.check_stored_outputs) instead of a PL/pgSQL loop, whose expressions were compiled
+--   again in every transaction. The errors are the same.
 -- The library keeps 0.6.0's job_end_is_told (by its C name) for a server that runs it before
 -- ALTER EXTENSION pgshot UPDATE.
 
@@ -197,3 +200,104 @@ GRANT EXECUTE ON FUNCTION pgshot.delete_outputs_of_deleted_jobs(), pgshot.trunca
 
 ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
+
+-- The checks of a complete's arguments, one call (pg_ext/src/complete_args.rs): 22023 unless the
+-- outputs are a non-empty list of complete outputs with distinct ids and the metadata
+-- (jsonb_typeof) is an object or NULL.
+CREATE FUNCTION pgshot.check_outputs(outputs pgshot.output[], metadata_type text) RETURNS boolean
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_outputs_wrapper';
+
+-- As pgshot.check_outputs; returns the outputs' storage keys.
+CREATE FUNCTION pgshot.check_stored_outputs(outputs pgshot.stored_output[], metadata_type text) RETURNS text[]
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_stored_outputs_wrapper';
+
+CREATE OR REPLACE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer, metadata jsonb,
+                                    outputs pgshot.output[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    -- One expression (not a PERFORM, which runs as a query): PL/pgSQL compiles each of a
+    -- function's expressions again in every transaction, and a complete is usually one of its own.
+    checked boolean := pgshot.check_outputs(outputs, jsonb_typeof(metadata));
+BEGIN
+
+    -- The job held at this attempt and not cancelled becomes COMPLETED, and its outputs are
+    -- stored, in one statement (the INSERT reads what the UPDATE returned).
+    WITH done AS (
+        UPDATE pgshot.jobs j
+        SET status = 'COMPLETED',
+            completed_at = now(),
+            expires_at = now() + pgshot.result_retention(),
+            lease_expires_at = NULL,
+            metadata = screenshot_complete.metadata
+        WHERE j.id = screenshot_complete.job_id AND j.status = 'PROCESSING'
+          AND j.worker_id = screenshot_complete.worker_id AND j.attempt = screenshot_complete.attempt
+          AND NOT j.cancel_requested
+        RETURNING j.id
+    )
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
+    SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
+           coalesce(o.metadata, '{}')
+    FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+    IF NOT FOUND THEN
+        PERFORM pgshot.complete_missed(job_id, worker_id, attempt);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION screenshot_complete_stored(job_id text, worker_id text, attempt integer, metadata jsonb,
+                                           outputs pgshot.stored_output[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    keys text[] := pgshot.check_stored_outputs(outputs, jsonb_typeof(metadata));
+BEGIN
+
+    -- As in screenshot_complete, with the key, size and SHA-256 in place of the bytes.
+    WITH done AS (
+        UPDATE pgshot.jobs j
+        SET status = 'COMPLETED',
+            completed_at = now(),
+            expires_at = now() + pgshot.result_retention(),
+            lease_expires_at = NULL,
+            metadata = screenshot_complete_stored.metadata
+        WHERE j.id = screenshot_complete_stored.job_id AND j.status = 'PROCESSING'
+          AND j.worker_id = screenshot_complete_stored.worker_id AND j.attempt = screenshot_complete_stored.attempt
+          AND NOT j.cancel_requested
+        RETURNING j.id
+    )
+    INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, storage_key,
+                                sha256, metadata)
+    SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, o.size, o.storage_key, o.sha256,
+           coalesce(o.metadata, '{}')
+    FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
+                                                    metadata, ord);
+    IF FOUND THEN
+        DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
+        RETURN;
+    END IF;
+    PERFORM pgshot.complete_missed(job_id, worker_id, attempt);
+    -- Cancelled: the uploads are not kept, and are deleted now rather than in an hour.
+    INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
+    SELECT k, screenshot_complete_stored.job_id, now() FROM unnest(keys) AS k
+    ON CONFLICT (key) DO UPDATE SET due_at = now();
+END
+$$;
+
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'screenshot_complete(text, text, integer, jsonb, pgshot.output[])',
+        'screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[])']::regprocedure[]
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+        EXECUTE format('ALTER FUNCTION %s SET plan_cache_mode = force_generic_plan', f);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION pgshot.check_outputs(pgshot.output[], text),
+                       pgshot.check_stored_outputs(pgshot.stored_output[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgshot.check_outputs(pgshot.output[], text),
+                          pgshot.check_stored_outputs(pgshot.stored_output[], text) TO pgshot_admin;
+ALTER FUNCTION pgshot.check_outputs(pgshot.output[], text) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_stored_outputs(pgshot.stored_output[], text) SECURITY INVOKER RESET ALL;

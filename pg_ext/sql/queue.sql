@@ -396,6 +396,12 @@ CREATE TYPE pgshot.output AS (
 );
 COMMENT ON TYPE pgshot.output IS 'one result handed to screenshot_complete';
 
+-- The checks of a complete's arguments, one call (pg_ext/src/complete_args.rs): 22023 unless the
+-- outputs are a non-empty list of complete outputs with distinct ids and the metadata
+-- (jsonb_typeof) is an object or NULL.
+CREATE FUNCTION pgshot.check_outputs(outputs pgshot.output[], metadata_type text) RETURNS boolean
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_outputs_wrapper';
+
 -- What a complete does when its UPDATE (screenshot_complete, screenshot_complete_stored: the job
 -- held at this attempt and no cancel came) found no row. Under READ COMMITTED that UPDATE checks
 -- its conditions again on the row's latest version after any concurrent writer, so the miss means
@@ -426,26 +432,10 @@ CREATE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer
                                     outputs pgshot.output[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    item pgshot.output;
-    seen text[] := ARRAY[]::text[];
+    -- One expression (not a PERFORM, which runs as a query): PL/pgSQL compiles each of a
+    -- function's expressions again in every transaction, and a complete is usually one of its own.
+    checked boolean := pgshot.check_outputs(outputs, jsonb_typeof(metadata));
 BEGIN
-    IF coalesce(cardinality(outputs), 0) = 0 THEN
-        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
-        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One output is the usual case: checked element by element in PL/pgSQL (no query to plan).
-    FOR i IN 1 .. cardinality(outputs) LOOP
-        item := outputs[i];
-        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL OR item.bytes IS NULL
-           OR item.output_id = ANY (seen) THEN
-            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'each output needs a unique output_id, an output_type, a content_type and bytes';
-        END IF;
-        seen := seen || item.output_id;
-    END LOOP;
 
     -- The job held at this attempt and not cancelled becomes COMPLETED, and its outputs are
     -- stored, in one statement (the INSERT reads what the UPDATE returned).
@@ -490,6 +480,10 @@ CREATE TYPE pgshot.stored_output AS (
 );
 COMMENT ON TYPE pgshot.stored_output IS 'one result in object storage, handed to screenshot_complete_stored';
 
+-- As pgshot.check_outputs; returns the outputs' storage keys.
+CREATE FUNCTION pgshot.check_stored_outputs(outputs pgshot.stored_output[], metadata_type text) RETURNS text[]
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_stored_outputs_wrapper';
+
 CREATE FUNCTION screenshot_store_begin(job_id text, worker_id text, attempt integer, keys text[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -511,28 +505,8 @@ CREATE FUNCTION screenshot_complete_stored(job_id text, worker_id text, attempt 
                                            outputs pgshot.stored_output[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    item pgshot.stored_output;
-    seen text[] := ARRAY[]::text[];
-    keys text[] := ARRAY[]::text[];
+    keys text[] := pgshot.check_stored_outputs(outputs, jsonb_typeof(metadata));
 BEGIN
-    IF coalesce(cardinality(outputs), 0) = 0 THEN
-        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
-        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    FOR i IN 1 .. cardinality(outputs) LOOP
-        item := outputs[i];
-        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL
-           OR item.storage_key IS NULL OR item.size IS NULL OR item.size < 0 OR item.sha256 IS NULL
-           OR item.output_id = ANY (seen) THEN
-            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'each output needs a unique output_id, an output_type, a content_type, a storage_key, a size and a sha256';
-        END IF;
-        seen := seen || item.output_id;
-        keys := keys || item.storage_key;
-    END LOOP;
 
     -- As in screenshot_complete, with the key, size and SHA-256 in place of the bytes.
     WITH done AS (
@@ -1614,11 +1588,13 @@ ALTER FUNCTION pgshot.job_retention() SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.notify_all_done() SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.retry_delay(integer) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.webhook_retry_delay(integer) SECURITY INVOKER RESET ALL;
--- And the checks of a claim's arguments (since 0.7.0), which every claim calls: they read only
+-- And the checks of a claim's and a complete's arguments (since 0.7.0): they read only
 -- their arguments and raise 22023. Called from a claim they run with its owner and search_path;
 -- only pgshot_admin may call them directly, as itself.
 ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_outputs(pgshot.output[], text) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_stored_outputs(pgshot.stored_output[], text) SECURITY INVOKER RESET ALL;
 
 -- The queue's hot path plans its statements once per session: with a custom plan (the default
 -- for the first executions of a statement with parameters) every claim and complete would plan

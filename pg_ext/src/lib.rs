@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 
 mod caller;
+mod complete_args;
 mod enqueue;
 mod job_rules;
 mod settings;

@@ -668,9 +668,11 @@ fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
         "pgshot.notify_all_done()",
         "pgshot.retry_delay(",
         "pgshot.webhook_retry_delay(",
-        // and the checks of a claim's arguments, which read only those
+        // and the checks of a claim's and a complete's arguments, which read only those
         "pgshot.check_claim(",
         "pgshot.check_lease(",
+        "pgshot.check_outputs(",
+        "pgshot.check_stored_outputs(",
     ];
     let mut exempt = 0;
     for row in rows {
@@ -830,14 +832,39 @@ fn every_invalid_option_raises_22023_naming_the_field_and_writes_nothing() {
         sqlstate(c.execute("SELECT screenshot_complete($1, 'w', 1, '{}', ARRAY[]::pgshot.output[])", &[&id])),
         INVALID_PARAMETER_VALUE
     );
-    assert_eq!(
-        sqlstate(c.execute(
-            "SELECT screenshot_complete($1, 'w', 1, '{}', ARRAY[ROW('a', 'html', 'text/html', 'x'::bytea, NULL),
-                                                           ROW('a', 'html', 'text/html', 'y'::bytea, NULL)]::pgshot.output[])",
-            &[&id]
-        )),
-        INVALID_PARAMETER_VALUE
-    );
+    let refused = [
+        (
+            "screenshot_complete($1, 'w', 1, '{}', ARRAY[ROW('a', 'html', 'text/html', 'x'::bytea, NULL),
+                                                   ROW('a', 'html', 'text/html', 'y'::bytea, NULL)]::pgshot.output[])",
+            "outputs[2] is incomplete or repeats output_id \"a\"",
+        ),
+        (
+            "screenshot_complete($1, 'w', 1, '{}', ARRAY[ROW('a', 'html', 'text/html', NULL, NULL)]::pgshot.output[])",
+            "outputs[1] is incomplete or repeats output_id \"a\"",
+        ),
+        (
+            "screenshot_complete($1, 'w', 1, '{}', ARRAY[NULL]::pgshot.output[])",
+            "outputs[1] is incomplete or repeats output_id \"<NULL>\"",
+        ),
+        (
+            "screenshot_complete($1, 'w', 1, '[]', ARRAY[ROW('a', 'html', 'text/html', 'x'::bytea, NULL)]::pgshot.output[])",
+            "metadata must be a JSON object",
+        ),
+        ("screenshot_complete($1, 'w', 1, '{}', NULL)", "outputs must not be empty"),
+        (
+            "screenshot_complete_stored($1, 'w', 1, '{}', ARRAY[ROW('a', 'html', 'text/html', 'k', -1, '\\x00'::bytea, NULL)]::pgshot.stored_output[])",
+            "outputs[1] is incomplete or repeats output_id \"a\"",
+        ),
+        (
+            "screenshot_complete_stored($1, 'w', 1, '{}', ARRAY[ROW('a', 'html', 'text/html', 'k', 1, NULL, NULL)]::pgshot.stored_output[])",
+            "outputs[1] is incomplete or repeats output_id \"a\"",
+        ),
+        ("screenshot_complete_stored($1, 'w', 1, '{}', ARRAY[]::pgshot.stored_output[])", "outputs must not be empty"),
+    ];
+    for (call, expected) in refused {
+        let (state, message) = db_message(c.execute(&format!("SELECT {call}"), &[&id]));
+        assert_eq!((state.as_str(), message.as_str()), (INVALID_PARAMETER_VALUE, expected), "{call}");
+    }
     assert_eq!(sqlstate(fail(&mut c, &id, "w", 1, "lower case", true)), INVALID_PARAMETER_VALUE);
     assert_eq!(job(&mut c, &id)["status"], "PROCESSING", "a refused completion changes nothing");
     assert_eq!(sqlstate(c.query_one("SELECT screenshot_heartbeat('nosuchjob0000000', 'w', 1)", &[])), NO_DATA_FOUND);
