@@ -8,7 +8,9 @@
 --   truncating jobs deletes their outputs (triggers jobs_deleted and jobs_truncated).
 -- * outputs_position_unique is dropped: the completes number a job's outputs WITH ORDINALITY.
 -- * pgshot.check_claim and pgshot.check_lease, which read only their arguments, run without
---   SECURITY DEFINER and their own settings, as the rule functions do: every claim calls both.
+--   SECURITY DEFINER and their own settings, as the rule functions do (every claim calls both),
+--   and return true; the claims call them in an expression, and claim_shares returns one owner's
+--   share without a query.
 -- * Both completes check their arguments with one call to Rust (pgshot.check_outputs,
 --   pgshot.check_stored_outputs) instead of a PL/pgSQL loop, whose expressions were compiled
 --   again in every transaction. The errors are the same.
@@ -198,6 +200,181 @@ $$;
 REVOKE ALL ON FUNCTION pgshot.delete_outputs_of_deleted_jobs(), pgshot.truncate_outputs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgshot.delete_outputs_of_deleted_jobs(), pgshot.truncate_outputs() TO pgshot_admin;
 
+-- The checks of a claim's arguments return true (they returned nothing), so that a claim calls
+-- them in an expression and not with PERFORM, which runs as a query.
+DROP FUNCTION pgshot.check_claim(text, text, integer, interval);
+DROP FUNCTION pgshot.check_lease(interval);
+-- True, or 22023. The checks return true rather than nothing so that a claim can call them in an
+-- expression (a variable's initial value) and not with PERFORM, which runs as a query.
+CREATE FUNCTION pgshot.check_lease(lease interval) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 hour' THEN
+        RAISE EXCEPTION 'lease must be between 1 second and 1 hour'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', lease);
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- The arguments every claim takes: a worker name, how many to claim (named `max_name` in errors)
+-- and a lease. True, or 22023.
+CREATE FUNCTION pgshot.check_claim(worker_id text, max_name text, max_value integer, lease interval)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF coalesce(trim(worker_id), '') = '' THEN
+        RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_value IS NULL OR max_value NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION '% must be between 1 and 1000', max_name
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_value);
+    END IF;
+    RETURN pgshot.check_lease(lease);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
+               lease_expires_at timestamptz, created_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    checked boolean := pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
+    share record;
+    wanted integer;
+    got integer;
+    short integer := 0;
+BEGIN
+    FOR share IN SELECT s.tenant, s.jobs FROM pgshot.claim_shares(max_jobs) s LOOP
+        wanted := share.jobs + short;
+        CONTINUE WHEN wanted = 0;
+        RETURN QUERY
+        WITH picked AS (
+            SELECT j.id
+            FROM pgshot.jobs j
+            WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = share.tenant
+              AND j.run_at <= now()
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT wanted
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE pgshot.jobs j
+        SET status = 'PROCESSING',
+            attempt = j.attempt + 1,
+            worker_id = screenshot_claim.worker_id,
+            lease_expires_at = now() + screenshot_claim.lease,
+            started_at = now()
+        FROM picked
+        WHERE j.id = picked.id
+        RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        short := wanted - got;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.claim_shares(n integer) RETURNS TABLE (tenant text, jobs integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    tenants text[];
+BEGIN
+    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each,
+    -- from the end. Each owner's last entry is its newest job, live; its first ones are the jobs
+    -- just claimed, whose entries stay in the index until vacuum, and which the claim itself
+    -- reads past anyway (read from the start, the list of owners cost a second such walk).
+    WITH RECURSIVE t(tenant) AS (
+        (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+         WHERE j.status = 'QUEUED'
+         ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        UNION ALL
+        SELECT (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') < t.tenant
+                ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        FROM t WHERE t.tenant IS NOT NULL
+    )
+    SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
+    IF cardinality(tenants) = 1 THEN
+        -- Not RETURN QUERY, which would run a query for it.
+        tenant := tenants[1];
+        jobs := n;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH load AS (
+        SELECT x.tenant, due.jobs, due.head,
+               (SELECT count(*) FROM pgshot.jobs p
+                WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
+        FROM unnest(tenants) AS x(tenant)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS jobs, min(q.run_at) AS head
+            FROM (SELECT j.run_at FROM pgshot.jobs j
+                  WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
+                    AND j.run_at <= now()
+                  ORDER BY j.priority, j.run_at, j.id
+                  LIMIT n) q
+        ) due
+        WHERE due.jobs > 0
+    ), slots AS (
+        SELECT l.tenant
+        FROM load l CROSS JOIN LATERAL generate_series(1, l.jobs) AS s(k)
+        ORDER BY l.running + s.k, l.head, l.tenant
+        LIMIT n
+    )
+    -- Every owner with due jobs, those with slots first: the claim gives a share that came back
+    -- short (its jobs locked by other claimers) to the owners after it.
+    SELECT l.tenant, (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer
+    FROM load l
+    ORDER BY 2 DESC, l.running, l.head, l.tenant;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION screenshot_webhook_claim(worker_id text, max_deliveries integer DEFAULT 10,
+                                         lease interval DEFAULT '60 seconds')
+RETURNS TABLE (id text, url text, secret text, body text, attempt integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    checked boolean := pgshot.check_claim(screenshot_webhook_claim.worker_id, 'max_deliveries', max_deliveries, lease);
+BEGIN
+    RETURN QUERY
+    WITH picked AS (
+        SELECT d.id
+        FROM pgshot.webhook_deliveries d
+        WHERE (d.status = 'PENDING' AND d.next_attempt_at <= now())
+           OR (d.status = 'DELIVERING' AND d.lease_expires_at < now())
+        ORDER BY d.next_attempt_at
+        LIMIT screenshot_webhook_claim.max_deliveries
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE pgshot.webhook_deliveries d
+    SET status = 'DELIVERING',
+        attempt = d.attempt + 1,
+        worker_id = screenshot_webhook_claim.worker_id,
+        lease_expires_at = now() + screenshot_webhook_claim.lease
+    FROM picked
+    WHERE d.id = picked.id
+    RETURNING d.id, d.url, d.secret, d.body, d.attempt;
+END
+$$;
+
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'screenshot_claim(text, integer, interval)', 'pgshot.claim_shares(integer)',
+        'screenshot_webhook_claim(text, integer, interval)']::regprocedure[]
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
+    END LOOP;
+END
+$$;
+ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;
+REVOKE ALL ON FUNCTION pgshot.check_claim(text, text, integer, interval), pgshot.check_lease(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgshot.check_claim(text, text, integer, interval), pgshot.check_lease(interval) TO pgshot_admin;
 ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
 

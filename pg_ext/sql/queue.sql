@@ -235,20 +235,23 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgshot.check_lease(lease interval) RETURNS void
+-- True, or 22023. The checks return true rather than nothing so that a claim can call them in an
+-- expression (a variable's initial value) and not with PERFORM, which runs as a query.
+CREATE FUNCTION pgshot.check_lease(lease interval) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 hour' THEN
         RAISE EXCEPTION 'lease must be between 1 second and 1 hour'
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', lease);
     END IF;
+    RETURN true;
 END
 $$;
 
 -- The arguments every claim takes: a worker name, how many to claim (named `max_name` in errors)
--- and a lease.
+-- and a lease. True, or 22023.
 CREATE FUNCTION pgshot.check_claim(worker_id text, max_name text, max_value integer, lease interval)
-RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF coalesce(trim(worker_id), '') = '' THEN
         RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -257,7 +260,7 @@ BEGIN
         RAISE EXCEPTION '% must be between 1 and 1000', max_name
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_value);
     END IF;
-    PERFORM pgshot.check_lease(lease);
+    RETURN pgshot.check_lease(lease);
 END
 $$;
 
@@ -288,7 +291,10 @@ BEGIN
     )
     SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
     IF cardinality(tenants) = 1 THEN
-        RETURN QUERY SELECT tenants[1], n;
+        -- Not RETURN QUERY, which would run a query for it.
+        tenant := tenants[1];
+        jobs := n;
+        RETURN NEXT;
         RETURN;
     END IF;
     RETURN QUERY
@@ -329,12 +335,12 @@ RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts i
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
+    checked boolean := pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
     share record;
     wanted integer;
     got integer;
     short integer := 0;
 BEGIN
-    PERFORM pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
     FOR share IN SELECT s.tenant, s.jobs FROM pgshot.claim_shares(max_jobs) s LOOP
         wanted := share.jobs + short;
         CONTINUE WHEN wanted = 0;
@@ -1231,8 +1237,9 @@ CREATE FUNCTION screenshot_webhook_claim(worker_id text, max_deliveries integer 
 RETURNS TABLE (id text, url text, secret text, body text, attempt integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+    checked boolean := pgshot.check_claim(screenshot_webhook_claim.worker_id, 'max_deliveries', max_deliveries, lease);
 BEGIN
-    PERFORM pgshot.check_claim(screenshot_webhook_claim.worker_id, 'max_deliveries', max_deliveries, lease);
     RETURN QUERY
     WITH picked AS (
         SELECT d.id
