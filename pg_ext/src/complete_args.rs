@@ -10,8 +10,10 @@
 //! Both are created in queue.sql, after the composite types they take (`sql = false` here): the
 //! types are SQL of the extension, which pgrx writes after the functions it generates.
 
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+use pgshot_job::InvalidOption;
+
+use crate::enqueue::raise_invalid;
 
 #[pg_schema]
 mod pgshot {
@@ -80,10 +82,10 @@ type Output<'a> = PgHeapTuple<'a, pgrx::AllocatedByRust>;
 /// incomplete output.
 fn check_list(outputs: &[Option<Output<'_>>], metadata_type: Option<&str>) {
     if outputs.is_empty() {
-        raise("outputs must not be empty".into(), None);
+        raise(InvalidOption::new("outputs", "outputs must not be empty"));
     }
     if metadata_type.is_some_and(|t| t != "object") {
-        raise("metadata must be a JSON object".into(), None);
+        raise(InvalidOption::new("metadata", "metadata must be a JSON object"));
     }
 }
 
@@ -91,10 +93,9 @@ fn check_list(outputs: &[Option<Output<'_>>], metadata_type: Option<&str>) {
 /// not one of `seen`'s.
 fn check_one<'s>(i: usize, id: Option<&'s str>, complete: bool, seen: &mut Vec<&'s str>, hint: &str) {
     if !complete || id.is_some_and(|id| seen.contains(&id)) {
-        raise(
-            format!("outputs[{}] is incomplete or repeats output_id \"{}\"", i + 1, id.unwrap_or("<NULL>")),
-            Some(hint),
-        );
+        let field = format!("outputs[{}]", i + 1);
+        let message = format!("{field} is incomplete or repeats output_id \"{}\"", id.unwrap_or("<NULL>"));
+        raise(InvalidOption::new(field, message).with_hint(hint));
     }
     seen.extend(id);
 }
@@ -113,12 +114,6 @@ fn set(output: &Option<Output<'_>>, attno: usize) -> bool {
     output.as_ref().is_some_and(|o| o.get_by_index::<&[u8]>(nth(attno)).ok().flatten().is_some())
 }
 
-/// Raises 22023 (invalid_parameter_value) with the message and hint.
-fn raise(message: String, hint: Option<&str>) -> ! {
-    let mut report = ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, "screenshot_complete");
-    if let Some(hint) = hint {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
+fn raise(e: InvalidOption) -> ! {
+    raise_invalid(e, "screenshot_complete")
 }

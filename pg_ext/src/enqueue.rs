@@ -116,7 +116,12 @@ fn insert(owner: Option<&str>, bulk_id: Option<&str>, requests: Vec<JobRequest>)
 
 /// Raises an invalid request as SQLSTATE 22023, with its detail and hint.
 fn raise(e: InvalidOption) -> ! {
-    let mut report = ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message, "screenshot_enqueue");
+    raise_invalid(e, "screenshot_enqueue")
+}
+
+/// Raises an invalid argument of `function` as SQLSTATE 22023, with its detail and hint.
+pub(crate) fn raise_invalid(e: InvalidOption, function: &'static str) -> ! {
+    let mut report = ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message, function);
     if let Some(detail) = e.detail {
         report = report.set_detail(detail);
     }
