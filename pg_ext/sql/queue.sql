@@ -264,16 +264,31 @@ BEGIN
 END
 $$;
 
--- How the next n claims are shared between owners (an API key; for SQL enqueues the role): with
--- one owner queued, all n are its own. With several, each slot goes to the owner that would then
--- have the fewest jobs running, so a key with a backlog (or with priority -100) cannot hold back
--- another key's first job for more than about one job per worker slot. Ties go to the owner whose
--- next job has waited longest. Priority orders jobs within an owner only.
-CREATE FUNCTION pgshot.claim_shares(n integer) RETURNS TABLE (tenant text, jobs integer)
-LANGUAGE plpgsql STABLE AS $$
+-- Claims up to max_jobs runnable jobs for worker_id, giving each a lease. Jobs locked by another
+-- claimer are skipped, never waited for.
+--
+-- Fair shares between owners (an API key; for SQL enqueues the role): with one owner queued, all
+-- max_jobs are its own. With several, each slot goes to the owner that would then have the fewest
+-- jobs running, so a key with a backlog (or with priority -100) cannot hold back another key's
+-- first job for more than about one job per worker slot. Ties go to the owner whose next job has
+-- waited longest. Priority (then run_at) orders jobs within an owner only.
+--
+-- One statement claims every owner's share (since 0.8.0; before, one UPDATE per owner). A share
+-- that comes back short (its jobs locked by other claimers, or fewer due) is made up by a second
+-- pass that offers the rest to the owners in the same order.
+CREATE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
+               lease_expires_at timestamptz, created_at timestamptz)
+LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
+    checked boolean := pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
+    -- The owners to claim from, in order, and how many jobs each is offered.
     tenants text[];
+    shares integer[];
+    wanted integer := max_jobs;
+    got integer;
+    carried boolean := false;
 BEGIN
     -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each,
     -- from the end. Each owner's last entry is its newest job, live; its first ones are the jobs
@@ -290,69 +305,64 @@ BEGIN
         FROM t WHERE t.tenant IS NOT NULL
     )
     SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
-    IF cardinality(tenants) = 1 THEN
-        -- Not RETURN QUERY, which would run a query for it.
-        tenant := tenants[1];
-        jobs := n;
-        RETURN NEXT;
+    IF tenants IS NULL THEN
         RETURN;
+    ELSIF cardinality(tenants) = 1 THEN
+        shares := ARRAY[max_jobs];
+    ELSE
+        -- Every owner with due jobs, those with slots first, so that the second pass offers the
+        -- rest to them in the same order. `slots` is materialized: read once per owner, it would
+        -- otherwise be sorted again for each.
+        WITH load AS (
+            SELECT x.tenant, due.head,
+                   (SELECT count(*) FROM pgshot.jobs p
+                    WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
+            FROM unnest(tenants) AS x(tenant)
+            -- The owner's next job, which also says that it has one due. Its share is not capped
+            -- by how many it has due: a share that comes back short is offered to the others.
+            CROSS JOIN LATERAL (
+                SELECT j.run_at AS head
+                FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
+                  AND j.run_at <= now()
+                ORDER BY j.priority, j.run_at, j.id
+                LIMIT 1
+            ) due
+        ), slots AS MATERIALIZED (
+            SELECT l.tenant
+            FROM load l CROSS JOIN LATERAL generate_series(1, max_jobs) AS s(k)
+            ORDER BY l.running + s.k, l.head, l.tenant
+            LIMIT max_jobs
+        ), share AS (
+            SELECT l.tenant, l.running, l.head,
+                   (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer AS jobs
+            FROM load l
+        )
+        SELECT array_agg(s.tenant ORDER BY s.jobs DESC, s.running, s.head, s.tenant),
+               array_agg(s.jobs ORDER BY s.jobs DESC, s.running, s.head, s.tenant)
+        INTO tenants, shares
+        FROM share s;
+        IF tenants IS NULL THEN
+            RETURN;
+        END IF;
     END IF;
-    RETURN QUERY
-    WITH load AS (
-        SELECT x.tenant, due.jobs, due.head,
-               (SELECT count(*) FROM pgshot.jobs p
-                WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
-        FROM unnest(tenants) AS x(tenant)
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS jobs, min(q.run_at) AS head
-            FROM (SELECT j.run_at FROM pgshot.jobs j
-                  WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
-                    AND j.run_at <= now()
-                  ORDER BY j.priority, j.run_at, j.id
-                  LIMIT n) q
-        ) due
-        WHERE due.jobs > 0
-    ), slots AS (
-        SELECT l.tenant
-        FROM load l CROSS JOIN LATERAL generate_series(1, l.jobs) AS s(k)
-        ORDER BY l.running + s.k, l.head, l.tenant
-        LIMIT n
-    )
-    -- Every owner with due jobs, those with slots first: the claim gives a share that came back
-    -- short (its jobs locked by other claimers) to the owners after it.
-    SELECT l.tenant, (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer
-    FROM load l
-    ORDER BY 2 DESC, l.running, l.head, l.tenant;
-END
-$$;
-
--- Claims up to max_jobs runnable jobs for worker_id, shared between owners by claim_shares and
--- highest priority (lowest number) first within an owner, giving each a lease. Jobs locked by
--- another claimer are skipped, never waited for.
-CREATE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
-RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
-               lease_expires_at timestamptz, created_at timestamptz)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    checked boolean := pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
-    share record;
-    wanted integer;
-    got integer;
-    short integer := 0;
-BEGIN
-    FOR share IN SELECT s.tenant, s.jobs FROM pgshot.claim_shares(max_jobs) s LOOP
-        wanted := share.jobs + short;
-        CONTINUE WHEN wanted = 0;
+    LOOP
+        -- The laterals run in the owners' order and lock only the rows they return; the outer
+        -- LIMIT stops the second pass at what is still wanted.
         RETURN QUERY
         WITH picked AS (
-            SELECT j.id
-            FROM pgshot.jobs j
-            WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = share.tenant
-              AND j.run_at <= now()
-            ORDER BY j.priority, j.run_at, j.id
+            SELECT p.id
+            FROM unnest(tenants, shares) AS s(tenant, jobs)
+            CROSS JOIN LATERAL (
+                SELECT j.id
+                FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = s.tenant
+                  AND j.run_at <= now()
+                ORDER BY j.priority, j.run_at, j.id
+                LIMIT s.jobs
+                FOR UPDATE SKIP LOCKED
+            ) p
             LIMIT wanted
-            FOR UPDATE SKIP LOCKED
         )
         UPDATE pgshot.jobs j
         SET status = 'PROCESSING',
@@ -364,7 +374,12 @@ BEGIN
         WHERE j.id = picked.id
         RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
         GET DIAGNOSTICS got = ROW_COUNT;
-        short := wanted - got;
+        wanted := wanted - got;
+        -- One owner's jobs are all offered in the first pass; after the second, each owner
+        -- has been offered all that is wanted.
+        EXIT WHEN wanted = 0 OR carried OR cardinality(tenants) = 1;
+        carried := true;
+        shares := array_fill(wanted, ARRAY[cardinality(tenants)]);
     END LOOP;
 END
 $$;
@@ -1607,7 +1622,6 @@ ALTER FUNCTION pgshot.check_stored_outputs(pgshot.stored_output[], text) SECURIT
 -- for the first executions of a statement with parameters) every claim and complete would plan
 -- its queries again, about a fifth of their time. Their generic plans use the same indexes.
 ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;

@@ -1131,6 +1131,50 @@ fn a_key_with_a_backlog_does_not_hold_back_another_keys_first_jobs() {
 }
 
 #[test]
+fn a_share_whose_jobs_another_claimer_holds_goes_to_the_other_owners() {
+    let cl = cluster();
+    let name = cl.fresh_db();
+    let mut c = cl.connect(&name);
+    let x = api_key(&mut c, "x");
+    let y = api_key(&mut c, "y");
+    let x_jobs: Vec<String> =
+        (0..4).map(|i| enqueue_as(&mut c, &x, &format!("https://example.com/x/{i}"), json!({})).unwrap()).collect();
+    for i in 0..10 {
+        enqueue_as(&mut c, &y, &format!("https://example.com/y/{i}"), json!({})).unwrap();
+    }
+    // Another session holds three of x's four jobs, as a claimer does until it commits.
+    let mut other = cl.connect(&name);
+    let mut held = other.transaction().unwrap();
+    held.execute("SELECT 1 FROM pgshot.jobs WHERE id = ANY($1) FOR UPDATE", &[&x_jobs[..3].to_vec()]).unwrap();
+    // x's share of 6 is 3 (x's jobs have waited longest), of which one is free; y makes up the rest.
+    let got = claim(&mut c, "w", 6, "5 minutes");
+    let owners: Vec<String> = got.iter().map(|(id, _)| owner_of(&mut c, id)).collect();
+    assert_eq!(got.len(), 6, "the claim is made up to what was asked: {owners:?}");
+    assert_eq!(owners.iter().filter(|o| **o == x).count(), 1, "{owners:?}");
+    assert!(got.iter().any(|(id, _)| *id == x_jobs[3]), "x's free job is claimed: {got:?}");
+    // Nothing is claimed twice, and the held jobs are skipped, not waited for, and still queued.
+    let mut ids: Vec<&String> = got.iter().map(|(id, _)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    held.rollback().unwrap();
+    let queued: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pgshot.jobs WHERE id = ANY($1) AND status = 'QUEUED'",
+            &[&x_jobs[..3].to_vec()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 3);
+    // Once free, they are claimed again, shared with y's rest: x runs one, y five, so x's three
+    // come first.
+    let next = claim(&mut c, "w", 4, "5 minutes");
+    let owners: Vec<String> = next.iter().map(|(id, _)| owner_of(&mut c, id)).collect();
+    assert_eq!(owners.iter().filter(|o| **o == x).count(), 3, "{owners:?}");
+    assert_eq!(owners.len(), 4);
+}
+
+#[test]
 fn claimers_of_many_owners_take_every_job_exactly_once() {
     let cl = cluster();
     let name = cl.fresh_db();

@@ -1,0 +1,126 @@
+-- pgshot 0.7.0 -> 0.8.0, for the claim's cost with jobs of several owners; nothing a caller sees
+-- changes.
+-- * screenshot_claim claims every owner's share in one statement (a lateral per owner, in the
+--   shares' order), not one UPDATE per owner; a share that came back short is made up by a second
+--   pass, as the loop over the owners did before.
+-- * The shares are computed in screenshot_claim itself: pgshot.claim_shares is gone (a call of a
+--   set-returning function, which ran its statement through a cursor). Its `slots` are
+--   materialized, where before they were sorted again for each owner.
+
+DROP FUNCTION pgshot.claim_shares(integer);
+
+CREATE OR REPLACE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
+               lease_expires_at timestamptz, created_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    checked boolean := pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
+    -- The owners to claim from, in order, and how many jobs each is offered.
+    tenants text[];
+    shares integer[];
+    wanted integer := max_jobs;
+    got integer;
+    carried boolean := false;
+BEGIN
+    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each,
+    -- from the end. Each owner's last entry is its newest job, live; its first ones are the jobs
+    -- just claimed, whose entries stay in the index until vacuum, and which the claim itself
+    -- reads past anyway (read from the start, the list of owners cost a second such walk).
+    WITH RECURSIVE t(tenant) AS (
+        (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+         WHERE j.status = 'QUEUED'
+         ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        UNION ALL
+        SELECT (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') < t.tenant
+                ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        FROM t WHERE t.tenant IS NOT NULL
+    )
+    SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
+    IF tenants IS NULL THEN
+        RETURN;
+    ELSIF cardinality(tenants) = 1 THEN
+        shares := ARRAY[max_jobs];
+    ELSE
+        -- Every owner with due jobs, those with slots first, so that the second pass offers the
+        -- rest to them in the same order. `slots` is materialized: read once per owner, it would
+        -- otherwise be sorted again for each.
+        WITH load AS (
+            SELECT x.tenant, due.head,
+                   (SELECT count(*) FROM pgshot.jobs p
+                    WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
+            FROM unnest(tenants) AS x(tenant)
+            -- The owner's next job, which also says that it has one due. Its share is not capped
+            -- by how many it has due: a share that comes back short is offered to the others.
+            CROSS JOIN LATERAL (
+                SELECT j.run_at AS head
+                FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
+                  AND j.run_at <= now()
+                ORDER BY j.priority, j.run_at, j.id
+                LIMIT 1
+            ) due
+        ), slots AS MATERIALIZED (
+            SELECT l.tenant
+            FROM load l CROSS JOIN LATERAL generate_series(1, max_jobs) AS s(k)
+            ORDER BY l.running + s.k, l.head, l.tenant
+            LIMIT max_jobs
+        ), share AS (
+            SELECT l.tenant, l.running, l.head,
+                   (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer AS jobs
+            FROM load l
+        )
+        SELECT array_agg(s.tenant ORDER BY s.jobs DESC, s.running, s.head, s.tenant),
+               array_agg(s.jobs ORDER BY s.jobs DESC, s.running, s.head, s.tenant)
+        INTO tenants, shares
+        FROM share s;
+        IF tenants IS NULL THEN
+            RETURN;
+        END IF;
+    END IF;
+    LOOP
+        -- The laterals run in the owners' order and lock only the rows they return; the outer
+        -- LIMIT stops the second pass at what is still wanted.
+        RETURN QUERY
+        WITH picked AS (
+            SELECT p.id
+            FROM unnest(tenants, shares) AS s(tenant, jobs)
+            CROSS JOIN LATERAL (
+                SELECT j.id
+                FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = s.tenant
+                  AND j.run_at <= now()
+                ORDER BY j.priority, j.run_at, j.id
+                LIMIT s.jobs
+                FOR UPDATE SKIP LOCKED
+            ) p
+            LIMIT wanted
+        )
+        UPDATE pgshot.jobs j
+        SET status = 'PROCESSING',
+            attempt = j.attempt + 1,
+            worker_id = screenshot_claim.worker_id,
+            lease_expires_at = now() + screenshot_claim.lease,
+            started_at = now()
+        FROM picked
+        WHERE j.id = picked.id
+        RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        wanted := wanted - got;
+        -- One owner's jobs are all offered in the first pass; after the second, each owner
+        -- has been offered all that is wanted.
+        EXIT WHEN wanted = 0 OR carried OR cardinality(tenants) = 1;
+        carried := true;
+        shares := array_fill(wanted, ARRAY[cardinality(tenants)]);
+    END LOOP;
+END
+$$;
+
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION screenshot_claim(text, integer, interval) SECURITY DEFINER '
+                   'SET search_path = pg_catalog, %I, pgshot, pg_temp', '@extschema@');
+END
+$$;
+ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
