@@ -666,7 +666,10 @@ per job to pgmq's four, and two row versions to one).
 2-core machine (steal, checkpoints), so pgshot and pgmq run 5 times each at every worker count, taking
 turns (and turns about which goes first). The table gives each rate's median and the runs; the
 verdict takes the median of the 5 paired ratios, each pgshot run against the pgmq run beside it in
-time. The fair-shares row is the median of as many runs.
+time. The fair-shares row is the median of as many runs. Each run has a database of its own,
+dropped when the run ends (since 0.8.0): left behind, its dead rows were vacuumed by autovacuum
+during later runs of either queue, which cost both (the last `--only drain` before the change:
+pgshot 6415 and pgmq 6718 jobs/s at 8 workers, 0.95x; the first after: 6830 and 6914, 0.98x).
 
 **Bloat.** Each pgshot job is updated twice (claim, complete) and kept; pgmq archives (insert +
 delete) and graphile-worker deletes, so their queue tables end empty with as many dead tuples as

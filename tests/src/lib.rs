@@ -194,6 +194,13 @@ impl Cluster {
         name
     }
 
+    /// Drops a database made by `fresh_db`, closing its connections first.
+    pub fn drop_db(&self, name: &str) {
+        self.connect("postgres")
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .expect("drop the database");
+    }
+
     /// The CA that signed the cluster's server certificate (for `sslrootcert`).
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join("tls/ca.pem")
