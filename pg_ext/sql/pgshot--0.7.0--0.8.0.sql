@@ -1,11 +1,15 @@
--- pgshot 0.7.0 -> 0.8.0, for the claim's cost with jobs of several owners; nothing a caller sees
--- changes.
+-- pgshot 0.7.0 -> 0.8.0, for the claim's cost with jobs of several owners. What a caller sees
+-- changes in one point: how ties between owners are broken.
 -- * screenshot_claim claims every owner's share in one statement (a lateral per owner, in the
 --   shares' order), not one UPDATE per owner; a share that came back short is made up by a second
 --   pass, as the loop over the owners did before.
 -- * The shares are computed in screenshot_claim itself: pgshot.claim_shares is gone (a call of a
 --   set-returning function, which ran its statement through a cursor). Its `slots` are
 --   materialized, where before they were sorted again for each owner.
+-- * The shares no longer look up each owner's next due job (an index scan per owner): ties
+--   between owners with as many jobs running are drawn at random (before, the owner whose next job
+--   had waited longest won), and a share larger than what an owner has due comes back short and
+--   goes to the others in the second pass.
 
 DROP FUNCTION pgshot.claim_shares(integer);
 
@@ -43,41 +47,31 @@ BEGIN
     ELSIF cardinality(tenants) = 1 THEN
         shares := ARRAY[max_jobs];
     ELSE
-        -- Every owner with due jobs, those with slots first, so that the second pass offers the
-        -- rest to them in the same order. `slots` is materialized: read once per owner, it would
-        -- otherwise be sorted again for each.
+        -- Every owner with queued jobs, those with slots first, so that the second pass offers
+        -- the rest to them in the same order. `slots` is materialized: read once per owner, it
+        -- would otherwise be sorted again for each.
         WITH load AS (
-            SELECT x.tenant, due.head,
+            -- Ties are drawn at random, again at each claim. Shares are not capped by how many
+            -- jobs each owner has due (finding out cost an index scan per owner): a share that
+            -- comes back short is offered to the others.
+            SELECT x.tenant, random() AS tie,
                    (SELECT count(*) FROM pgshot.jobs p
                     WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
             FROM unnest(tenants) AS x(tenant)
-            -- The owner's next job, which also says that it has one due. Its share is not capped
-            -- by how many it has due: a share that comes back short is offered to the others.
-            CROSS JOIN LATERAL (
-                SELECT j.run_at AS head
-                FROM pgshot.jobs j
-                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
-                  AND j.run_at <= now()
-                ORDER BY j.priority, j.run_at, j.id
-                LIMIT 1
-            ) due
         ), slots AS MATERIALIZED (
             SELECT l.tenant
             FROM load l CROSS JOIN LATERAL generate_series(1, max_jobs) AS s(k)
-            ORDER BY l.running + s.k, l.head, l.tenant
+            ORDER BY l.running + s.k, l.tie
             LIMIT max_jobs
         ), share AS (
-            SELECT l.tenant, l.running, l.head,
+            SELECT l.tenant, l.running, l.tie,
                    (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer AS jobs
             FROM load l
         )
-        SELECT array_agg(s.tenant ORDER BY s.jobs DESC, s.running, s.head, s.tenant),
-               array_agg(s.jobs ORDER BY s.jobs DESC, s.running, s.head, s.tenant)
+        SELECT array_agg(s.tenant ORDER BY s.jobs DESC, s.running, s.tie),
+               array_agg(s.jobs ORDER BY s.jobs DESC, s.running, s.tie)
         INTO tenants, shares
         FROM share s;
-        IF tenants IS NULL THEN
-            RETURN;
-        END IF;
     END IF;
     LOOP
         -- The laterals run in the owners' order and lock only the rows they return; the outer

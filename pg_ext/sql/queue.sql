@@ -270,12 +270,13 @@ $$;
 -- Fair shares between owners (an API key; for SQL enqueues the role): with one owner queued, all
 -- max_jobs are its own. With several, each slot goes to the owner that would then have the fewest
 -- jobs running, so a key with a backlog (or with priority -100) cannot hold back another key's
--- first job for more than about one job per worker slot. Ties go to the owner whose next job has
--- waited longest. Priority (then run_at) orders jobs within an owner only.
+-- first job for more than about one job per worker slot. Ties are drawn at random at each claim
+-- (since 0.8.0; before, the owner whose next job had waited longest won). Priority (then run_at)
+-- orders jobs within an owner only.
 --
 -- One statement claims every owner's share (since 0.8.0; before, one UPDATE per owner). A share
--- that comes back short (its jobs locked by other claimers, or fewer due) is made up by a second
--- pass that offers the rest to the owners in the same order.
+-- that comes back short (its jobs locked by other claimers, fewer than its share, or not due yet)
+-- is made up by a second pass that offers the rest to the owners in the same order.
 CREATE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
 RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
                lease_expires_at timestamptz, created_at timestamptz)
@@ -310,41 +311,31 @@ BEGIN
     ELSIF cardinality(tenants) = 1 THEN
         shares := ARRAY[max_jobs];
     ELSE
-        -- Every owner with due jobs, those with slots first, so that the second pass offers the
-        -- rest to them in the same order. `slots` is materialized: read once per owner, it would
-        -- otherwise be sorted again for each.
+        -- Every owner with queued jobs, those with slots first, so that the second pass offers
+        -- the rest to them in the same order. `slots` is materialized: read once per owner, it
+        -- would otherwise be sorted again for each.
         WITH load AS (
-            SELECT x.tenant, due.head,
+            -- Ties are drawn at random, again at each claim. Shares are not capped by how many
+            -- jobs each owner has due (finding out cost an index scan per owner): a share that
+            -- comes back short is offered to the others.
+            SELECT x.tenant, random() AS tie,
                    (SELECT count(*) FROM pgshot.jobs p
                     WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
             FROM unnest(tenants) AS x(tenant)
-            -- The owner's next job, which also says that it has one due. Its share is not capped
-            -- by how many it has due: a share that comes back short is offered to the others.
-            CROSS JOIN LATERAL (
-                SELECT j.run_at AS head
-                FROM pgshot.jobs j
-                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
-                  AND j.run_at <= now()
-                ORDER BY j.priority, j.run_at, j.id
-                LIMIT 1
-            ) due
         ), slots AS MATERIALIZED (
             SELECT l.tenant
             FROM load l CROSS JOIN LATERAL generate_series(1, max_jobs) AS s(k)
-            ORDER BY l.running + s.k, l.head, l.tenant
+            ORDER BY l.running + s.k, l.tie
             LIMIT max_jobs
         ), share AS (
-            SELECT l.tenant, l.running, l.head,
+            SELECT l.tenant, l.running, l.tie,
                    (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer AS jobs
             FROM load l
         )
-        SELECT array_agg(s.tenant ORDER BY s.jobs DESC, s.running, s.head, s.tenant),
-               array_agg(s.jobs ORDER BY s.jobs DESC, s.running, s.head, s.tenant)
+        SELECT array_agg(s.tenant ORDER BY s.jobs DESC, s.running, s.tie),
+               array_agg(s.jobs ORDER BY s.jobs DESC, s.running, s.tie)
         INTO tenants, shares
         FROM share s;
-        IF tenants IS NULL THEN
-            RETURN;
-        END IF;
     END IF;
     LOOP
         -- The laterals run in the owners' order and lock only the rows they return; the outer

@@ -1142,11 +1142,15 @@ fn a_share_whose_jobs_another_claimer_holds_goes_to_the_other_owners() {
     for i in 0..10 {
         enqueue_as(&mut c, &y, &format!("https://example.com/y/{i}"), json!({})).unwrap();
     }
+    // z's one job is not due: z is offered a share, which comes back empty.
+    let z = api_key(&mut c, "z");
+    let later = enqueue_as(&mut c, &z, "https://example.com/z", json!({"runAt": "2999-01-01T00:00:00Z"})).unwrap();
     // Another session holds three of x's four jobs, as a claimer does until it commits.
     let mut other = cl.connect(&name);
     let mut held = other.transaction().unwrap();
     held.execute("SELECT 1 FROM pgshot.jobs WHERE id = ANY($1) FOR UPDATE", &[&x_jobs[..3].to_vec()]).unwrap();
-    // x's share of 6 is 3 (x's jobs have waited longest), of which one is free; y makes up the rest.
+    // Nobody runs anything: x, y and z are offered 2 each. One of x's is free, none of z's is due,
+    // and y makes up the rest.
     let got = claim(&mut c, "w", 6, "5 minutes");
     let owners: Vec<String> = got.iter().map(|(id, _)| owner_of(&mut c, id)).collect();
     assert_eq!(got.len(), 6, "the claim is made up to what was asked: {owners:?}");
@@ -1166,6 +1170,7 @@ fn a_share_whose_jobs_another_claimer_holds_goes_to_the_other_owners() {
         .unwrap()
         .get(0);
     assert_eq!(queued, 3);
+    assert_eq!(job(&mut c, &later)["status"], "QUEUED");
     // Once free, they are claimed again, shared with y's rest: x runs one, y five, so x's three
     // come first.
     let next = claim(&mut c, "w", 4, "5 minutes");
