@@ -278,9 +278,9 @@ fn claim_and_complete(q: &SqlQueue, scale: usize, workers: &[usize], owners: Opt
         drained.table = table_state(&mut c, q.table);
         // Left behind, this run's dead rows would be vacuumed by autovacuum during a later run
         // (of either queue), a cost that neither queue's run should carry.
+        let name: String = c.query_one("SELECT current_database()", &[]).unwrap().get(0);
         drop(c);
-        let name = url.rsplit("dbname=").next().and_then(|s| s.split_whitespace().next()).expect("dbname in the url");
-        cluster().drop_db(name);
+        cluster().drop_db(&name);
     }
     drained
 }

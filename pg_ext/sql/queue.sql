@@ -289,7 +289,6 @@ DECLARE
     shares integer[];
     wanted integer := max_jobs;
     got integer;
-    carried boolean := false;
 BEGIN
     -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each,
     -- from the end. Each owner's last entry is its newest job, live; its first ones are the jobs
@@ -337,7 +336,7 @@ BEGIN
         INTO tenants, shares
         FROM share s;
     END IF;
-    LOOP
+    FOR pass IN 1 .. 2 LOOP
         -- The laterals run in the owners' order and lock only the rows they return; the outer
         -- LIMIT stops the second pass at what is still wanted.
         RETURN QUERY
@@ -366,10 +365,9 @@ BEGIN
         RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
         GET DIAGNOSTICS got = ROW_COUNT;
         wanted := wanted - got;
-        -- One owner's jobs are all offered in the first pass; after the second, each owner
-        -- has been offered all that is wanted.
-        EXIT WHEN wanted = 0 OR carried OR cardinality(tenants) = 1;
-        carried := true;
+        -- One owner's jobs are all offered in the first pass; in the second, each owner is
+        -- offered all that is still wanted.
+        EXIT WHEN wanted = 0 OR cardinality(tenants) = 1;
         shares := array_fill(wanted, ARRAY[cardinality(tenants)]);
     END LOOP;
 END
