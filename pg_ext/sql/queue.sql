@@ -348,7 +348,7 @@ BEGIN
                 FROM pgshot.jobs j
                 WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = s.tenant
                   AND j.run_at <= now()
-                ORDER BY j.priority, j.run_at, j.id
+                ORDER BY j.priority, j.run_at, j.enqueue_seq
                 LIMIT s.jobs
                 FOR UPDATE SKIP LOCKED
             ) p

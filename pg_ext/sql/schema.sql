@@ -55,6 +55,8 @@ CREATE TABLE pgshot.bulks (
 
 COMMENT ON TABLE pgshot.bulks IS 'bulk requests; their jobs carry jobs.bulk_id';
 
+CREATE SEQUENCE pgshot.jobs_enqueue_seq;
+
 CREATE TABLE pgshot.jobs (
     id               text PRIMARY KEY,
     -- The API key that created the job; NULL for jobs enqueued from SQL.
@@ -96,7 +98,12 @@ CREATE TABLE pgshot.jobs (
     -- Someone is told of this job's end: it is watched, has a webhook_url or belongs to a bulk
     -- (rule jobs_told_iff_listened). The end-of-job trigger's WHEN clause reads this one column
     -- (since 0.7.0): Postgres reads that clause back from its stored text at every complete.
-    told             boolean NOT NULL DEFAULT false
+    told             boolean NOT NULL DEFAULT false,
+    -- The order jobs were enqueued in (since 0.9.0; NULL for jobs that had finished before): jobs
+    -- of one owner with the same priority and run_at, as those of one bulk request or one
+    -- transaction are, are claimed first in, first out. It was the random id, so that a bulk
+    -- request's jobs ran in no order and the claims read its rows all over the table.
+    enqueue_seq      bigint DEFAULT nextval('pgshot.jobs_enqueue_seq')
 
     -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a
     -- completed_at, ...) and the shapes of id, url, error_code, options and errors are the one CHECK constraint
@@ -111,7 +118,7 @@ COMMENT ON TABLE pgshot.jobs IS 'screenshot jobs: one row per job, its state, le
 
 -- The claim's order within one owner (an API key, or for SQL enqueues the role): claiming reads
 -- it in order and stops, and a skip scan of its first column lists the owners with queued jobs.
-CREATE INDEX jobs_claim_order ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), priority, run_at, id)
+CREATE INDEX jobs_claim_order ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), priority, run_at, enqueue_seq)
     WHERE status = 'QUEUED';
 -- Jobs running: per owner, for fair shares and the in-flight limit, and all of them, whose
 -- expired leases the rescue finds by reading it whole (it holds only the jobs in flight, a few per
@@ -281,6 +288,8 @@ CREATE INDEX jobs_finished ON pgshot.jobs (completed_at) WHERE completed_at IS N
 SELECT pg_catalog.pg_extension_config_dump('pgshot.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.bulks', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs', '');
+-- A sequence's place is dumped only when it is marked itself.
+SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs_enqueue_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_attempts', '');

@@ -369,7 +369,7 @@ fn claim_order_follows_priority_then_run_at() {
         .query(
             "EXPLAIN SELECT id FROM pgshot.jobs WHERE status = 'QUEUED' \
                 AND coalesce(owner, enqueued_by, '') = 'someone' AND run_at <= now() \
-                ORDER BY priority, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED",
+                ORDER BY priority, run_at, enqueue_seq LIMIT 10 FOR UPDATE SKIP LOCKED",
             &[],
         )
         .unwrap()
@@ -378,6 +378,71 @@ fn claim_order_follows_priority_then_run_at() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(plan.contains("jobs_claim_order") && !plan.contains("Sort"), "{plan}");
+}
+
+/// Jobs of one owner with the same priority and run_at (one bulk request's, or those enqueued in
+/// one transaction) are claimed in the order they were enqueued, not in the order of their random
+/// ids; priority still comes first.
+#[test]
+fn jobs_enqueued_together_are_claimed_in_the_order_they_were_enqueued() {
+    let mut c = db();
+    let claim_all = |c: &mut Client, n: usize| -> Vec<String> {
+        let mut order = Vec::new();
+        while order.len() < n {
+            let batch = claim(c, "w", 7, "30 seconds");
+            assert!(!batch.is_empty(), "{} of {n} claimed", order.len());
+            order.extend(batch.into_iter().map(|(id, _)| id));
+        }
+        order
+    };
+
+    // One bulk request from SQL: its jobs share run_at.
+    let bulk: Vec<String> = c
+        .query(
+            "SELECT screenshot_enqueue_bulk((SELECT jsonb_agg(jsonb_build_object('url', \
+                 'https://example.com/' || g) ORDER BY g) FROM generate_series(1, 30) g))",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut by_id = bulk.clone();
+    by_id.sort();
+    assert_ne!(by_id, bulk, "the ids are not in enqueue order, or the test could not tell");
+    assert_eq!(claim_all(&mut c, 30), bulk);
+
+    // Single enqueues in one transaction (one now()), then a more urgent job enqueued last.
+    let mut t = c.transaction().unwrap();
+    let mut together: Vec<String> = (0..20)
+        .map(|i| t.query_one("SELECT screenshot_enqueue($1)", &[&format!("https://example.com/t{i}")]).unwrap().get(0))
+        .collect();
+    let urgent: String = t
+        .query_one("SELECT screenshot_enqueue('https://example.com/urgent', '{\"priority\": -1}')", &[])
+        .unwrap()
+        .get(0);
+    t.commit().unwrap();
+    together.insert(0, urgent);
+    assert_eq!(claim_all(&mut c, 21), together);
+
+    // An API key's bulk request, by position.
+    let key = api_key(&mut c, "fifo");
+    let bulk_id: String = c
+        .query_one(
+            "SELECT pgshot.enqueue_bulk_owned($1, (SELECT jsonb_agg(jsonb_build_object('url', \
+                 'https://example.com/b' || g) ORDER BY g) FROM generate_series(1, 12) g), 100, NULL, NULL)",
+            &[&key],
+        )
+        .unwrap()
+        .get(0);
+    let by_position: Vec<String> = c
+        .query("SELECT id FROM pgshot.jobs WHERE bulk_id = $1 ORDER BY bulk_position", &[&bulk_id])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(by_position.len(), 12);
+    assert_eq!(claim_all(&mut c, 12), by_position);
 }
 
 #[test]

@@ -135,8 +135,9 @@ fn told(job: &serde_json::Map<String, Value>) -> Value {
     Value::Bool(job.get("watched") == Some(&Value::Bool(true)) || set("webhook_url") || set("bulk_id"))
 }
 
-/// `after` without the keys of row objects that `before`'s rows lack, once checked to be NULL
-/// (or, in the job JSON, to be one of the derived fields).
+/// `after` without the keys of row objects that `before`'s rows lack, once checked to be NULL (or
+/// derived: in the job JSON one of the derived fields, in the jobs `told` and the number of a job
+/// not yet finished).
 fn without_new_columns(mut after: Value, before: &Value) -> Value {
     for (table, rows) in after.as_object_mut().unwrap() {
         let (Some(rows), Some(old_rows)) = (rows.as_array_mut(), before[table].as_array()) else { continue };
@@ -145,7 +146,9 @@ fn without_new_columns(mut after: Value, before: &Value) -> Value {
             row.retain(|k, v| {
                 let kept = old.contains_key(k);
                 let derived = (table == "api" && DERIVED_JOB_FIELDS.contains(&k.as_str()))
-                    || (table == "jobs" && k == "told" && *v == told(old));
+                    || (table == "jobs" && k == "told" && *v == told(old))
+                    // 0.9.0 numbers the jobs not yet finished, which a claim may still read.
+                    || (table == "jobs" && k == "enqueue_seq" && v.is_i64() && old["completed_at"].is_null());
                 assert!(kept || v.is_null() || derived, "{table}.{k} is {v} in a row from before the update");
                 kept
             });
