@@ -99,10 +99,10 @@ CREATE TABLE pgshot.jobs (
     -- (rule jobs_told_iff_listened). The end-of-job trigger's WHEN clause reads this one column
     -- (since 0.7.0): Postgres reads that clause back from its stored text at every complete.
     told             boolean NOT NULL DEFAULT false,
-    -- The order jobs were enqueued in (since 0.9.0; NULL for jobs that had finished before): jobs
-    -- of one owner with the same priority and run_at, as those of one bulk request or one
-    -- transaction are, are claimed first in, first out. It was the random id, so that a bulk
-    -- request's jobs ran in no order and the claims read its rows all over the table.
+    -- The order jobs were enqueued in (since 0.9.0; NULL in jobs that had finished before): jobs
+    -- of one owner with the same priority and run_at, as one bulk request's or one transaction's
+    -- are, are claimed first in, first out. Before, the random id broke those ties: a bulk
+    -- request's jobs ran in no order, and the claims read their rows all over the table.
     enqueue_seq      bigint DEFAULT nextval('pgshot.jobs_enqueue_seq')
 
     -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a

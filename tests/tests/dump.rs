@@ -53,10 +53,22 @@ fn pg_dump_and_restore_keep_queued_jobs_claimable_and_results_readable() {
     assert_eq!(restored["status"], "COMPLETED");
     let bytes: Vec<u8> = r.query_one("SELECT bytes FROM screenshot_result($1)", &[&done]).unwrap().get(0);
     assert_eq!(bytes, b"\x89PNG\r\n\x1a\n");
-    let mut claimed: Vec<String> =
+    let claimed: Vec<String> =
         r.query("SELECT id FROM screenshot_claim('w2', 10)", &[]).unwrap().iter().map(|row| row.get(0)).collect();
-    claimed.sort();
-    let mut expected = vec![ids[0].clone(), ids[2].clone()];
-    expected.sort();
-    assert_eq!(claimed, expected, "the queued jobs survive the dump and can be claimed");
+    assert_eq!(claimed, [ids[0].clone(), ids[2].clone()], "the queued jobs survive the dump, in enqueue order");
+    // The sequence that numbers jobs as they are enqueued is dumped as well: restarted at 1, it
+    // would put a new job ahead of the restored ones.
+    let newer: String = r.query_one("SELECT screenshot_enqueue('https://example.com/4')", &[]).unwrap().get(0);
+    let (seq, restored_max): (i64, i64) = r
+        .query_one(
+            "SELECT (SELECT enqueue_seq FROM pgshot.jobs WHERE id = $1), \
+                    (SELECT max(enqueue_seq) FROM pgshot.jobs WHERE id <> $1)",
+            &[&newer],
+        )
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    assert!(
+        seq > restored_max,
+        "a job enqueued after the restore is numbered {seq}, the restored ones up to {restored_max}"
+    );
 }
