@@ -271,8 +271,8 @@ $$;
 -- max_jobs are its own. With several, each slot goes to the owner that would then have the fewest
 -- jobs running, so a key with a backlog (or with priority -100) cannot hold back another key's
 -- first job for more than about one job per worker slot. Ties are drawn at random at each claim
--- (since 0.8.0; before, the owner whose next job had waited longest won). Priority (then run_at)
--- orders jobs within an owner only.
+-- (since 0.8.0; before, the owner whose next job had waited longest won). Priority, then run_at,
+-- then the order of enqueue (jobs.enqueue_seq, since 0.9.0) order jobs within an owner only.
 --
 -- One statement claims every owner's share (since 0.8.0; before, one UPDATE per owner). A share
 -- that comes back short (its jobs locked by other claimers, fewer than its share, or not due yet)
