@@ -18,6 +18,13 @@
 ALTER TABLE pgshot.jobs ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(jobs));
 ALTER TABLE pgshot.outputs ADD CONSTRAINT outputs_rules CHECK (pgshot.output_row_check(outputs));
 
+-- The name of this database's group role of a kind (app, worker, api, admin); NULL for another
+-- kind. Anyone may ask: GRANT (SELECT pgshot.role('worker')) is how a login role is given one.
+CREATE FUNCTION pgshot.role(kind text) RETURNS name
+LANGUAGE sql STABLE AS $$
+    SELECT r.role_name FROM pgshot.roles r WHERE r.kind = role.kind
+$$;
+
 CREATE FUNCTION pgshot.notify_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('pgshot_jobs', 'queued');
@@ -49,7 +56,7 @@ BEGIN
          WITH ORDINALITY AS r(id, url, options, priority, run_at, max_attempts, key, webhook_url,
                               webhook_secret, ord)
     ORDER BY r.ord
-    ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+    ON CONFLICT ((coalesce(owner, enqueued_by, '')), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
     -- After the insert, so that a request answered from its idempotency key takes nothing.
     GET DIAGNOSTICS inserted = ROW_COUNT;
     IF p_owner IS NOT NULL AND inserted > 0 THEN
@@ -64,7 +71,8 @@ BEGIN
     FROM unnest(p_ids, p_urls, p_options, p_priorities, p_max_attempts, p_keys, p_webhook_urls,
                 p_webhook_secrets)
          AS r(id, url, options, priority, max_attempts, key, webhook_url, webhook_secret)
-    JOIN pgshot.jobs j ON j.idempotency_key = r.key AND j.owner IS NOT DISTINCT FROM p_owner
+    JOIN pgshot.jobs j ON j.idempotency_key = r.key
+                               AND coalesce(j.owner, j.enqueued_by, '') = coalesce(p_owner, pgshot.caller(), '')
     WHERE j.id <> r.id
       AND (j.url, j.options, j.priority, j.max_attempts, j.webhook_url, j.webhook_secret)
           IS DISTINCT FROM (r.url, r.options, r.priority, r.max_attempts, r.webhook_url, r.webhook_secret)
@@ -79,7 +87,8 @@ BEGIN
     SELECT array_agg(coalesce(j.id, r.id) ORDER BY r.ord) INTO result
     FROM unnest(p_ids, p_keys) WITH ORDINALITY AS r(id, key, ord)
     LEFT JOIN pgshot.jobs j
-           ON r.key IS NOT NULL AND j.idempotency_key = r.key AND j.owner IS NOT DISTINCT FROM p_owner;
+           ON r.key IS NOT NULL AND j.idempotency_key = r.key
+                               AND coalesce(j.owner, j.enqueued_by, '') = coalesce(p_owner, pgshot.caller(), '');
     RETURN result;
 END
 $$;
@@ -186,14 +195,14 @@ LANGUAGE sql STABLE AS $$
     ) o
 $$;
 
--- Whether the calling role may see job j: members of pgshot_app see the jobs they enqueued, and
--- no other; every other role that may call the function (pgshot_api, pgshot_admin, the database
--- owner, superusers) sees every job. To the others, a job that is not theirs does not exist.
+-- Whether the calling role may see job j: a role sees the jobs it enqueued; members of this
+-- database's api role (so its admin role, the database owner and superusers too) see every job.
+-- Every other role, an app role member or one that reached a function some other way (its own
+-- SECURITY DEFINER wrapper, SET ROLE), sees its own jobs only: to it another's job does not exist.
 CREATE FUNCTION pgshot.visible(j pgshot.jobs) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT j.enqueued_by IS NOT DISTINCT FROM pgshot.caller()
-        OR NOT pg_catalog.pg_has_role(pgshot.caller()::name, 'pgshot_app', 'MEMBER')
-        OR pg_catalog.pg_has_role(pgshot.caller()::name, 'pgshot_admin', 'MEMBER')
+        OR pg_catalog.pg_has_role(pgshot.caller()::name, pgshot.role('api'), 'MEMBER')
 $$;
 
 -- VOLATILE, not STABLE: a STABLE function sees the snapshot of the statement that calls it, so
@@ -242,7 +251,7 @@ LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 hour' THEN
         RAISE EXCEPTION 'lease must be between 1 second and 1 hour'
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', lease);
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('got %s', lease);
     END IF;
     RETURN true;
 END
@@ -253,12 +262,12 @@ $$;
 CREATE FUNCTION pgshot.check_claim(worker_id text, max_name text, max_value integer, lease interval)
 RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF coalesce(trim(worker_id), '') = '' THEN
+    IF coalesce(pg_catalog.btrim(worker_id), '') = '' THEN
         RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF max_value IS NULL OR max_value NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION '% must be between 1 and 1000', max_name
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_value);
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('got %s', max_value);
     END IF;
     RETURN pgshot.check_lease(lease);
 END
@@ -1119,7 +1128,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'bulk job "%" does not exist', p_bulk_id USING ERRCODE = 'no_data_found';
     END IF;
-    PERFORM screenshot_cancel(j.id)
+    PERFORM @extschema@.screenshot_cancel(j.id)
     FROM pgshot.jobs j
     WHERE j.bulk_id = p_bulk_id AND j.status IN ('QUEUED', 'PROCESSING') AND NOT j.cancel_requested;
     RETURN pgshot.bulk_json(b, false);
@@ -1317,25 +1326,55 @@ COMMENT ON FUNCTION screenshot_webhook_record(text, text, integer, integer, text
 
 ALTER TABLE pgshot.jobs ALTER COLUMN enqueued_by SET DEFAULT pgshot.caller();
 
--- Privileges (README "Running in production"). Four group roles, created once per cluster and
--- kept if the extension is dropped; grant them to login roles:
---   pgshot_app     enqueue, and read, cancel and fetch the results of its own jobs, from SQL
---   pgshot_worker  claim, heartbeat, complete, fail, release, rescue, purge, deliver webhooks
---   pgshot_api     what pgshot-api does: jobs on behalf of API keys, reading the tables it lists
---   pgshot_admin   all of the above and API keys (`pgshot-api keys`), every table
+-- Privileges (README "Running in production"). Four group roles of this database, created at
+-- install (pgshot.create_roles) and kept if the extension is dropped; grant them to login roles:
+--   app     enqueue, and read, cancel and fetch the results of its own jobs, from SQL
+--   worker  claim, heartbeat, complete, fail, release, rescue, purge, deliver webhooks
+--   api     what pgshot-api does: jobs on behalf of API keys, reading the tables it lists
+--   admin   all of the above and API keys (`pgshot-api keys`), every table
+-- They are named pgshot_<database>_<kind> (pgshot.role(kind) says the name): roles are shared by
+-- the whole cluster, so one database's roles, and its owner's ADMIN OPTION, must not be the ones
+-- another database's functions are granted to.
 -- Every function runs as its owner (SECURITY DEFINER) with a fixed search_path, so that callers
 -- need no privilege on the tables; EXECUTE is revoked from PUBLIC and granted to these roles.
-DO $$
+CREATE FUNCTION pgshot.create_roles() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pgshot, pg_temp AS $$
 DECLARE
-    r text;
+    db_oid oid := (SELECT d.oid FROM pg_database d WHERE d.datname = current_database());
+    db text := current_database();
+    base text;
+    marker text;
+    kind text;
+    r name;
+    existing oid;
+    note text;
 BEGIN
-    FOREACH r IN ARRAY ARRAY['pgshot_app', 'pgshot_worker', 'pgshot_api', 'pgshot_admin'] LOOP
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+    -- pgshot_ and _worker leave 49 bytes of the 63 a name may have.
+    base := CASE WHEN octet_length(db) <= 40 THEN db ELSE left(db, 8) || '_' || db_oid::text END;
+    marker := 'pgshot role of database ' || db_oid::text;
+    FOREACH kind IN ARRAY ARRAY['app', 'worker', 'api', 'admin'] LOOP
+        r := 'pgshot_' || base || '_' || kind;
+        existing := NULL;
+        SELECT a.oid, shobj_description(a.oid, 'pg_authid') INTO existing, note
+        FROM pg_roles a WHERE a.rolname = r;
+        IF existing IS NULL THEN
+            EXECUTE 'CREATE ROLE ' || quote_ident(r) || ' NOLOGIN';
+        ELSIF note IS DISTINCT FROM marker AND NOT coalesce(note LIKE 'pgshot role of database %' AND NOT EXISTS (
+                SELECT FROM pg_database d WHERE d.oid::text = substr(note, 25)), false) THEN
+            -- A role of that name that pgshot did not make for this database (another database's,
+            -- whose name starts alike, or anyone's): taking it would hand its members this one.
+            RAISE EXCEPTION 'role "%" exists and is not pgshot''s % role of database "%"', r, kind, db
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = coalesce('its comment says: ' || note, 'it has no comment'),
+                      HINT = 'drop or rename that role, then create the extension again';
         END IF;
+        -- A database of this name that was dropped left its roles behind: they are this one's now.
+        EXECUTE 'COMMENT ON ROLE ' || quote_ident(r) || ' IS ' || quote_literal(marker);
+        INSERT INTO pgshot.roles (kind, role_name) VALUES (kind, r);
     END LOOP;
 END
 $$;
+SELECT pgshot.create_roles();
 
 -- For workers: what the worker is, at every maintenance tick (and at start). Workers not seen for
 -- a day are forgotten here.
@@ -1455,7 +1494,7 @@ $$;
 -- Jobs that finished in the last `since`, per `bucket` (oldest first, empty buckets left out):
 -- counts per final status, and the render time (claim to completion of the last attempt) of the
 -- completed ones. Reads jobs_finished over that range only. `owner` narrows it to one API key or
--- role; members of pgshot_app see their own jobs only.
+-- role; members of the app role see their own jobs only.
 CREATE FUNCTION screenshot_activity(since interval DEFAULT '1 hour', bucket interval DEFAULT '1 minute',
                                     owner text DEFAULT NULL)
 RETURNS TABLE (bucket_start timestamptz, completed bigint, failed bigint, cancelled bigint,
@@ -1570,7 +1609,11 @@ COMMENT ON FUNCTION pgshot.job_retry(text, text) IS
 
 -- Every function of the extension runs as its owner, with a fixed search_path, so that no object
 -- a caller creates in a schema of their search_path (a table or operator named like one of ours)
--- is used in its place; pg_temp last, so that a temporary object cannot shadow one either.
+-- is used in its place. Only schemas that no one but a superuser can create in: not the
+-- extension's schema (public, by default, where the database owner creates what they like), whose
+-- functions the bodies name with @extschema@. pg_temp last, so that a temporary object cannot
+-- shadow one either. An operator in public taking numeric and integer would otherwise be picked
+-- for `extract(...) > 10000` in a function that runs as the bootstrap superuser.
 DO $$
 DECLARE
     f regprocedure;
@@ -1581,9 +1624,9 @@ BEGIN
         WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.refclassid = 'pg_catalog.pg_extension'::regclass
           AND d.deptype = 'e' AND e.extname = 'pgshot'
     LOOP
-        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, %I, pgshot, pg_temp', f, '@extschema@');
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgshot_admin', f);
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pgshot, pg_temp', f);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', f, pgshot.role('admin'));
     END LOOP;
 END
 $$;
@@ -1601,7 +1644,8 @@ ALTER FUNCTION pgshot.retry_delay(integer) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.webhook_retry_delay(integer) SECURITY INVOKER RESET ALL;
 -- And the checks of a claim's and a complete's arguments (since 0.7.0): they read only
 -- their arguments and raise 22023. Called from a claim they run with its owner and search_path;
--- only pgshot_admin may call them directly, as itself.
+-- only the admin role may call them directly, as itself (they name pg_catalog's functions, so that
+-- a caller's search_path changes nothing in them either).
 ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pgshot.check_outputs(pgshot.output[], text) SECURITY INVOKER RESET ALL;
@@ -1617,44 +1661,71 @@ ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cach
 ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.complete_missed(text, text, integer) SET plan_cache_mode = force_generic_plan;
 
--- Who am I: anyone may ask (it is also the default of jobs.enqueued_by).
-GRANT EXECUTE ON FUNCTION pgshot.caller() TO PUBLIC;
-GRANT USAGE ON SCHEMA pgshot TO pgshot_app, pgshot_worker, pgshot_api, pgshot_admin;
-GRANT EXECUTE ON FUNCTION
-    screenshot_enqueue(text, jsonb), screenshot_enqueue_bulk(jsonb),
-    screenshot_job(text), screenshot_cancel(text), screenshot_result(text, text), screenshot_watch(text)
-    TO pgshot_app, pgshot_api;
-GRANT EXECUTE ON FUNCTION
-    screenshot_claim(text, integer, interval), screenshot_heartbeat(text, text, integer, interval),
-    screenshot_complete(text, text, integer, jsonb, pgshot.output[]),
-    screenshot_fail(text, text, integer, text, text, boolean), screenshot_release(text, text, integer),
-    screenshot_rescue(integer), screenshot_purge(integer),
-    screenshot_webhook_claim(text, integer, interval),
-    screenshot_webhook_record(text, text, integer, integer, text, integer),
-    screenshot_store_begin(text, text, integer, text[]),
-    screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]),
-    screenshot_storage_sweep(integer), screenshot_storage_forget(text[])
-    TO pgshot_worker;
-GRANT EXECUTE ON FUNCTION
-    pgshot.api_key_owner(text), pgshot.enqueue_owned(text, text, jsonb),
-    pgshot.enqueue_bulk_owned(text, jsonb, integer, text, text),
-    pgshot.job_json(pgshot.jobs), pgshot.bulk_json(pgshot.bulks, boolean), pgshot.bulk_cancel(text),
-    pgshot.timestamp_json(timestamptz), pgshot.api_key_limits(text), pgshot.usage(text)
-    TO pgshot_api;
-GRANT SELECT ON pgshot.jobs, pgshot.bulks, pgshot.outputs TO pgshot_api;
-GRANT SELECT ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs, pgshot.webhook_deliveries,
-    pgshot.webhook_attempts, pgshot.storage_garbage, pgshot.workers, pgshot.thumbnails, pgshot.hourly TO pgshot_admin;
--- The dashboard's reads (pgshot-api, dashboard.rs); thumbnails and activity for SQL users too.
-GRANT EXECUTE ON FUNCTION
-    screenshot_worker_beat(text, text, integer, integer, integer, text, integer), screenshot_worker_stop(text),
-    screenshot_thumbnail_put(text, text, integer, text, integer, integer, bytea), screenshot_rollup()
-    TO pgshot_worker;
-GRANT EXECUTE ON FUNCTION
-    screenshot_thumbnail(text), screenshot_activity(interval, interval, text), screenshot_error_counts(interval, text)
-    TO pgshot_app, pgshot_api;
-GRANT EXECUTE ON FUNCTION screenshot_workers(), pgshot.job_retry(text, text) TO pgshot_api;
-GRANT SELECT ON pgshot.thumbnails, pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.hourly, pgshot.workers
-    TO pgshot_api;
-GRANT pgshot_app, pgshot_worker, pgshot_api TO pgshot_admin;
--- The database owner who created the extension administers it and hands the roles out.
-GRANT pgshot_admin TO @extowner@ WITH ADMIN OPTION;
+-- Who am I, and what are this database's roles called: anyone may ask (caller() is also the
+-- default of jobs.enqueued_by).
+GRANT EXECUTE ON FUNCTION pgshot.caller(), pgshot.role(text) TO PUBLIC;
+
+-- Each role's part, granted to this database's roles (pgshot.roles), run once at install and by
+-- the upgrade that made the roles per database. Its own search_path: it runs while the install
+-- script's is the extension's schema.
+CREATE FUNCTION pgshot.grant_privileges() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pgshot, pg_temp AS $$
+DECLARE
+    app text := quote_ident(pgshot.role('app'));
+    worker text := quote_ident(pgshot.role('worker'));
+    api text := quote_ident(pgshot.role('api'));
+    admin text := quote_ident(pgshot.role('admin'));
+    ext text := quote_ident('@extschema@');
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA pgshot TO %s, %s, %s, %s', app, worker, api, admin);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        %1$s.screenshot_enqueue(text, jsonb), %1$s.screenshot_enqueue_bulk(jsonb),
+        %1$s.screenshot_job(text), %1$s.screenshot_cancel(text), %1$s.screenshot_result(text, text),
+        %1$s.screenshot_watch(text), %1$s.screenshot_thumbnail(text),
+        %1$s.screenshot_activity(interval, interval, text), %1$s.screenshot_error_counts(interval, text)
+        TO %2$s, %3$s', ext, app, api);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        %1$s.screenshot_claim(text, integer, interval), %1$s.screenshot_heartbeat(text, text, integer, interval),
+        %1$s.screenshot_complete(text, text, integer, jsonb, pgshot.output[]),
+        %1$s.screenshot_fail(text, text, integer, text, text, boolean), %1$s.screenshot_release(text, text, integer),
+        %1$s.screenshot_rescue(integer), %1$s.screenshot_purge(integer),
+        %1$s.screenshot_webhook_claim(text, integer, interval),
+        %1$s.screenshot_webhook_record(text, text, integer, integer, text, integer),
+        %1$s.screenshot_store_begin(text, text, integer, text[]),
+        %1$s.screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]),
+        %1$s.screenshot_storage_sweep(integer), %1$s.screenshot_storage_forget(text[]),
+        %1$s.screenshot_worker_beat(text, text, integer, integer, integer, text, integer),
+        %1$s.screenshot_worker_stop(text),
+        %1$s.screenshot_thumbnail_put(text, text, integer, text, integer, integer, bytea), %1$s.screenshot_rollup()
+        TO %2$s', ext, worker);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        pgshot.api_key_owner(text), pgshot.enqueue_owned(text, text, jsonb),
+        pgshot.enqueue_bulk_owned(text, jsonb, integer, text, text),
+        pgshot.job_json(pgshot.jobs), pgshot.bulk_json(pgshot.bulks, boolean), pgshot.bulk_cancel(text),
+        pgshot.timestamp_json(timestamptz), pgshot.api_key_limits(text), pgshot.usage(text),
+        %1$s.screenshot_workers(), pgshot.job_retry(text, text)
+        TO %2$s', ext, api);
+    -- The dashboard's reads (pgshot-api, dashboard.rs).
+    EXECUTE format('GRANT SELECT ON pgshot.jobs, pgshot.bulks, pgshot.outputs, pgshot.thumbnails,
+        pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.hourly, pgshot.workers TO %s', api);
+    EXECUTE format('GRANT SELECT ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs,
+        pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.storage_garbage, pgshot.workers,
+        pgshot.thumbnails, pgshot.hourly, pgshot.roles TO %s', admin);
+    EXECUTE format('GRANT %s, %s, %s TO %s', app, worker, api, admin);
+END
+$$;
+SELECT pgshot.grant_privileges();
+-- The database owner who created the extension administers it and hands its four roles out
+-- (this database's only: ADMIN OPTION on another database's roles would administer that one).
+DO $$
+DECLARE
+    r name;
+BEGIN
+    FOR r IN SELECT role_name FROM pgshot.roles ORDER BY kind LOOP
+        EXECUTE 'GRANT ' || pg_catalog.quote_ident(r) || ' TO @extowner@ WITH ADMIN OPTION';
+    END LOOP;
+END
+$$;
+-- Set-up only: nobody calls them again (the roles exist, the grants are made).
+DROP FUNCTION pgshot.create_roles();
+DROP FUNCTION pgshot.grant_privileges();

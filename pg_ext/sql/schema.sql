@@ -16,6 +16,19 @@
 CREATE SCHEMA pgshot;
 COMMENT ON SCHEMA pgshot IS 'pgshot job tables; use the screenshot_* functions rather than writing here';
 
+-- This database's four group roles (queue.sql, "Privileges"): roles are shared by every database
+-- of a cluster, so each database where pgshot is installed has roles of its own, named after it
+-- (pgshot_<database>_app, ..._worker, ..._api, ..._admin), and grants nothing to another's. Not
+-- dumped: a restore runs CREATE EXTENSION, which makes the roles of the database restored into.
+CREATE TABLE pgshot.roles (
+    kind      text PRIMARY KEY,
+    role_name name NOT NULL,
+    CONSTRAINT roles_kind_known CHECK (kind IN ('app', 'worker', 'api', 'admin')),
+    CONSTRAINT roles_role_name_unique UNIQUE (role_name)
+);
+
+COMMENT ON TABLE pgshot.roles IS 'this database''s pgshot group roles by kind (app, worker, api, admin)';
+
 -- REST API keys: only a SHA-256 of each key is kept; the key itself is shown once, at creation.
 CREATE TABLE pgshot.api_keys (
     id         text PRIMARY KEY,
@@ -90,7 +103,7 @@ CREATE TABLE pgshot.jobs (
     -- startedAt since 0.4.0).
     errors           jsonb NOT NULL DEFAULT '[]',
     -- The database role that enqueued the job (pgshot.caller(), the default set in queue.sql);
-    -- a member of pgshot_app sees only its own jobs. NULL for jobs enqueued before 0.2.0.
+    -- a member of the app role sees only its own jobs. NULL for jobs enqueued before 0.2.0.
     enqueued_by      text,
     -- Someone waits for this job (a sync capture, or screenshot_watch): its end is sent on
     -- pgshot_job_done. NULL otherwise, unless pgshot.notify_all_done is on.
@@ -126,8 +139,9 @@ CREATE INDEX jobs_claim_order ON pgshot.jobs ((coalesce(owner, enqueued_by, ''))
 CREATE INDEX jobs_processing ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), lease_expires_at)
     WHERE status = 'PROCESSING';
 CREATE INDEX jobs_result_expiry ON pgshot.jobs (expires_at) WHERE status = 'COMPLETED' AND purged_at IS NULL;
--- Idempotency keys are per owner: two API keys may use the same key for different jobs.
-CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs ((coalesce(owner, '')), idempotency_key)
+-- Idempotency keys are per owner: two API keys, or two SQL roles, may use the same key for
+-- different jobs (and a collision names no job of another owner).
+CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX jobs_bulk ON pgshot.jobs (bulk_id, bulk_position) WHERE bulk_id IS NOT NULL;
 CREATE INDEX bulks_owner_recent ON pgshot.bulks (owner, created_at DESC, id DESC);

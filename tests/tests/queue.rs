@@ -750,7 +750,7 @@ fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
         let config = config.unwrap_or_default();
         assert_eq!(
             config.first().map(String::as_str),
-            Some("search_path=pg_catalog, public, pgshot, pg_temp"),
+            Some("search_path=pg_catalog, pgshot, pg_temp"),
             "{name}"
         );
         // The queue's hot path also plans once per session; nothing else is set.
@@ -973,8 +973,10 @@ fn private_networks_need_a_superuser_setting() {
     c.batch_execute("SET pgshot.allow_private_networks = on").unwrap();
     enqueue(&mut c, "http://127.0.0.1:8080/", json!({"webhookUrl": "http://127.0.0.1:9000/hook"}));
 
-    // An application role (pgshot_app) may enqueue, and nothing more.
-    c.batch_execute("CREATE ROLE mallory LOGIN; GRANT pgshot_app TO mallory").unwrap();
+    // An application role (this database's app role) may enqueue, and nothing more.
+    c.batch_execute("CREATE ROLE mallory LOGIN").unwrap();
+    let app: String = c.query_one("SELECT pgshot.role('app')::text", &[]).unwrap().get(0);
+    c.batch_execute(&format!("GRANT \"{app}\" TO mallory")).unwrap();
     let mallory = format!("host=127.0.0.1 port={} user=mallory dbname={name}", cl.port());
     // Before the library is loaded the setting is a placeholder: Postgres accepts the SET but drops
     // the value when pgshot registers the setting as superuser-only.

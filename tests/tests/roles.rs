@@ -1,5 +1,5 @@
-//! Least privilege: the extension's four group roles (pgshot_app, pgshot_worker, pgshot_api,
-//! pgshot_admin), each granted to a login role, can do their part and nothing else; a role with
+//! Least privilege: the extension's four group roles of a database (app, worker, api, admin:
+//! pgshot_<database>_<kind>), each granted to a login role, can do their part and nothing else; a role with
 //! none of them can do nothing; a pgshot_app member sees only the jobs it enqueued. Then a real
 //! API, worker and CLI run as those roles, with no other privilege.
 
@@ -15,11 +15,13 @@ use serde_json::{json, Value};
 const DENIED: &str = "42501";
 const NO_DATA_FOUND: &str = "P0002";
 
-/// A login role that is a member of `group` (none if empty), and the connection string of `db` as it.
-fn login(admin: &mut Client, db: &str, name: &str, group: &str) -> String {
+/// A login role that is a member of the database's group role of `kind` (app, worker, api,
+/// admin; none if empty), and the connection string of `db` as it.
+fn login(admin: &mut Client, db: &str, name: &str, kind: &str) -> String {
     admin.batch_execute(&format!("CREATE ROLE {name} LOGIN")).unwrap();
-    if !group.is_empty() {
-        admin.batch_execute(&format!("GRANT {group} TO {name}")).unwrap();
+    if !kind.is_empty() {
+        let group: String = admin.query_one("SELECT pgshot.role($1)::text", &[&kind]).unwrap().get(0);
+        admin.batch_execute(&format!("GRANT \"{group}\" TO {name}")).unwrap();
     }
     format!("host=127.0.0.1 port={} user={name} dbname={db}", cluster().port())
 }
@@ -29,11 +31,11 @@ fn each_role_does_its_part_and_nothing_else() {
     let cluster = cluster();
     let (mut su, _) = cluster.fresh_local_db(&[]);
     let db: String = su.query_one("SELECT current_database()::text", &[]).unwrap().get(0);
-    let mut app1 = connect_url(&login(&mut su, &db, "app1", "pgshot_app"));
-    let mut app2 = connect_url(&login(&mut su, &db, "app2", "pgshot_app"));
-    let mut worker = connect_url(&login(&mut su, &db, "worker1", "pgshot_worker"));
-    let mut api = connect_url(&login(&mut su, &db, "api1", "pgshot_api"));
-    let mut admin = connect_url(&login(&mut su, &db, "admin1", "pgshot_admin"));
+    let mut app1 = connect_url(&login(&mut su, &db, "app1", "app"));
+    let mut app2 = connect_url(&login(&mut su, &db, "app2", "app"));
+    let mut worker = connect_url(&login(&mut su, &db, "worker1", "worker"));
+    let mut api = connect_url(&login(&mut su, &db, "api1", "api"));
+    let mut admin = connect_url(&login(&mut su, &db, "admin1", "admin"));
     let mut nobody = connect_url(&login(&mut su, &db, "nobody", ""));
 
     // An application enqueues and reads its own jobs, from SQL, and nothing more.
@@ -132,9 +134,9 @@ fn the_api_worker_and_cli_need_no_more_than_their_roles() {
     let cluster = cluster();
     let (mut su, _) = cluster.fresh_local_db(&[]);
     let db: String = su.query_one("SELECT current_database()::text", &[]).unwrap().get(0);
-    let admin_url = login(&mut su, &db, "cli_admin", "pgshot_admin");
-    let api_url = login(&mut su, &db, "api_login", "pgshot_api");
-    let worker_url = login(&mut su, &db, "worker_login", "pgshot_worker");
+    let admin_url = login(&mut su, &db, "cli_admin", "admin");
+    let api_url = login(&mut su, &db, "api_login", "api");
+    let worker_url = login(&mut su, &db, "worker_login", "worker");
     for role in ["cli_admin", "api_login", "worker_login"] {
         let superuser: bool =
             su.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&role]).unwrap().get(0);

@@ -1,5 +1,6 @@
-//! `ALTER EXTENSION pgshot UPDATE` from every released version (pg_ext/sql/released/, installed by
-//! scripts/setup.sh) keeps every job, result and key, leaves every job claimable, and ends in the
+//! `ALTER EXTENSION pgshot UPDATE` from the released version (pg_ext/sql/released/, installed by
+//! scripts/setup.sh; 0.9.0 -> 1.0.0 is the one supported path) keeps every job, result and key,
+//! leaves every job claimable, and ends in the
 //! same schema as a fresh install of the current version.
 
 use std::collections::BTreeSet;
@@ -182,10 +183,23 @@ fn schema(c: &mut Client) -> BTreeSet<String> {
         "SELECT format('schema acl=%s comment=%s', nspacl, obj_description(oid, 'pg_namespace')) FROM pg_namespace WHERE nspname = 'pgshot'",
         "SELECT format('dumped %s', unnest(extconfig)::regclass) FROM pg_extension WHERE extname = 'pgshot'",
     ];
+    // Each database has roles of its own (pgshot_<database>_<kind>): privileges are compared by
+    // the kind of role they are granted to.
+    let roles: Vec<(String, String)> = c
+        .query("SELECT role_name::text, kind FROM pgshot.roles ORDER BY length(role_name) DESC", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(roles.len(), 4, "{roles:?}");
     let mut out = BTreeSet::new();
     for sql in queries {
         for row in c.query(sql, &[]).unwrap() {
-            out.insert(row.get::<_, String>(0));
+            let mut line = row.get::<_, String>(0);
+            for (name, kind) in &roles {
+                line = line.replace(name.as_str(), &format!("<{kind} role>"));
+            }
+            out.insert(line);
         }
     }
     out
@@ -212,8 +226,22 @@ fn updating_from_every_released_version_keeps_every_job_and_ends_where_a_fresh_i
         });
         let filled = fill(&mut c);
         let before = snapshot(&mut c);
+        // 0.9.0's roles were the cluster's (pgshot_app, ...): a login role given one keeps its
+        // part through the update, in this database's role of that kind.
+        let app_login = format!("{name}_app");
+        c.batch_execute(&format!("CREATE ROLE {app_login} LOGIN; GRANT pgshot_app TO {app_login}")).unwrap();
 
         c.batch_execute("ALTER EXTENSION pgshot UPDATE").unwrap_or_else(|e| panic!("update from {version}: {e}"));
+        let row = c
+            .query_one(
+                "SELECT pg_has_role($1::text::name, pgshot.role('app'), 'MEMBER'), \
+                        has_function_privilege('pgshot_app', 'screenshot_enqueue(text, jsonb)', 'EXECUTE')",
+                &[&app_login],
+            )
+            .unwrap();
+        let (member, old_role_keeps): (bool, bool) = (row.get(0), row.get(1));
+        assert!(member, "{app_login} is not a member of this database's app role after the update");
+        assert!(!old_role_keeps, "the cluster-wide pgshot_app still has privileges in this database");
         let installed: String =
             c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pgshot'", &[]).unwrap().get(0);
         assert_eq!(installed, current);
@@ -259,6 +287,8 @@ fn updating_from_every_released_version_keeps_every_job_and_ends_where_a_fresh_i
         assert_eq!((id, attempt), (filled.retrying.clone(), 2));
 
         drop(c);
-        cluster.connect("postgres").batch_execute(&format!("DROP DATABASE {name}")).unwrap();
+        let mut postgres = cluster.connect("postgres");
+        postgres.batch_execute(&format!("DROP DATABASE {name}")).unwrap();
+        postgres.batch_execute(&format!("DROP ROLE {app_login}")).unwrap();
     }
 }

@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/lib.rs:15
+-- pg_ext/src/lib.rs:17
 -- bootstrap
 -- pgshot tables. The user-facing functions live in the extension's schema (public by default);
 -- the tables live in their own schema so that they do not crowd the user's.
@@ -66,6 +66,8 @@ CREATE TABLE pgshot.bulks (
 
 COMMENT ON TABLE pgshot.bulks IS 'bulk requests; their jobs carry jobs.bulk_id';
 
+CREATE SEQUENCE pgshot.jobs_enqueue_seq;
+
 CREATE TABLE pgshot.jobs (
     id               text PRIMARY KEY,
     -- The API key that created the job; NULL for jobs enqueued from SQL.
@@ -104,45 +106,36 @@ CREATE TABLE pgshot.jobs (
     -- Someone waits for this job (a sync capture, or screenshot_watch): its end is sent on
     -- pgshot_job_done. NULL otherwise, unless pgshot.notify_all_done is on.
     watched          boolean,
+    -- Someone is told of this job's end: it is watched, has a webhook_url or belongs to a bulk
+    -- (rule jobs_told_iff_listened). The end-of-job trigger's WHEN clause reads this one column
+    -- (since 0.7.0): Postgres reads that clause back from its stored text at every complete.
+    told             boolean NOT NULL DEFAULT false,
+    -- The order jobs were enqueued in (since 0.9.0; NULL in jobs that had finished before): jobs
+    -- of one owner with the same priority and run_at, as one bulk request's or one transaction's
+    -- are, are claimed first in, first out. Before, the random id broke those ties: a bulk
+    -- request's jobs ran in no order, and the claims read their rows all over the table.
+    enqueue_seq      bigint DEFAULT nextval('pgshot.jobs_enqueue_seq')
 
-    CONSTRAINT jobs_id_shape CHECK (id ~ '^[0-9a-z]{10,32}$'),
-    CONSTRAINT jobs_bulk_position_iff_bulk CHECK ((bulk_id IS NULL) = (bulk_position IS NULL)),
-    CONSTRAINT jobs_status_known
-        CHECK (status IN ('QUEUED', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')),
-    CONSTRAINT jobs_terminal_iff_completed_at
-        CHECK ((status IN ('COMPLETED', 'FAILED', 'CANCELLED')) = (completed_at IS NOT NULL)),
-    CONSTRAINT jobs_processing_iff_leased
-        CHECK ((status = 'PROCESSING') = (lease_expires_at IS NOT NULL)),
-    CONSTRAINT jobs_processing_has_worker CHECK (status <> 'PROCESSING' OR worker_id IS NOT NULL),
-    CONSTRAINT jobs_attempt_within_max CHECK (attempt >= 0 AND attempt <= max_attempts),
-    CONSTRAINT jobs_max_attempts_range CHECK (max_attempts BETWEEN 1 AND 25),
-    CONSTRAINT jobs_priority_range CHECK (priority BETWEEN -100 AND 100),
-    CONSTRAINT jobs_started_iff_attempted CHECK ((attempt > 0) = (started_at IS NOT NULL)),
-    CONSTRAINT jobs_failed_iff_error CHECK ((status = 'FAILED') = (error_code IS NOT NULL)),
-    CONSTRAINT jobs_error_code_shape CHECK (error_code ~ '^[A-Z][A-Z0-9_]{0,63}$'),
-    CONSTRAINT jobs_expires_only_completed CHECK (expires_at IS NULL OR status = 'COMPLETED'),
-    CONSTRAINT jobs_completed_expires CHECK (status <> 'COMPLETED' OR expires_at IS NOT NULL),
-    CONSTRAINT jobs_purged_only_completed CHECK (purged_at IS NULL OR status = 'COMPLETED'),
-    CONSTRAINT jobs_cancel_requested_only_processing
-        CHECK (NOT cancel_requested OR status IN ('PROCESSING', 'CANCELLED')),
-    CONSTRAINT jobs_secret_needs_webhook CHECK (webhook_secret IS NULL OR webhook_url IS NOT NULL),
-    -- Enqueueing validates URLs; this keeps a row written any other way from sending a browser
-    -- to file:, chrome: or javascript: (the worker re-validates as well).
-    CONSTRAINT jobs_url_http CHECK (url ~ '^https?://'),
-    CONSTRAINT jobs_webhook_url_http CHECK (webhook_url ~ '^https?://'),
-    CONSTRAINT jobs_options_object CHECK (jsonb_typeof(options) = 'object'),
-    CONSTRAINT jobs_errors_array CHECK (jsonb_typeof(errors) = 'array')
+    -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a
+    -- completed_at, ...) and the shapes of id, url, error_code, options and errors are the one CHECK constraint
+    -- jobs_rules, added in queue.sql once its function exists: pgshot.job_row_check(jobs), whose rules
+    -- are pgshot_job::broken_rule (job/src/row_rules.rs). A row breaking one is refused with
+    -- 23514 and the rule's name (jobs_url_http, jobs_processing_iff_leased, ...). The url rule
+    -- keeps a row written any other way from sending a browser to file:, chrome: or javascript:
+    -- (the worker re-validates as well).
 );
 
 COMMENT ON TABLE pgshot.jobs IS 'screenshot jobs: one row per job, its state, lease and result metadata';
 
 -- The claim's order within one owner (an API key, or for SQL enqueues the role): claiming reads
 -- it in order and stops, and a skip scan of its first column lists the owners with queued jobs.
-CREATE INDEX jobs_claim_order ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), priority, run_at, id)
+CREATE INDEX jobs_claim_order ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), priority, run_at, enqueue_seq)
     WHERE status = 'QUEUED';
--- Jobs running per owner, for fair shares and the in-flight limit.
-CREATE INDEX jobs_in_flight ON pgshot.jobs ((coalesce(owner, enqueued_by, ''))) WHERE status = 'PROCESSING';
-CREATE INDEX jobs_lease_expiry ON pgshot.jobs (lease_expires_at) WHERE status = 'PROCESSING';
+-- Jobs running: per owner, for fair shares and the in-flight limit, and all of them, whose
+-- expired leases the rescue finds by reading it whole (it holds only the jobs in flight, a few per
+-- worker). One index and not two: a claim writes an entry into every index of the table.
+CREATE INDEX jobs_processing ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), lease_expires_at)
+    WHERE status = 'PROCESSING';
 CREATE INDEX jobs_result_expiry ON pgshot.jobs (expires_at) WHERE status = 'COMPLETED' AND purged_at IS NULL;
 -- Idempotency keys are per owner: two API keys may use the same key for different jobs.
 CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs ((coalesce(owner, '')), idempotency_key)
@@ -153,7 +146,11 @@ CREATE INDEX bulks_owner_recent ON pgshot.bulks (owner, created_at DESC, id DESC
 CREATE INDEX jobs_owner_recent ON pgshot.jobs (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
 
 CREATE TABLE pgshot.outputs (
-    job_id       text NOT NULL REFERENCES pgshot.jobs (id) ON DELETE CASCADE,
+    -- The job's. Not a foreign key (since 0.7.0): its check cost every complete a query of
+    -- pgshot.jobs, and the only writers are the two completes, which insert the outputs in the
+    -- statement that completes the job (no role is granted INSERT). Deleting jobs deletes their
+    -- outputs (trigger jobs_deleted, queue.sql).
+    job_id       text NOT NULL,
     output_id    text NOT NULL,
     position     integer NOT NULL,
     output_type  text NOT NULL,
@@ -166,15 +163,11 @@ CREATE TABLE pgshot.outputs (
     -- SHA-256. NULL in both once purged.
     storage_key  text,
     sha256       bytea,
-    PRIMARY KEY (job_id, output_id),
-    CONSTRAINT outputs_position_unique UNIQUE (job_id, position),
-    CONSTRAINT outputs_type_known
-        CHECK (output_type IN ('screenshot', 'pdf', 'html', 'markdown', 'json', 'text')),
-    CONSTRAINT outputs_id_shape CHECK (output_id ~ '^[A-Za-z0-9_-]{1,64}$'),
-    CONSTRAINT outputs_size_matches_bytes CHECK (bytes IS NULL OR octet_length(bytes) = size),
-    CONSTRAINT outputs_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
-    CONSTRAINT outputs_bytes_or_stored CHECK (bytes IS NULL OR storage_key IS NULL),
-    CONSTRAINT outputs_sha256_shape CHECK (octet_length(sha256) = 32)
+    -- The positions of a job's outputs are 1, 2, ... in the order the worker gave them: the
+    -- completes number them WITH ORDINALITY (a unique index on them was dropped in 0.7.0).
+    PRIMARY KEY (job_id, output_id)
+    -- Its rules (type, id shape, size, metadata, bytes or storage, sha256) are the one CHECK
+    -- constraint outputs_rules, added in queue.sql, as jobs_rules is.
 );
 
 COMMENT ON TABLE pgshot.outputs IS 'result bytes of completed jobs, one row per output';
@@ -306,6 +299,8 @@ CREATE INDEX jobs_finished ON pgshot.jobs (completed_at) WHERE completed_at IS N
 SELECT pg_catalog.pg_extension_config_dump('pgshot.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.bulks', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs', '');
+-- A sequence's place is dumped only when it is marked itself.
+SELECT pg_catalog.pg_extension_config_dump('pgshot.jobs_enqueue_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.outputs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.webhook_attempts', '');
@@ -347,57 +342,64 @@ AS 'MODULE_PATHNAME', 'screenshot_enqueue_bulk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/settings.rs:94
-CREATE SCHEMA IF NOT EXISTS pgshot; /* pgshot::settings::pgshot */
+-- pg_ext/src/caller.rs:10
+CREATE SCHEMA IF NOT EXISTS pgshot; /* pgshot::caller::pgshot */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/settings.rs:105
--- pgshot::settings::pgshot::job_retention
-CREATE  FUNCTION pgshot."job_retention"() RETURNS interval /* Option < Interval > */
+-- pg_ext/src/caller.rs:15
+-- pgshot::caller::pgshot::caller
+CREATE  FUNCTION pgshot."caller"() RETURNS TEXT /* String */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'job_retention_wrapper';
+AS 'MODULE_PATHNAME', 'caller_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/settings.rs:137
--- pgshot::settings::pgshot::retry_delay
-CREATE  FUNCTION pgshot."retry_delay"(
-	"attempt" INT /* i32 */
-) RETURNS interval /* Interval */
-STRICT VOLATILE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'retry_delay_wrapper';
+-- pg_ext/src/job_rules.rs:8
+CREATE SCHEMA IF NOT EXISTS pgshot; /* pgshot::job_rules::pgshot */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/settings.rs:112
--- pgshot::settings::pgshot::notify_all_done
-CREATE  FUNCTION pgshot."notify_all_done"() RETURNS bool /* bool */
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'notify_all_done_wrapper';
+-- pg_ext/src/job_rules.rs:136
+-- pgshot::job_rules::pgshot::output_row_check
+-- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/settings.rs:99
--- pgshot::settings::pgshot::result_retention
-CREATE  FUNCTION pgshot."result_retention"() RETURNS interval /* Interval */
-STRICT STABLE PARALLEL SAFE
+-- pg_ext/src/job_rules.rs:51
+-- pgshot::job_rules::pgshot::output_row_check
+CREATE  FUNCTION pgshot."output_row_check"(
+	"row" pgshot.outputs /* :: pgrx :: heap_tuple :: PgHeapTuple < '_, :: pgrx :: pgbox :: AllocatedByRust
+> */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'result_retention_wrapper';
+AS 'MODULE_PATHNAME', 'output_row_check_whole_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/settings.rs:119
--- pgshot::settings::pgshot::webhook_retry_delay
-CREATE  FUNCTION pgshot."webhook_retry_delay"(
-	"attempt" INT /* i32 */
-) RETURNS interval /* Option < Interval > */
-STRICT VOLATILE PARALLEL SAFE
+-- pg_ext/src/job_rules.rs:71
+-- pgshot::job_rules::pgshot::job_end_is_told
+-- Skipped due to `#[pgrx(sql = false)]`
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/job_rules.rs:17
+-- pgshot::job_rules::pgshot::job_row_check
+CREATE  FUNCTION pgshot."job_row_check"(
+	"row" pgshot.jobs /* :: pgrx :: heap_tuple :: PgHeapTuple < '_, :: pgrx :: pgbox :: AllocatedByRust
+> */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'webhook_retry_delay_wrapper';
+AS 'MODULE_PATHNAME', 'job_row_check_whole_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/job_rules.rs:85
+-- pgshot::job_rules::pgshot::job_row_check
+-- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -434,21 +436,78 @@ AS 'MODULE_PATHNAME', 'enqueue_bulk_owned_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/caller.rs:10
-CREATE SCHEMA IF NOT EXISTS pgshot; /* pgshot::caller::pgshot */
+-- pg_ext/src/settings.rs:94
+CREATE SCHEMA IF NOT EXISTS pgshot; /* pgshot::settings::pgshot */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/caller.rs:15
--- pgshot::caller::pgshot::caller
-CREATE  FUNCTION pgshot."caller"() RETURNS TEXT /* String */
+-- pg_ext/src/settings.rs:99
+-- pgshot::settings::pgshot::result_retention
+CREATE  FUNCTION pgshot."result_retention"() RETURNS interval /* Interval */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'caller_wrapper';
+AS 'MODULE_PATHNAME', 'result_retention_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_ext/src/lib.rs:16
+-- pg_ext/src/settings.rs:112
+-- pgshot::settings::pgshot::notify_all_done
+CREATE  FUNCTION pgshot."notify_all_done"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'notify_all_done_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/settings.rs:105
+-- pgshot::settings::pgshot::job_retention
+CREATE  FUNCTION pgshot."job_retention"() RETURNS interval /* Option < Interval > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'job_retention_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/settings.rs:119
+-- pgshot::settings::pgshot::webhook_retry_delay
+CREATE  FUNCTION pgshot."webhook_retry_delay"(
+	"attempt" INT /* i32 */
+) RETURNS interval /* Option < Interval > */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webhook_retry_delay_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/settings.rs:137
+-- pgshot::settings::pgshot::retry_delay
+CREATE  FUNCTION pgshot."retry_delay"(
+	"attempt" INT /* i32 */
+) RETURNS interval /* Interval */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'retry_delay_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/complete_args.rs:18
+CREATE SCHEMA IF NOT EXISTS pgshot; /* pgshot::complete_args::pgshot */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/complete_args.rs:47
+-- pgshot::complete_args::pgshot::check_stored_outputs
+-- Skipped due to `#[pgrx(sql = false)]`
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/complete_args.rs:24
+-- pgshot::complete_args::pgshot::check_outputs
+-- Skipped due to `#[pgrx(sql = false)]`
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:18
 -- finalize
 -- The queue's state machine and SQL API. Every transition is one function here; the worker and
 -- the API call these and never write the tables themselves. See the diagram in schema.sql.
@@ -463,6 +522,13 @@ AS 'MODULE_PATHNAME', 'caller_wrapper';
 -- notified because a transaction that sends a NOTIFY holds a database-wide lock through its
 -- commit: a NOTIFY at every completion makes workers' commits wait for one another.
 
+-- The state machine's rules, and an output's, as one CHECK constraint each (schema.sql,
+-- job/src/row_rules.rs): Postgres reads every CHECK expression of a table back from its stored
+-- text at every write, so one call costs a claim or a complete far less than 21 and 6 expressions
+-- did; each takes the whole row, the shortest such text.
+ALTER TABLE pgshot.jobs ADD CONSTRAINT jobs_rules CHECK (pgshot.job_row_check(jobs));
+ALTER TABLE pgshot.outputs ADD CONSTRAINT outputs_rules CHECK (pgshot.output_row_check(outputs));
+
 CREATE FUNCTION pgshot.notify_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('pgshot_jobs', 'queued');
@@ -472,19 +538,6 @@ $$;
 
 CREATE TRIGGER jobs_notify_enqueued AFTER INSERT ON pgshot.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION pgshot.notify_enqueued();
-
-CREATE FUNCTION pgshot.notify_done() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('pgshot_job_done', json_build_object('id', NEW.id, 'status', NEW.status)::text);
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER jobs_notify_done AFTER UPDATE OF status ON pgshot.jobs
-    FOR EACH ROW
-    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status
-          AND (NEW.watched OR pgshot.notify_all_done()))
-    EXECUTE FUNCTION pgshot.notify_done();
 
 -- Inserts validated requests (screenshot_enqueue and screenshot_enqueue_bulk validate them in
 -- Rust) in one statement and returns their ids in order. A request with an idempotency key that
@@ -499,9 +552,9 @@ DECLARE
     inserted bigint;
 BEGIN
     INSERT INTO pgshot.jobs (owner, bulk_id, bulk_position, id, url, options, priority, run_at, max_attempts,
-                             idempotency_key, webhook_url, webhook_secret)
+                             idempotency_key, webhook_url, webhook_secret, told)
     SELECT p_owner, p_bulk_id, CASE WHEN p_bulk_id IS NOT NULL THEN r.ord END, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
-           r.webhook_url, r.webhook_secret
+           r.webhook_url, r.webhook_secret, r.webhook_url IS NOT NULL OR p_bulk_id IS NOT NULL
     FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
                 p_webhook_urls, p_webhook_secrets)
          WITH ORDINALITY AS r(id, url, options, priority, run_at, max_attempts, key, webhook_url,
@@ -693,20 +746,23 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgshot.check_lease(lease interval) RETURNS void
+-- True, or 22023. The checks return true rather than nothing so that a claim can call them in an
+-- expression (a variable's initial value) and not with PERFORM, which runs as a query.
+CREATE FUNCTION pgshot.check_lease(lease interval) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 hour' THEN
         RAISE EXCEPTION 'lease must be between 1 second and 1 hour'
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', lease);
     END IF;
+    RETURN true;
 END
 $$;
 
 -- The arguments every claim takes: a worker name, how many to claim (named `max_name` in errors)
--- and a lease.
+-- and a lease. True, or 22023.
 CREATE FUNCTION pgshot.check_claim(worker_id text, max_name text, max_value integer, lease interval)
-RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF coalesce(trim(worker_id), '') = '' THEN
         RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -715,93 +771,99 @@ BEGIN
         RAISE EXCEPTION '% must be between 1 and 1000', max_name
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('got %s', max_value);
     END IF;
-    PERFORM pgshot.check_lease(lease);
+    RETURN pgshot.check_lease(lease);
 END
 $$;
 
--- How the next n claims are shared between owners (an API key; for SQL enqueues the role): with
--- one owner queued, all n are its own. With several, each slot goes to the owner that would then
--- have the fewest jobs running, so a key with a backlog (or with priority -100) cannot hold back
--- another key's first job for more than about one job per worker slot. Ties go to the owner whose
--- next job has waited longest. Priority orders jobs within an owner only.
-CREATE FUNCTION pgshot.claim_shares(n integer) RETURNS TABLE (tenant text, jobs integer)
-LANGUAGE plpgsql STABLE AS $$
-#variable_conflict use_column
-DECLARE
-    tenants text[];
-BEGIN
-    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each.
-    WITH RECURSIVE t(tenant) AS (
-        (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
-         WHERE j.status = 'QUEUED'
-         ORDER BY coalesce(j.owner, j.enqueued_by, '') LIMIT 1)
-        UNION ALL
-        SELECT (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
-                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') > t.tenant
-                ORDER BY coalesce(j.owner, j.enqueued_by, '') LIMIT 1)
-        FROM t WHERE t.tenant IS NOT NULL
-    )
-    SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
-    IF cardinality(tenants) = 1 THEN
-        RETURN QUERY SELECT tenants[1], n;
-        RETURN;
-    END IF;
-    RETURN QUERY
-    WITH load AS (
-        SELECT x.tenant, due.jobs, due.head,
-               (SELECT count(*) FROM pgshot.jobs p
-                WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
-        FROM unnest(tenants) AS x(tenant)
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS jobs, min(q.run_at) AS head
-            FROM (SELECT j.run_at FROM pgshot.jobs j
-                  WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = x.tenant
-                    AND j.run_at <= now()
-                  ORDER BY j.priority, j.run_at, j.id
-                  LIMIT n) q
-        ) due
-        WHERE due.jobs > 0
-    ), slots AS (
-        SELECT l.tenant
-        FROM load l CROSS JOIN LATERAL generate_series(1, l.jobs) AS s(k)
-        ORDER BY l.running + s.k, l.head, l.tenant
-        LIMIT n
-    )
-    -- Every owner with due jobs, those with slots first: the claim gives a share that came back
-    -- short (its jobs locked by other claimers) to the owners after it.
-    SELECT l.tenant, (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer
-    FROM load l
-    ORDER BY 2 DESC, l.running, l.head, l.tenant;
-END
-$$;
-
--- Claims up to max_jobs runnable jobs for worker_id, shared between owners by claim_shares and
--- highest priority (lowest number) first within an owner, giving each a lease. Jobs locked by
--- another claimer are skipped, never waited for.
+-- Claims up to max_jobs runnable jobs for worker_id, giving each a lease. Jobs locked by another
+-- claimer are skipped, never waited for.
+--
+-- Fair shares between owners (an API key; for SQL enqueues the role): with one owner queued, all
+-- max_jobs are its own. With several, each slot goes to the owner that would then have the fewest
+-- jobs running, so a key with a backlog (or with priority -100) cannot hold back another key's
+-- first job for more than about one job per worker slot. Ties are drawn at random at each claim
+-- (since 0.8.0; before, the owner whose next job had waited longest won). Priority, then run_at,
+-- then the order of enqueue (jobs.enqueue_seq, since 0.9.0) order jobs within an owner only.
+--
+-- One statement claims every owner's share (since 0.8.0; before, one UPDATE per owner). A share
+-- that comes back short (its jobs locked by other claimers, fewer than its share, or not due yet)
+-- is made up by a second pass that offers the rest to the owners in the same order.
 CREATE FUNCTION screenshot_claim(worker_id text, max_jobs integer DEFAULT 1, lease interval DEFAULT '30 seconds')
 RETURNS TABLE (id text, url text, options jsonb, attempt integer, max_attempts integer,
                lease_expires_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    share record;
-    wanted integer;
+    checked boolean := pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
+    -- The owners to claim from, in order, and how many jobs each is offered.
+    tenants text[];
+    shares integer[];
+    wanted integer := max_jobs;
     got integer;
-    short integer := 0;
 BEGIN
-    PERFORM pgshot.check_claim(screenshot_claim.worker_id, 'max_jobs', max_jobs, lease);
-    FOR share IN SELECT s.tenant, s.jobs FROM pgshot.claim_shares(max_jobs) s LOOP
-        wanted := share.jobs + short;
-        CONTINUE WHEN wanted = 0;
+    -- The owners with queued jobs, by a skip scan of jobs_claim_order: one index descent each,
+    -- from the end. Each owner's last entry is its newest job, live; its first ones are the jobs
+    -- just claimed, whose entries stay in the index until vacuum, and which the claim itself
+    -- reads past anyway (read from the start, the list of owners cost a second such walk).
+    WITH RECURSIVE t(tenant) AS (
+        (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+         WHERE j.status = 'QUEUED'
+         ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        UNION ALL
+        SELECT (SELECT coalesce(j.owner, j.enqueued_by, '') FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') < t.tenant
+                ORDER BY coalesce(j.owner, j.enqueued_by, '') DESC LIMIT 1)
+        FROM t WHERE t.tenant IS NOT NULL
+    )
+    SELECT array_agg(t.tenant) INTO tenants FROM t WHERE t.tenant IS NOT NULL;
+    IF tenants IS NULL THEN
+        RETURN;
+    ELSIF cardinality(tenants) = 1 THEN
+        shares := ARRAY[max_jobs];
+    ELSE
+        -- Every owner with queued jobs, those with slots first, so that the second pass offers
+        -- the rest to them in the same order. `slots` is materialized: read once per owner, it
+        -- would otherwise be sorted again for each.
+        WITH load AS (
+            -- Ties are drawn at random, again at each claim. Shares are not capped by how many
+            -- jobs each owner has due (finding out cost an index scan per owner): a share that
+            -- comes back short is offered to the others.
+            SELECT x.tenant, random() AS tie,
+                   (SELECT count(*) FROM pgshot.jobs p
+                    WHERE p.status = 'PROCESSING' AND coalesce(p.owner, p.enqueued_by, '') = x.tenant) AS running
+            FROM unnest(tenants) AS x(tenant)
+        ), slots AS MATERIALIZED (
+            SELECT l.tenant
+            FROM load l CROSS JOIN LATERAL generate_series(1, max_jobs) AS s(k)
+            ORDER BY l.running + s.k, l.tie
+            LIMIT max_jobs
+        ), share AS (
+            SELECT l.tenant, l.running, l.tie,
+                   (SELECT count(*) FROM slots s WHERE s.tenant = l.tenant)::integer AS jobs
+            FROM load l
+        )
+        SELECT array_agg(s.tenant ORDER BY s.jobs DESC, s.running, s.tie),
+               array_agg(s.jobs ORDER BY s.jobs DESC, s.running, s.tie)
+        INTO tenants, shares
+        FROM share s;
+    END IF;
+    FOR pass IN 1 .. 2 LOOP
+        -- The laterals run in the owners' order and lock only the rows they return; the outer
+        -- LIMIT stops the second pass at what is still wanted.
         RETURN QUERY
         WITH picked AS (
-            SELECT j.id
-            FROM pgshot.jobs j
-            WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = share.tenant
-              AND j.run_at <= now()
-            ORDER BY j.priority, j.run_at, j.id
+            SELECT p.id
+            FROM unnest(tenants, shares) AS s(tenant, jobs)
+            CROSS JOIN LATERAL (
+                SELECT j.id
+                FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = s.tenant
+                  AND j.run_at <= now()
+                ORDER BY j.priority, j.run_at, j.enqueue_seq
+                LIMIT s.jobs
+                FOR UPDATE SKIP LOCKED
+            ) p
             LIMIT wanted
-            FOR UPDATE SKIP LOCKED
         )
         UPDATE pgshot.jobs j
         SET status = 'PROCESSING',
@@ -813,7 +875,11 @@ BEGIN
         WHERE j.id = picked.id
         RETURNING j.id, j.url, j.options, j.attempt, j.max_attempts, j.lease_expires_at, j.created_at;
         GET DIAGNOSTICS got = ROW_COUNT;
-        short := wanted - got;
+        wanted := wanted - got;
+        -- One owner's jobs are all offered in the first pass; in the second, each owner is
+        -- offered all that is still wanted.
+        EXIT WHEN wanted = 0 OR cardinality(tenants) = 1;
+        shares := array_fill(wanted, ARRAY[cardinality(tenants)]);
     END LOOP;
 END
 $$;
@@ -851,28 +917,23 @@ CREATE TYPE pgshot.output AS (
 );
 COMMENT ON TYPE pgshot.output IS 'one result handed to screenshot_complete';
 
--- The transition both completes share: COMPLETED with its metadata and expiry, in one statement
--- when the worker holds the job at this attempt and no cancel came (under READ COMMITTED the
--- conditions are checked again on the row's latest version after any concurrent writer, so a miss
--- means the lease is lost or a cancel was requested). Otherwise raises 55000 (lease lost) or
--- P0002, or settles a cancel that arrived while the page rendered, which wins as it does at a
--- heartbeat or a fail, and returns false: the outputs are not kept.
-CREATE FUNCTION pgshot.finish_held(p_job_id text, p_worker_id text, p_attempt integer, p_metadata jsonb)
-RETURNS boolean LANGUAGE plpgsql AS $$
+-- The checks of a complete's arguments, one call (pg_ext/src/complete_args.rs): 22023 unless the
+-- outputs are a non-empty list of complete outputs with distinct ids and the metadata
+-- (jsonb_typeof) is an object or NULL.
+CREATE FUNCTION pgshot.check_outputs(outputs pgshot.output[], metadata_type text) RETURNS boolean
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_outputs_wrapper';
+
+-- What a complete does when its UPDATE (screenshot_complete, screenshot_complete_stored: the job
+-- held at this attempt and no cancel came) found no row. Under READ COMMITTED that UPDATE checks
+-- its conditions again on the row's latest version after any concurrent writer, so the miss means
+-- the lease is lost (lock_attempt raises 55000, or P0002 for an unknown job) or a cancel was
+-- requested while the page rendered: the cancel wins, as it does at a heartbeat or a fail, and the
+-- job becomes CANCELLED without its outputs.
+CREATE FUNCTION pgshot.complete_missed(p_job_id text, p_worker_id text, p_attempt integer)
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     j pgshot.jobs;
 BEGIN
-    UPDATE pgshot.jobs
-    SET status = 'COMPLETED',
-        completed_at = now(),
-        expires_at = now() + pgshot.result_retention(),
-        lease_expires_at = NULL,
-        metadata = p_metadata
-    WHERE id = p_job_id AND status = 'PROCESSING' AND worker_id = p_worker_id AND attempt = p_attempt
-      AND NOT cancel_requested;
-    IF FOUND THEN
-        RETURN true;
-    END IF;
     j := pgshot.lock_attempt(p_job_id, p_worker_id, p_attempt);
     IF NOT j.cancel_requested THEN
         -- lock_attempt found the job held and not cancelled, which the UPDATE that missed rules out.
@@ -882,7 +943,6 @@ BEGIN
     UPDATE pgshot.jobs
     SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL
     WHERE id = j.id;
-    RETURN false;
 END
 $$;
 
@@ -893,34 +953,32 @@ CREATE FUNCTION screenshot_complete(job_id text, worker_id text, attempt integer
                                     outputs pgshot.output[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    item pgshot.output;
-    seen text[] := ARRAY[]::text[];
+    -- One expression (not a PERFORM, which runs as a query): PL/pgSQL compiles each of a
+    -- function's expressions again in every transaction, and a complete is usually one of its own.
+    checked boolean := pgshot.check_outputs(outputs, jsonb_typeof(metadata));
 BEGIN
-    IF coalesce(cardinality(outputs), 0) = 0 THEN
-        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
-        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One output is the usual case: checked element by element in PL/pgSQL (no query to plan).
-    FOR i IN 1 .. cardinality(outputs) LOOP
-        item := outputs[i];
-        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL OR item.bytes IS NULL
-           OR item.output_id = ANY (seen) THEN
-            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'each output needs a unique output_id, an output_type, a content_type and bytes';
-        END IF;
-        seen := seen || item.output_id;
-    END LOOP;
 
-    IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
-        RETURN;
-    END IF;
+    -- The job held at this attempt and not cancelled becomes COMPLETED, and its outputs are
+    -- stored, in one statement (the INSERT reads what the UPDATE returned).
+    WITH done AS (
+        UPDATE pgshot.jobs j
+        SET status = 'COMPLETED',
+            completed_at = now(),
+            expires_at = now() + pgshot.result_retention(),
+            lease_expires_at = NULL,
+            metadata = screenshot_complete.metadata
+        WHERE j.id = screenshot_complete.job_id AND j.status = 'PROCESSING'
+          AND j.worker_id = screenshot_complete.worker_id AND j.attempt = screenshot_complete.attempt
+          AND NOT j.cancel_requested
+        RETURNING j.id
+    )
     INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, bytes, metadata)
-    SELECT screenshot_complete.job_id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes),
-           o.bytes, coalesce(o.metadata, '{}')
-    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+    SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, octet_length(o.bytes), o.bytes,
+           coalesce(o.metadata, '{}')
+    FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, bytes, metadata, ord);
+    IF NOT FOUND THEN
+        PERFORM pgshot.complete_missed(job_id, worker_id, attempt);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) IS
@@ -943,6 +1001,10 @@ CREATE TYPE pgshot.stored_output AS (
 );
 COMMENT ON TYPE pgshot.stored_output IS 'one result in object storage, handed to screenshot_complete_stored';
 
+-- As pgshot.check_outputs; returns the outputs' storage keys.
+CREATE FUNCTION pgshot.check_stored_outputs(outputs pgshot.stored_output[], metadata_type text) RETURNS text[]
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_stored_outputs_wrapper';
+
 CREATE FUNCTION screenshot_store_begin(job_id text, worker_id text, attempt integer, keys text[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -964,43 +1026,37 @@ CREATE FUNCTION screenshot_complete_stored(job_id text, worker_id text, attempt 
                                            outputs pgshot.stored_output[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    item pgshot.stored_output;
-    seen text[] := ARRAY[]::text[];
-    keys text[] := ARRAY[]::text[];
+    keys text[] := pgshot.check_stored_outputs(outputs, jsonb_typeof(metadata));
 BEGIN
-    IF coalesce(cardinality(outputs), 0) = 0 THEN
-        RAISE EXCEPTION 'outputs must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
-        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    FOR i IN 1 .. cardinality(outputs) LOOP
-        item := outputs[i];
-        IF item.output_id IS NULL OR item.output_type IS NULL OR item.content_type IS NULL
-           OR item.storage_key IS NULL OR item.size IS NULL OR item.size < 0 OR item.sha256 IS NULL
-           OR item.output_id = ANY (seen) THEN
-            RAISE EXCEPTION 'outputs[%] is incomplete or repeats output_id "%"', i, item.output_id
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'each output needs a unique output_id, an output_type, a content_type, a storage_key, a size and a sha256';
-        END IF;
-        seen := seen || item.output_id;
-        keys := keys || item.storage_key;
-    END LOOP;
 
-    IF NOT pgshot.finish_held(job_id, worker_id, attempt, metadata) THEN
-        -- Cancelled: the uploads are not kept, and are deleted now rather than in an hour.
-        INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
-        SELECT k, screenshot_complete_stored.job_id, now() FROM unnest(keys) AS k
-        ON CONFLICT (key) DO UPDATE SET due_at = now();
-        RETURN;
-    END IF;
+    -- As in screenshot_complete, with the key, size and SHA-256 in place of the bytes.
+    WITH done AS (
+        UPDATE pgshot.jobs j
+        SET status = 'COMPLETED',
+            completed_at = now(),
+            expires_at = now() + pgshot.result_retention(),
+            lease_expires_at = NULL,
+            metadata = screenshot_complete_stored.metadata
+        WHERE j.id = screenshot_complete_stored.job_id AND j.status = 'PROCESSING'
+          AND j.worker_id = screenshot_complete_stored.worker_id AND j.attempt = screenshot_complete_stored.attempt
+          AND NOT j.cancel_requested
+        RETURNING j.id
+    )
     INSERT INTO pgshot.outputs (job_id, output_id, position, output_type, content_type, size, storage_key,
                                 sha256, metadata)
-    SELECT screenshot_complete_stored.job_id, o.output_id, o.ord, o.output_type, o.content_type, o.size,
-           o.storage_key, o.sha256, coalesce(o.metadata, '{}')
-    FROM unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
-                                              metadata, ord);
-    DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
+    SELECT done.id, o.output_id, o.ord, o.output_type, o.content_type, o.size, o.storage_key, o.sha256,
+           coalesce(o.metadata, '{}')
+    FROM done, unnest(outputs) WITH ORDINALITY AS o(output_id, output_type, content_type, storage_key, size, sha256,
+                                                    metadata, ord);
+    IF FOUND THEN
+        DELETE FROM pgshot.storage_garbage WHERE key = ANY (keys);
+        RETURN;
+    END IF;
+    PERFORM pgshot.complete_missed(job_id, worker_id, attempt);
+    -- Cancelled: the uploads are not kept, and are deleted now rather than in an hour.
+    INSERT INTO pgshot.storage_garbage (key, job_id, due_at)
+    SELECT k, screenshot_complete_stored.job_id, now() FROM unnest(keys) AS k
+    ON CONFLICT (key) DO UPDATE SET due_at = now();
 END
 $$;
 COMMENT ON FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) IS
@@ -1506,7 +1562,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     j pgshot.jobs;
 BEGIN
-    UPDATE pgshot.jobs SET watched = true WHERE jobs.id = screenshot_watch.id RETURNING * INTO j;
+    UPDATE pgshot.jobs SET watched = true, told = true WHERE jobs.id = screenshot_watch.id RETURNING * INTO j;
     IF NOT FOUND OR NOT pgshot.visible(j) THEN
         RAISE EXCEPTION 'job "%" does not exist', screenshot_watch.id USING ERRCODE = 'no_data_found';
     END IF;
@@ -1601,12 +1657,19 @@ LANGUAGE sql STABLE AS $$
             'renderTimeMs', j.metadata->'renderTimeMs')))::text
 $$;
 
-CREATE FUNCTION pgshot.enqueue_webhooks() RETURNS trigger
+-- What happens when a job ends (COMPLETED, FAILED or CANCELLED): its webhook's outbox row, its
+-- bulk's BULK_COMPLETED row once the bulk's last job ended, and the `pgshot_job_done`
+-- notification of a watched job.
+CREATE FUNCTION pgshot.job_ended() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     b pgshot.bulks;
     written boolean := false;
 BEGIN
+    -- The WHEN clause looks at the new row only: a job ends when completed_at becomes set.
+    IF OLD.completed_at IS NOT NULL OR NEW.completed_at IS NULL THEN
+        RETURN NULL;
+    END IF;
     IF NEW.webhook_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED') THEN
         INSERT INTO pgshot.webhook_deliveries (id, event, job_id, url, secret, body, next_attempt_at)
         VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''),
@@ -1640,15 +1703,48 @@ BEGIN
     IF written THEN
         PERFORM pg_notify('pgshot_webhooks', 'pending');
     END IF;
+    IF NEW.watched OR pgshot.notify_all_done() THEN
+        PERFORM pg_notify('pgshot_job_done', json_build_object('id', NEW.id, 'status', NEW.status)::text);
+    END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER jobs_enqueue_webhooks AFTER UPDATE OF status ON pgshot.jobs
+-- One trigger for the end of a job, on `UPDATE OF completed_at`: a claim (or a heartbeat) does
+-- not set that column, so Postgres skips the trigger for it without reading its WHEN clause. The
+-- job ends when completed_at becomes set (jobs_rules: it is set exactly when the status is
+-- terminal; job_ended checks that it was not set before). Postgres reads the WHEN clause back
+-- from its stored text at every UPDATE that sets the column, so it is as short as can be: the
+-- job's told column (someone waits for it, a webhook or a bulk's) or pgshot.notify_all_done,
+-- read in the session that ends the job.
+CREATE TRIGGER jobs_ended AFTER UPDATE OF completed_at ON pgshot.jobs
     FOR EACH ROW
-    WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND OLD.status IS DISTINCT FROM NEW.status
-          AND (NEW.webhook_url IS NOT NULL OR NEW.bulk_id IS NOT NULL))
-    EXECUTE FUNCTION pgshot.enqueue_webhooks();
+    WHEN (NEW.told OR pgshot.notify_all_done())
+    EXECUTE FUNCTION pgshot.job_ended();
+
+-- Deleting jobs deletes their outputs (outputs.job_id is not a foreign key, schema.sql): once per
+-- statement, from the deleted rows. Their stored objects become garbage through
+-- outputs_discard_stored_on_delete.
+CREATE FUNCTION pgshot.delete_outputs_of_deleted_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pgshot.outputs o USING deleted WHERE o.job_id = deleted.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_deleted AFTER DELETE ON pgshot.jobs
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION pgshot.delete_outputs_of_deleted_jobs();
+
+CREATE FUNCTION pgshot.truncate_outputs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE pgshot.outputs;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_truncated AFTER TRUNCATE ON pgshot.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION pgshot.truncate_outputs();
 
 -- Claims due deliveries (and ones whose worker's lease expired) for worker_id, with a lease.
 CREATE FUNCTION screenshot_webhook_claim(worker_id text, max_deliveries integer DEFAULT 10,
@@ -1656,8 +1752,9 @@ CREATE FUNCTION screenshot_webhook_claim(worker_id text, max_deliveries integer 
 RETURNS TABLE (id text, url text, secret text, body text, attempt integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+    checked boolean := pgshot.check_claim(screenshot_webhook_claim.worker_id, 'max_deliveries', max_deliveries, lease);
 BEGIN
-    PERFORM pgshot.check_claim(screenshot_webhook_claim.worker_id, 'max_deliveries', max_deliveries, lease);
     RETURN QUERY
     WITH picked AS (
         SELECT d.id
@@ -2002,16 +2099,34 @@ BEGIN
 END
 $$;
 
+-- Except the functions that run no SQL: they read only their arguments or a setting, so neither
+-- the owner's rights nor a search_path changes what they do, and both cost a claim or a complete
+-- (they run at every write of a job: the rules, and the settings its UPDATEs read) a save and
+-- restore of the settings at each call.
+ALTER FUNCTION pgshot.job_row_check(pgshot.jobs) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.output_row_check(pgshot.outputs) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.result_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.job_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.notify_all_done() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.retry_delay(integer) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.webhook_retry_delay(integer) SECURITY INVOKER RESET ALL;
+-- And the checks of a claim's and a complete's arguments (since 0.7.0): they read only
+-- their arguments and raise 22023. Called from a claim they run with its owner and search_path;
+-- only pgshot_admin may call them directly, as itself.
+ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_outputs(pgshot.output[], text) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_stored_outputs(pgshot.stored_output[], text) SECURITY INVOKER RESET ALL;
+
 -- The queue's hot path plans its statements once per session: with a custom plan (the default
 -- for the first executions of a statement with parameters) every claim and complete would plan
 -- its queries again, about a fifth of their time. Their generic plans use the same indexes.
 ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION pgshot.claim_shares(integer) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION pgshot.finish_held(text, text, integer, jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.complete_missed(text, text, integer) SET plan_cache_mode = force_generic_plan;
 
 -- Who am I: anyone may ask (it is also the default of jobs.enqueued_by).
 GRANT EXECUTE ON FUNCTION pgshot.caller() TO PUBLIC;

@@ -1,0 +1,331 @@
+-- pgshot 0.9.0 -> 1.0.0 (the changes since 0.9.0 gather here until 1.0.0 is released).
+-- Security (issue 27):
+-- * Every function's search_path is pg_catalog, pgshot, pg_temp: the extension's schema (public
+--   by default, writable by the database owner) is no longer on it, so an operator or function a
+--   caller creates there is never picked inside a function that runs as the bootstrap superuser.
+--   The one body that called a function of that schema names it with its schema.
+-- * Roles per database: pgshot_<database>_app, _worker, _api and _admin (pgshot.roles,
+--   pgshot.role(kind)) replace the cluster-wide pgshot_app, pgshot_worker, pgshot_api and
+--   pgshot_admin, whose grants in this database are revoked. Their members are given this
+--   database's roles, so that nothing stops working at the upgrade; the old roles are left for the
+--   other databases of the cluster that still use them (drop them once every one is upgraded).
+-- * pgshot.visible() shows every job only to members of the api role (so admin, the owner and
+--   superusers); any other role sees the jobs it enqueued, not every job.
+-- * SQL idempotency keys are per enqueuing role (jobs_idempotency_key), as API keys' are per key.
+
+-- This database's four group roles (queue.sql, "Privileges"): roles are shared by every database
+-- of a cluster, so each database where pgshot is installed has roles of its own, named after it
+-- (pgshot_<database>_app, ..._worker, ..._api, ..._admin), and grants nothing to another's. Not
+-- dumped: a restore runs CREATE EXTENSION, which makes the roles of the database restored into.
+CREATE TABLE pgshot.roles (
+    kind      text PRIMARY KEY,
+    role_name name NOT NULL,
+    CONSTRAINT roles_kind_known CHECK (kind IN ('app', 'worker', 'api', 'admin')),
+    CONSTRAINT roles_role_name_unique UNIQUE (role_name)
+);
+
+COMMENT ON TABLE pgshot.roles IS 'this database''s pgshot group roles by kind (app, worker, api, admin)';
+
+-- The name of this database's group role of a kind (app, worker, api, admin); NULL for another
+-- kind. Anyone may ask: GRANT (SELECT pgshot.role('worker')) is how a login role is given one.
+CREATE FUNCTION pgshot.role(kind text) RETURNS name
+LANGUAGE sql STABLE AS $$
+    SELECT r.role_name FROM pgshot.roles r WHERE r.kind = role.kind
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.visible(j pgshot.jobs) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT j.enqueued_by IS NOT DISTINCT FROM pgshot.caller()
+        OR pg_catalog.pg_has_role(pgshot.caller()::name, pgshot.role('api'), 'MEMBER')
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.check_lease(lease interval) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 hour' THEN
+        RAISE EXCEPTION 'lease must be between 1 second and 1 hour'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('got %s', lease);
+    END IF;
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.check_claim(worker_id text, max_name text, max_value integer, lease interval)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF coalesce(pg_catalog.btrim(worker_id), '') = '' THEN
+        RAISE EXCEPTION 'worker_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_value IS NULL OR max_value NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION '% must be between 1 and 1000', max_name
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('got %s', max_value);
+    END IF;
+    RETURN pgshot.check_lease(lease);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.bulk_cancel(p_bulk_id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    b pgshot.bulks;
+BEGIN
+    SELECT * INTO b FROM pgshot.bulks WHERE id = p_bulk_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'bulk job "%" does not exist', p_bulk_id USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM @extschema@.screenshot_cancel(j.id)
+    FROM pgshot.jobs j
+    WHERE j.bulk_id = p_bulk_id AND j.status IN ('QUEUED', 'PROCESSING') AND NOT j.cancel_requested;
+    RETURN pgshot.bulk_json(b, false);
+END
+$$;
+
+DROP INDEX pgshot.jobs_idempotency_key;
+CREATE UNIQUE INDEX jobs_idempotency_key ON pgshot.jobs ((coalesce(owner, enqueued_by, '')), idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE OR REPLACE FUNCTION pgshot.insert_jobs(
+    p_owner text, p_bulk_id text, p_ids text[], p_urls text[], p_options jsonb[], p_priorities integer[], p_run_ats timestamptz[],
+    p_max_attempts integer[], p_keys text[], p_webhook_urls text[], p_webhook_secrets text[]
+) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    clash record;
+    result text[];
+    inserted bigint;
+BEGIN
+    INSERT INTO pgshot.jobs (owner, bulk_id, bulk_position, id, url, options, priority, run_at, max_attempts,
+                             idempotency_key, webhook_url, webhook_secret, told)
+    SELECT p_owner, p_bulk_id, CASE WHEN p_bulk_id IS NOT NULL THEN r.ord END, r.id, r.url, r.options, r.priority, coalesce(r.run_at, now()), r.max_attempts, r.key,
+           r.webhook_url, r.webhook_secret, r.webhook_url IS NOT NULL OR p_bulk_id IS NOT NULL
+    FROM unnest(p_ids, p_urls, p_options, p_priorities, p_run_ats, p_max_attempts, p_keys,
+                p_webhook_urls, p_webhook_secrets)
+         WITH ORDINALITY AS r(id, url, options, priority, run_at, max_attempts, key, webhook_url,
+                              webhook_secret, ord)
+    ORDER BY r.ord
+    ON CONFLICT ((coalesce(owner, enqueued_by, '')), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+    -- After the insert, so that a request answered from its idempotency key takes nothing.
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF p_owner IS NOT NULL AND inserted > 0 THEN
+        PERFORM pgshot.take_quota(p_owner, inserted);
+    END IF;
+
+    IF cardinality(array_remove(p_keys, NULL)) = 0 THEN
+        RETURN p_ids;
+    END IF;
+
+    SELECT r.key, j.id AS existing INTO clash
+    FROM unnest(p_ids, p_urls, p_options, p_priorities, p_max_attempts, p_keys, p_webhook_urls,
+                p_webhook_secrets)
+         AS r(id, url, options, priority, max_attempts, key, webhook_url, webhook_secret)
+    JOIN pgshot.jobs j ON j.idempotency_key = r.key
+                               AND coalesce(j.owner, j.enqueued_by, '') = coalesce(p_owner, pgshot.caller(), '')
+    WHERE j.id <> r.id
+      AND (j.url, j.options, j.priority, j.max_attempts, j.webhook_url, j.webhook_secret)
+          IS DISTINCT FROM (r.url, r.options, r.priority, r.max_attempts, r.webhook_url, r.webhook_secret)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'idempotency key "%" was already used for a different request', clash.key
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('job %s was created with this key', clash.existing),
+                  HINT = 'send exactly the same request again, or use a new key';
+    END IF;
+
+    SELECT array_agg(coalesce(j.id, r.id) ORDER BY r.ord) INTO result
+    FROM unnest(p_ids, p_keys) WITH ORDINALITY AS r(id, key, ord)
+    LEFT JOIN pgshot.jobs j
+           ON r.key IS NOT NULL AND j.idempotency_key = r.key
+                               AND coalesce(j.owner, j.enqueued_by, '') = coalesce(p_owner, pgshot.caller(), '');
+    RETURN result;
+END
+$$;
+
+-- The cluster-wide roles of 0.9.0 lose every grant in this database.
+DO $$
+DECLARE
+    old text;
+    f regprocedure;
+BEGIN
+    FOREACH old IN ARRAY ARRAY['pgshot_app', 'pgshot_worker', 'pgshot_api', 'pgshot_admin'] LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = old);
+        FOR f IN
+            SELECT d.objid::regprocedure
+            FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+            WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e' AND e.extname = 'pgshot'
+        LOOP
+            EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', f, old);
+        END LOOP;
+        EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA pgshot FROM %I', old);
+        EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA pgshot FROM %I', old);
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION pgshot.create_roles() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pgshot, pg_temp AS $$
+DECLARE
+    db_oid oid := (SELECT d.oid FROM pg_database d WHERE d.datname = current_database());
+    db text := current_database();
+    base text;
+    marker text;
+    kind text;
+    r name;
+    existing oid;
+    note text;
+BEGIN
+    -- pgshot_ and _worker leave 49 bytes of the 63 a name may have.
+    base := CASE WHEN octet_length(db) <= 40 THEN db ELSE left(db, 8) || '_' || db_oid::text END;
+    marker := 'pgshot role of database ' || db_oid::text;
+    FOREACH kind IN ARRAY ARRAY['app', 'worker', 'api', 'admin'] LOOP
+        r := 'pgshot_' || base || '_' || kind;
+        existing := NULL;
+        SELECT a.oid, shobj_description(a.oid, 'pg_authid') INTO existing, note
+        FROM pg_roles a WHERE a.rolname = r;
+        IF existing IS NULL THEN
+            EXECUTE 'CREATE ROLE ' || quote_ident(r) || ' NOLOGIN';
+        ELSIF note IS DISTINCT FROM marker AND NOT coalesce(note LIKE 'pgshot role of database %' AND NOT EXISTS (
+                SELECT FROM pg_database d WHERE d.oid::text = substr(note, 25)), false) THEN
+            -- A role of that name that pgshot did not make for this database (another database's,
+            -- whose name starts alike, or anyone's): taking it would hand its members this one.
+            RAISE EXCEPTION 'role "%" exists and is not pgshot''s % role of database "%"', r, kind, db
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = coalesce('its comment says: ' || note, 'it has no comment'),
+                      HINT = 'drop or rename that role, then create the extension again';
+        END IF;
+        -- A database of this name that was dropped left its roles behind: they are this one's now.
+        EXECUTE 'COMMENT ON ROLE ' || quote_ident(r) || ' IS ' || quote_literal(marker);
+        INSERT INTO pgshot.roles (kind, role_name) VALUES (kind, r);
+    END LOOP;
+END
+$$;
+SELECT pgshot.create_roles();
+
+-- Whoever was a member of a 0.9.0 role (a login role, not one of those roles) is a member of
+-- this database's role of that kind, with the same ADMIN OPTION.
+DO $$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN
+        SELECT r.kind, u.rolname AS member, am.admin_option
+        FROM pgshot.roles r
+        JOIN pg_catalog.pg_roles g ON g.rolname = 'pgshot_' || r.kind
+        JOIN pg_catalog.pg_auth_members am ON am.roleid = g.oid
+        JOIN pg_catalog.pg_roles u ON u.oid = am.member
+        WHERE u.rolname NOT IN ('pgshot_app', 'pgshot_worker', 'pgshot_api', 'pgshot_admin')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT %I TO %I%s', pgshot.role(m.kind), m.member,
+                                  CASE WHEN m.admin_option THEN ' WITH ADMIN OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
+
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT d.objid::regprocedure
+        FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+        WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+          AND d.deptype = 'e' AND e.extname = 'pgshot'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pgshot, pg_temp', f);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', f, pgshot.role('admin'));
+    END LOOP;
+END
+$$;
+
+-- Except the functions that run no SQL: they read only their arguments or a setting, so neither
+-- the owner's rights nor a search_path changes what they do, and both cost a claim or a complete
+-- (they run at every write of a job: the rules, and the settings its UPDATEs read) a save and
+-- restore of the settings at each call.
+ALTER FUNCTION pgshot.job_row_check(pgshot.jobs) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.output_row_check(pgshot.outputs) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.result_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.job_retention() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.notify_all_done() SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.retry_delay(integer) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.webhook_retry_delay(integer) SECURITY INVOKER RESET ALL;
+-- And the checks of a claim's and a complete's arguments (since 0.7.0): they read only
+-- their arguments and raise 22023. Called from a claim they run with its owner and search_path;
+-- only the admin role may call them directly, as itself (they name pg_catalog's functions, so that
+-- a caller's search_path changes nothing in them either).
+ALTER FUNCTION pgshot.check_claim(text, text, integer, interval) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_lease(interval) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_outputs(pgshot.output[], text) SECURITY INVOKER RESET ALL;
+ALTER FUNCTION pgshot.check_stored_outputs(pgshot.stored_output[], text) SECURITY INVOKER RESET ALL;
+
+-- The queue's hot path plans its statements once per session: with a custom plan (the default
+-- for the first executions of a statement with parameters) every claim and complete would plan
+-- its queries again, about a fifth of their time. Their generic plans use the same indexes.
+ALTER FUNCTION screenshot_claim(text, integer, interval) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION screenshot_complete(text, text, integer, jsonb, pgshot.output[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION screenshot_heartbeat(text, text, integer, interval) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.lock_attempt(text, text, integer) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION pgshot.complete_missed(text, text, integer) SET plan_cache_mode = force_generic_plan;
+
+GRANT EXECUTE ON FUNCTION pgshot.caller(), pgshot.role(text) TO PUBLIC;
+
+CREATE FUNCTION pgshot.grant_privileges() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pgshot, pg_temp AS $$
+DECLARE
+    app text := quote_ident(pgshot.role('app'));
+    worker text := quote_ident(pgshot.role('worker'));
+    api text := quote_ident(pgshot.role('api'));
+    admin text := quote_ident(pgshot.role('admin'));
+    ext text := quote_ident('@extschema@');
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA pgshot TO %s, %s, %s, %s', app, worker, api, admin);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        %1$s.screenshot_enqueue(text, jsonb), %1$s.screenshot_enqueue_bulk(jsonb),
+        %1$s.screenshot_job(text), %1$s.screenshot_cancel(text), %1$s.screenshot_result(text, text),
+        %1$s.screenshot_watch(text), %1$s.screenshot_thumbnail(text),
+        %1$s.screenshot_activity(interval, interval, text), %1$s.screenshot_error_counts(interval, text)
+        TO %2$s, %3$s', ext, app, api);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        %1$s.screenshot_claim(text, integer, interval), %1$s.screenshot_heartbeat(text, text, integer, interval),
+        %1$s.screenshot_complete(text, text, integer, jsonb, pgshot.output[]),
+        %1$s.screenshot_fail(text, text, integer, text, text, boolean), %1$s.screenshot_release(text, text, integer),
+        %1$s.screenshot_rescue(integer), %1$s.screenshot_purge(integer),
+        %1$s.screenshot_webhook_claim(text, integer, interval),
+        %1$s.screenshot_webhook_record(text, text, integer, integer, text, integer),
+        %1$s.screenshot_store_begin(text, text, integer, text[]),
+        %1$s.screenshot_complete_stored(text, text, integer, jsonb, pgshot.stored_output[]),
+        %1$s.screenshot_storage_sweep(integer), %1$s.screenshot_storage_forget(text[]),
+        %1$s.screenshot_worker_beat(text, text, integer, integer, integer, text, integer),
+        %1$s.screenshot_worker_stop(text),
+        %1$s.screenshot_thumbnail_put(text, text, integer, text, integer, integer, bytea), %1$s.screenshot_rollup()
+        TO %2$s', ext, worker);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        pgshot.api_key_owner(text), pgshot.enqueue_owned(text, text, jsonb),
+        pgshot.enqueue_bulk_owned(text, jsonb, integer, text, text),
+        pgshot.job_json(pgshot.jobs), pgshot.bulk_json(pgshot.bulks, boolean), pgshot.bulk_cancel(text),
+        pgshot.timestamp_json(timestamptz), pgshot.api_key_limits(text), pgshot.usage(text),
+        %1$s.screenshot_workers(), pgshot.job_retry(text, text)
+        TO %2$s', ext, api);
+    -- The dashboard's reads (pgshot-api, dashboard.rs).
+    EXECUTE format('GRANT SELECT ON pgshot.jobs, pgshot.bulks, pgshot.outputs, pgshot.thumbnails,
+        pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.hourly, pgshot.workers TO %s', api);
+    EXECUTE format('GRANT SELECT ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs,
+        pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.storage_garbage, pgshot.workers,
+        pgshot.thumbnails, pgshot.hourly, pgshot.roles TO %s', admin);
+    EXECUTE format('GRANT %s, %s, %s TO %s', app, worker, api, admin);
+END
+$$;
+SELECT pgshot.grant_privileges();
+-- The extension's owner administers this database's roles and hands them out.
+DO $$
+DECLARE
+    r name;
+BEGIN
+    FOR r IN SELECT role_name FROM pgshot.roles ORDER BY kind LOOP
+        EXECUTE 'GRANT ' || pg_catalog.quote_ident(r) || ' TO '
+            || pg_catalog.quote_ident((SELECT a.rolname FROM pg_catalog.pg_extension e
+                                       JOIN pg_catalog.pg_roles a ON a.oid = e.extowner WHERE e.extname = 'pgshot'))
+            || ' WITH ADMIN OPTION';
+    END LOOP;
+END
+$$;
+DROP FUNCTION pgshot.create_roles();
+DROP FUNCTION pgshot.grant_privileges();
