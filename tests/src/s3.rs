@@ -67,6 +67,51 @@ impl S3Server {
     }
 }
 
+/// A slow network in front of a server on 127.0.0.1: every chunk a client sends waits `delay`
+/// before it is passed on (replies pass at once). For uploads that take longer than a lease.
+pub struct SlowProxy {
+    port: u16,
+}
+
+impl SlowProxy {
+    pub fn start(upstream: u16, delay: Duration) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = std::io::Read::read(&mut client_in, &mut buf) {
+                        std::thread::sleep(delay);
+                        if std::io::Write::write_all(&mut server_out, &buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_out.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut server_in, mut client_out) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_in, &mut client_out);
+                    let _ = client_out.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        SlowProxy { port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl S3Server {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();

@@ -433,6 +433,46 @@ fn serve(mut stream: TcpStream, port: u16) {
             ),
             String::new(),
         ),
+        // 100,000 levels, out of the layout's way, and getters redefined so that a depth or size
+        // check run in the page's own JavaScript passes: firstElementChild finds no child, and
+        // outerHTML is measured as short. Converted, that depth overflows any stack.
+        "/hostile/deep-lying" => (
+            "200 OK",
+            html,
+            page(
+                "Deep and lying",
+                "",
+                "<p>visible</p><div id=root style=\"display:none\"></div><script>let n = document.getElementById('root'); \
+                 for (let i = 0; i < 100000; i++) { const d = document.createElement('div'); n.appendChild(d); n = d; } \
+                 n.textContent = 'bottom'; \
+                 Object.defineProperty(Element.prototype, 'firstElementChild', {get() { return null; }}); \
+                 const real = Object.getOwnPropertyDescriptor(Element.prototype, 'outerHTML').get; \
+                 Object.defineProperty(Element.prototype, 'outerHTML', {get() { const s = new String(real.call(this)); \
+                   Object.defineProperty(s, 'length', {value: 10}); return s; }});</script>",
+            ),
+            String::new(),
+        ),
+        // A title of five million characters.
+        "/hostile/huge-title" => (
+            "200 OK",
+            html,
+            page("placeholder", "", "<p>titled</p><script>document.title = 'T'.repeat(5000000);</script>"),
+            String::new(),
+        ),
+        // Three million characters of text in a heading, behind getters that say it is short.
+        "/hostile/huge-text" => (
+            "200 OK",
+            html,
+            page(
+                "Huge text",
+                "",
+                "<h1 id=h></h1><script>document.getElementById('h').textContent = 'word '.repeat(600000); \
+                 Object.defineProperty(HTMLElement.prototype, 'innerText', {get() { return 'short'; }}); \
+                 Object.defineProperty(Node.prototype, 'textContent', {get() { return 'short'; }}); \
+                 JSON.stringify = () => '{}';</script>",
+            ),
+            String::new(),
+        ),
         // 100,000 paragraphs.
         "/hostile/wide" => (
             "200 OK",

@@ -97,6 +97,12 @@ impl WorkerProcess {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Whether the worker process started by this handle is still running (it was not replaced:
+    /// the handle holds the one process it started).
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -79,6 +79,8 @@ fn beside_normal_jobs(site: &Site, path: &str, options: Value, env: &[(&str, Str
         .unwrap()
         .get(0);
     assert!(overlapping >= 1, "no normal job rendered beside {path}\n{}", worker.log());
+    let mut worker = worker;
+    assert!(worker.alive(), "the worker process ended beside {path}:\n{}", worker.log());
     let log = worker.log();
     assert_eq!(log.matches("chromium started").count(), 1, "the shared browser was replaced:\n{log}");
     assert!(!log.contains("chromium is gone"), "{log}");
@@ -249,4 +251,104 @@ fn a_capture_over_the_pixel_limit_fails_with_capture_too_large() {
     failed_with(&outcome, "CAPTURE_TOO_LARGE");
     let message = outcome.job["errorMessage"].as_str().unwrap();
     assert!(message.contains("640 x 3000") && message.contains("1000000"), "{message}");
+}
+
+#[test]
+fn a_page_that_lies_to_the_depth_check_fails_alone_and_the_worker_lives() {
+    // In the page's own JavaScript its getters would pass the check, and the conversion of
+    // 100,000 levels would overflow the stack and abort the worker with every job in it.
+    let site = Site::start();
+    let options = json!({"outputs": [{"type": "screenshot"}, {"type": "markdown"}]});
+    let outcome = beside_normal_jobs(&site, "/hostile/deep-lying", options, &[]);
+    failed_with(&outcome, "DOCUMENT_TOO_LARGE");
+    assert!(outcome.job["errorMessage"].as_str().unwrap().contains("512"), "{}", outcome.job);
+    let options = json!({"outputs": [{"type": "markdown", "mainContentOnly": true}]});
+    let outcome = beside_normal_jobs(&site, "/hostile/deep-lying", options, &[]);
+    failed_with(&outcome, "DOCUMENT_TOO_LARGE");
+}
+
+#[test]
+fn a_huge_title_is_kept_cut_short_in_the_metadata() {
+    let site = Site::start();
+    let mut outcome = beside_normal_jobs(&site, "/hostile/huge-title", json!({}), &[]);
+    assert_eq!(outcome.job["status"], "COMPLETED", "{}", outcome.worker.log());
+    let id = outcome.job["id"].as_str().unwrap().to_string();
+    let (title_chars, metadata_bytes): (i32, i32) = {
+        let row = outcome
+            .client
+            .query_one(
+                "SELECT length(metadata->>'title'), octet_length(metadata::text) FROM pgshot.jobs WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(title_chars, 1000);
+    assert!(metadata_bytes < 4000, "{metadata_bytes}");
+}
+
+#[test]
+fn text_and_json_over_the_output_limit_are_refused_in_the_page_whatever_its_getters_say() {
+    let site = Site::start();
+    // 3,000,000 characters against a limit of 1,000,000 bytes; the page's getters say "short".
+    let env = [("PGSHOT_MAX_OUTPUT_BYTES", "1000000".to_string())];
+    for output in ["text", "json"] {
+        let options = json!({"outputs": [{"type": output}]});
+        let outcome = beside_normal_jobs(&site, "/hostile/huge-text", options, &env);
+        failed_with(&outcome, "OUTPUT_TOO_LARGE");
+        let message = outcome.job["errorMessage"].as_str().unwrap();
+        assert!(message.contains("1000000"), "{output}: {message}");
+    }
+}
+
+#[test]
+fn chromium_is_given_none_of_the_workers_secrets() {
+    let site = Site::start();
+    let (mut c, url) = cluster().fresh_local_db(&[]);
+    // The test cluster trusts every local connection: a password in the URL is ignored by the
+    // server, and is here only to be looked for.
+    let secret_url = format!("{url} password=db-secret-6c1f");
+    let env = [
+        ("PGSHOT_ALLOW_PRIVATE_NETWORKS", "true".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-9d2e".to_string()),
+        ("PGPASSWORD", "pg-secret-41ab".to_string()),
+    ];
+    let mut worker = WorkerProcess::start(&secret_url, "secrets", &env);
+    let id: String = c
+        .query_one(
+            "SELECT screenshot_enqueue($1, '{\"outputs\": [{\"type\": \"screenshot\"}, {\"type\": \"markdown\"}]}')",
+            &[&site.url("/plain")],
+        )
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job(&mut c, &id)["status"] != "COMPLETED" {
+        assert!(Instant::now() < deadline, "{}\n{}", job(&mut c, &id), worker.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Chromium is still running (a browser outlives its jobs): every process under the worker.
+    let processes: Vec<(u32, String, Vec<u8>)> = descendants(worker.pid())
+        .into_iter()
+        .filter(|p| *p != worker.pid())
+        .filter_map(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+            Some((
+                p,
+                String::from_utf8_lossy(&cmdline).replace('\0', " "),
+                std::fs::read(format!("/proc/{p}/environ")).ok()?,
+            ))
+        })
+        .collect();
+    let browsers = processes.iter().filter(|(_, cmd, _)| cmd.contains("chromium")).count();
+    assert!(browsers >= 2, "no Chromium processes under the worker: {processes:?}");
+    for (pid, cmd, environ) in &processes {
+        let environ = String::from_utf8_lossy(environ);
+        for secret in ["db-secret-6c1f", "aws-secret-9d2e", "pg-secret-41ab", "DATABASE_URL", "AWS_", "PGSHOT_"] {
+            assert!(!environ.contains(secret), "process {pid} ({cmd}) was given {secret}: {environ}");
+        }
+    }
+    // The worker itself has them: the check would find them if they were passed on.
+    let own = std::fs::read(format!("/proc/{}/environ", worker.pid())).unwrap();
+    assert!(String::from_utf8_lossy(&own).contains("aws-secret-9d2e"));
+    assert!(worker.alive());
 }

@@ -42,8 +42,18 @@ fn is_superuser(su: &mut Client, role: &str) -> bool {
 }
 
 /// Types that mixed-type expressions combine, and the binary operators they are combined with.
-const TRAP_TYPES: &[&str] =
-    &["smallint", "integer", "bigint", "numeric", "real", "double precision", "interval", "timestamptz", "text", "date"];
+const TRAP_TYPES: &[&str] = &[
+    "smallint",
+    "integer",
+    "bigint",
+    "numeric",
+    "real",
+    "double precision",
+    "interval",
+    "timestamptz",
+    "text",
+    "date",
+];
 const TRAP_OPERATORS: &[&str] = &["<", ">", "<=", ">=", "=", "<>", "+", "-", "*", "/", "%"];
 
 /// Plants, as `owner`, an operator in public for every operator name and every pair of two
@@ -52,9 +62,7 @@ const TRAP_OPERATORS: &[&str] = &["<", ">", "<=", ">=", "=", "<>", "+", "-", "*"
 /// when it runs as one. Returns how many operators were planted.
 fn plant_operators(owner_conn: &mut Client, owner: &str) -> usize {
     owner_conn
-        .batch_execute(
-            "CREATE TABLE public.trap_log (who text, op text); GRANT ALL ON public.trap_log TO PUBLIC",
-        )
+        .batch_execute("CREATE TABLE public.trap_log (who text, op text); GRANT ALL ON public.trap_log TO PUBLIC")
         .unwrap();
     let mut sql = String::new();
     let mut n = 0;
@@ -98,8 +106,13 @@ fn a_database_owner_gains_nothing_from_operators_planted_in_public() {
             .get(0);
         jobs.push(id);
     }
-    let sql_job: String =
-        owner_conn.query_one("SELECT screenshot_enqueue('https://example.com/sql', '{\"webhookUrl\": \"https://hooks.example.com/x\"}')", &[]).unwrap().get(0);
+    let sql_job: String = owner_conn
+        .query_one(
+            "SELECT screenshot_enqueue('https://example.com/sql', '{\"webhookUrl\": \"https://hooks.example.com/x\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     owner_conn.query("SELECT * FROM pgshot.api_key_limits($1)", &[&key]).unwrap();
     owner_conn.query("SELECT pgshot.usage($1)", &[&key]).unwrap();
     let claimed = owner_conn.query("SELECT id, attempt FROM screenshot_claim('w', 10)", &[]).unwrap();
@@ -121,10 +134,7 @@ fn a_database_owner_gains_nothing_from_operators_planted_in_public() {
         )
         .unwrap();
     owner_conn
-        .execute(
-            "SELECT screenshot_thumbnail_put($1, 'w', 1, 'image/png', 10, 10, '\\x89504e47')",
-            &[&jobs[3]],
-        )
+        .execute("SELECT screenshot_thumbnail_put($1, 'w', 1, 'image/png', 10, 10, '\\x89504e47')", &[&jobs[3]])
         .map(|_| ())
         .unwrap_or_else(|e| assert_eq!(e.code().map(|c| c.code()), Some("55000"), "{e}"));
     for sql in [
@@ -295,10 +305,8 @@ fn two_databases_of_one_cluster_share_no_role() {
 
     // Dropped and created again, the extension takes back its own roles (the grant survives)...
     owner_a.batch_execute("DROP EXTENSION pgshot; CREATE EXTENSION pgshot").unwrap();
-    let still: bool = su_a
-        .query_one("SELECT pg_has_role($1, pgshot.role('worker'), 'MEMBER')", &[&worker_a])
-        .unwrap()
-        .get(0);
+    let still: bool =
+        su_a.query_one("SELECT pg_has_role($1, pgshot.role('worker'), 'MEMBER')", &[&worker_a]).unwrap().get(0);
     assert!(still);
     // ...but not a role of that name that someone else made: it could have members of their own.
     let db_c = format!("db_rolc_{}", std::process::id());
@@ -307,8 +315,7 @@ fn two_databases_of_one_cluster_share_no_role() {
     postgres.batch_execute(&format!("CREATE DATABASE {db_c}")).unwrap();
     let mut c = cluster().connect(&db_c);
     assert_eq!(sqlstate(c.batch_execute("CREATE EXTENSION pgshot")), "42710");
-    let installed: i64 =
-        c.query_one("SELECT count(*) FROM pg_extension WHERE extname = 'pgshot'", &[]).unwrap().get(0);
+    let installed: i64 = c.query_one("SELECT count(*) FROM pg_extension WHERE extname = 'pgshot'", &[]).unwrap().get(0);
     assert_eq!(installed, 0);
     drop((su_a, su_b, owner_a, a_owner_in_b, a_worker_in_b, a_worker_in_a, c));
     for db in [&db_a, &db_b, &db_c] {

@@ -748,11 +748,7 @@ fn every_function_of_the_extension_runs_with_a_fixed_search_path() {
             continue;
         }
         let config = config.unwrap_or_default();
-        assert_eq!(
-            config.first().map(String::as_str),
-            Some("search_path=pg_catalog, pgshot, pg_temp"),
-            "{name}"
-        );
+        assert_eq!(config.first().map(String::as_str), Some("search_path=pg_catalog, pgshot, pg_temp"), "{name}");
         // The queue's hot path also plans once per session; nothing else is set.
         assert!(config[1..].iter().all(|c| c == "plan_cache_mode=force_generic_plan"), "{name}: {config:?}");
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pgshot_storage::{Keys, ObjectStore};
 use pgshot_tests::api_process::{create_key, run_job, ApiProcess};
-use pgshot_tests::s3::{self, S3Server};
+use pgshot_tests::s3::{self, S3Server, SlowProxy};
 use pgshot_tests::site::Site;
 use pgshot_tests::worker_process::WorkerProcess;
 use pgshot_tests::{as_postgres, cluster, pg_bin, Client};
@@ -270,4 +270,43 @@ fn a_worker_gone_between_upload_and_complete_leaves_no_object_behind() {
         || worker.log(),
         || db.query_one("SELECT count(*) FROM pgshot.storage_garbage", &[]).unwrap().get::<_, i64>(0) == 0,
     );
+}
+
+#[test]
+fn uploads_slower_than_a_lease_keep_it_and_the_job_completes_on_its_first_attempt() {
+    let server = S3Server::start();
+    let bucket = store(&server, "");
+    runtime().block_on(bucket.create_bucket()).unwrap();
+    // Each chunk the worker sends the bucket waits 4 s: an upload takes several seconds, more
+    // than the 3-second lease, which is renewed every second only if the worker keeps at it after
+    // the render.
+    let slow = SlowProxy::start(server.port(), Duration::from_millis(4000));
+    let site = Site::start();
+    let (mut db, url) = cluster().fresh_local_db(&[]);
+    let mut env = worker_env(&server, "");
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_ENDPOINT_URL" {
+            *v = slow.endpoint();
+        }
+    }
+    env.push(("PGSHOT_LEASE_SECONDS", "3".into()));
+    let worker = WorkerProcess::start(&url, "s3-slow", &env);
+    let id: String = db
+        .query_one(
+            "SELECT screenshot_enqueue($1, '{\"maxAttempts\": 2, \"outputs\": [{\"type\": \"screenshot\"}, {\"type\": \"html\"}]}')",
+            &[&site.url("/plain")],
+        )
+        .unwrap()
+        .get(0);
+    wait_for(
+        "the job finished",
+        Duration::from_secs(90),
+        || worker.log(),
+        || matches!(job_row(&mut db, &id).0.as_str(), "COMPLETED" | "FAILED"),
+    );
+    let (status, attempt, errors) = job_row(&mut db, &id);
+    assert_eq!((status.as_str(), attempt), ("COMPLETED", 1), "{errors}\n{}", worker.log());
+    let outputs = stored_outputs(&mut db, &id);
+    assert_eq!(outputs.len(), 2);
+    assert!(get(&bucket, &outputs[0].1).unwrap().starts_with(b"\x89PNG"));
 }

@@ -30,7 +30,14 @@ pub struct PipedChromium {
     pub bridge: JoinHandle<()>,
 }
 
-/// Starts `executable` with `args` (plus `--remote-debugging-pipe`) and `envs`, and the bridge.
+/// What of the worker's environment Chromium is given: nothing that is a secret (the worker's
+/// DATABASE_URL carries a password, storage credentials sit in AWS_*), only the locale and time
+/// zone the pages see. PATH is set, not passed: the launcher's wrapper finds `setpriv` with it.
+const PASSED_ENV: &[&str] = &["LANG", "LANGUAGE", "LC_ALL", "TZ"];
+const CHROMIUM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Starts `executable` with `args` (plus `--remote-debugging-pipe`) and, as its whole
+/// environment, `envs` beside [`PASSED_ENV`] and PATH; and the bridge.
 pub async fn launch(executable: &Path, args: &[String], envs: &[(&str, String)]) -> Result<PipedChromium, String> {
     let (to_chrome_read, to_chrome_write) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let (from_chrome_read, from_chrome_write) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
@@ -40,6 +47,9 @@ pub async fn launch(executable: &Path, args: &[String], envs: &[(&str, String)])
     command
         .args(args)
         .arg("--remote-debugging-pipe")
+        .env_clear()
+        .env("PATH", CHROMIUM_PATH)
+        .envs(PASSED_ENV.iter().filter_map(|k| Some((*k, std::env::var_os(k)?))))
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -191,39 +191,19 @@ impl Worker {
         };
         match outcome {
             Outcome::Rendered(Ok(rendered)) => {
-                let rendered_at = tokio::time::Instant::now();
-                self.thumbnail(&job, &rendered.outputs).await;
-                let result = match &self.storage {
-                    None => {
-                        self.retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs))
-                            .await
-                    }
-                    Some(store) => match self.store(store, &job, rendered.outputs).await {
-                        Ok(stored) => {
-                            self.retrying("complete", || self.queue.complete_stored(&job, &rendered.metadata, &stored))
-                                .await
-                        }
-                        Err(StoreError::Bucket(e)) => {
-                            // The bucket refused or is down: the attempt fails and is retried, the
-                            // uploads that did happen are deleted within the hour.
-                            let error = RenderError::new(ErrorCode::InternalError, format!("object storage: {e}"));
-                            self.settle_failure(&job, &error, true).await;
-                            return;
-                        }
-                        Err(StoreError::Database(e)) => Err(e),
-                    },
+                // The lease is renewed until the complete returns, not only while rendering: the
+                // thumbnail, large uploads and a slow database can take longer than a lease, and an
+                // expired lease would throw a good render away (LEASE_EXPIRED, rendered again). A
+                // cancel or a lost lease noticed meanwhile stops the renewing; the complete then
+                // says what became of the job.
+                let renew = async {
+                    let _ = self.heartbeats(&job).await;
+                    std::future::pending::<()>().await
                 };
-                // With `render phases`, where a job's time goes in the worker (for the benchmarks).
-                tracing::debug!(
-                    render_ms = (rendered_at - started).as_millis() as u64,
-                    complete_ms = rendered_at.elapsed().as_millis() as u64,
-                    "job phases"
-                );
-                match result {
-                    Ok(()) => {
-                        tracing::info!(size = %rendered.metadata["size"], ms = %rendered.metadata["renderTimeMs"], "completed")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "result discarded"),
+                tokio::select! {
+                    biased;
+                    () = self.finish(&job, rendered, started) => {}
+                    () = renew => {}
                 }
             }
             Outcome::Rendered(Err(e)) => self.settle_failure(&job, &e, e.code.is_retryable()).await,
@@ -233,6 +213,42 @@ impl Worker {
                 Ok(()) => tracing::info!("released for another worker"),
                 Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire"),
             },
+        }
+    }
+
+    /// Stores a rendered attempt's thumbnail and outputs, and completes it.
+    async fn finish(&self, job: &ClaimedJob, rendered: Rendered, started: tokio::time::Instant) {
+        let rendered_at = tokio::time::Instant::now();
+        self.thumbnail(&job, &rendered.outputs).await;
+        let result = match &self.storage {
+            None => {
+                self.retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs)).await
+            }
+            Some(store) => match self.store(store, &job, rendered.outputs).await {
+                Ok(stored) => {
+                    self.retrying("complete", || self.queue.complete_stored(&job, &rendered.metadata, &stored)).await
+                }
+                Err(StoreError::Bucket(e)) => {
+                    // The bucket refused or is down: the attempt fails and is retried, the
+                    // uploads that did happen are deleted within the hour.
+                    let error = RenderError::new(ErrorCode::InternalError, format!("object storage: {e}"));
+                    self.settle_failure(&job, &error, true).await;
+                    return;
+                }
+                Err(StoreError::Database(e)) => Err(e),
+            },
+        };
+        // With `render phases`, where a job's time goes in the worker (for the benchmarks).
+        tracing::debug!(
+            render_ms = (rendered_at - started).as_millis() as u64,
+            complete_ms = rendered_at.elapsed().as_millis() as u64,
+            "job phases"
+        );
+        match result {
+            Ok(()) => {
+                tracing::info!(size = %rendered.metadata["size"], ms = %rendered.metadata["renderTimeMs"], "completed")
+            }
+            Err(e) => tracing::warn!(error = %e, "result discarded"),
         }
     }
 

@@ -24,8 +24,17 @@ mod thumbnail;
 use config::Config;
 use pgshot_db::worker_queue::{self as queue, Queue};
 
+fn main() -> std::process::ExitCode {
+    // `pgshot-worker convert-document ...`: a document conversion, in a process of its own.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(document::CHILD_ARGUMENT) {
+        return document::child_main(&args[1..]);
+    }
+    worker_main()
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn worker_main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,chromiumoxide=error".into()),

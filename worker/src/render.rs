@@ -24,7 +24,7 @@ use chromiumoxide::cdp::browser_protocol::network::{
 };
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams, CrashParams,
-    EventLifecycleEvent, FrameId, PrintToPdfParams, Viewport,
+    CreateIsolatedWorldParams, EventLifecycleEvent, FrameId, PrintToPdfParams, Viewport,
 };
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::error::CdpError;
@@ -597,13 +597,16 @@ impl Job<'_> {
             Ok(r) => r?,
             Err(_) => return Err(timeout_error(timeout_ms)),
         }
+        // Cut short in the page: a title can be any size (a hostile page's, hundreds of megabytes),
+        // and it is kept in the job's metadata, which every listing of jobs reads.
         let info = self
-            .eval(
-                "({title: document.title, url: location.href, \
-                  status: (performance.getEntriesByType('navigation')[0] || {}).responseStatus || null})",
-            )
+            .read(&format!(
+                "({{title: String(document.title).slice(0, {MAX_TITLE_CHARS}), \
+                  url: String(location.href).slice(0, {MAX_URL_CHARS}), \
+                  status: (performance.getEntriesByType('navigation')[0] || {{}}).responseStatus || null}})"
+            ))
             .await?;
-        let final_url = info["url"].as_str().unwrap_or_default().to_string();
+        let final_url = truncated(info["url"].as_str().unwrap_or_default(), MAX_URL_CHARS);
         if final_url.starts_with("chrome-error:") {
             return Err(self.navigation_error("net::ERR_FAILED"));
         }
@@ -612,7 +615,7 @@ impl Job<'_> {
             self.wait_for_selector(selector, left, "waitFor").await?;
         }
         Ok(PageInfo {
-            title: info["title"].as_str().map(str::to_string),
+            title: info["title"].as_str().map(|t| truncated(t, MAX_TITLE_CHARS)),
             final_url,
             http_status: info["status"].as_i64(),
         })
@@ -905,19 +908,28 @@ impl Job<'_> {
                 Ok((row("text/plain; charset=utf-8", text.into_bytes(), json!({})), None))
             }
             OutputType::Text => {
-                let script = match &spec.selector {
-                    Some(s) => format!(
-                        "(() => {{ const el = document.querySelector({}); return el ? el.innerText : null; }})()",
-                        js(s)
-                    ),
-                    None => "document.body ? document.body.innerText : ''".to_string(),
+                let element = match &spec.selector {
+                    Some(s) => format!("document.querySelector({})", js(s)),
+                    None => "(document.body || {innerText: ''})".to_string(),
                 };
-                let text = self.eval(&script).await?;
-                let text = text.as_str().ok_or_else(|| self.selector_missing(spec))?.to_string();
+                let limit = self.settings.max_output_bytes;
+                // Measured in the page: only a text within the output limit crosses DevTools.
+                let script = format!(
+                    "(() => {{ const el = {element}; if (!el) return null; const text = String(el.innerText); \
+                       return text.length > {limit} ? {{tooLarge: text.length}} : {{text}}; }})()"
+                );
+                let mut found = self.read(&script).await?;
+                if let Some(length) = found["tooLarge"].as_u64() {
+                    return Err(too_large("text", length, limit));
+                }
+                let Value::String(text) = found["text"].take() else { return Err(self.selector_missing(spec)) };
                 Ok((row("text/plain; charset=utf-8", text.into_bytes(), json!({})), None))
             }
             OutputType::Json => {
-                let data = self.extract(spec.schema.as_ref()).await?;
+                // Parsed and written again: the same bytes as before it was measured in the page.
+                let data: Value = serde_json::from_str(&self.extract(spec.schema.as_ref()).await?).map_err(|e| {
+                    RenderError::new(ErrorCode::RenderFailed, format!("the page's json output is not JSON: {e}"))
+                })?;
                 let bytes = serde_json::to_vec(&data).expect("JSON values serialise");
                 Ok((row("application/json", bytes, json!({})), None))
             }
@@ -1056,7 +1068,9 @@ impl Job<'_> {
             depth = max_depth.unwrap_or(0),
         );
         let script = if clean { format!("{CLEAN_SCRIPT}; {script}") } else { script };
-        let mut found = self.eval(&script).await?;
+        // In a world of the worker's own: the depth and size checks use the browser's own DOM
+        // getters, not ones the page redefined to pass them.
+        let mut found = self.read(&script).await?;
         // Taken, not copied: it may be several times the output limit.
         if let Value::String(html) = found["html"].take() {
             return Ok(html);
@@ -1068,10 +1082,7 @@ impl Job<'_> {
             ));
         }
         if let Some(length) = found["tooLarge"].as_u64() {
-            return Err(RenderError::new(
-                ErrorCode::OutputTooLarge,
-                format!("the document's HTML is {length} characters, more than the limit of {limit} bytes"),
-            ));
+            return Err(too_large("document's HTML", length, limit));
         }
         Err(RenderError::new(
             ErrorCode::SelectorNotFound,
@@ -1079,10 +1090,11 @@ impl Job<'_> {
         ))
     }
 
-    /// The json output: the fields of `schema`, or the page's title, description, headings and
-    /// links when it has none.
-    async fn extract(&self, schema: Option<&BTreeMap<String, JsonField>>) -> Result<Value, RenderError> {
-        let script = match schema {
+    /// The json output, serialised: the fields of `schema`, or the page's title, description,
+    /// headings and links when it has none. Serialised and measured in the page, so that only an
+    /// output within the limit crosses DevTools.
+    async fn extract(&self, schema: Option<&BTreeMap<String, JsonField>>) -> Result<String, RenderError> {
+        let value = match schema {
             Some(fields) => format!(
                 "(() => {{ const out = {{title: document.title, url: location.href, data: {{}}}}; \
                  for (const [name, f] of Object.entries({})) {{ \
@@ -1104,7 +1116,19 @@ impl Job<'_> {
                       links: Array.from(document.querySelectorAll('a[href]'), a => ({text: a.textContent.trim(), href: a.href}))})"
                 .to_string(),
         };
-        self.eval(&script).await
+        let limit = self.settings.max_output_bytes;
+        let script = format!(
+            "(() => {{ const json = JSON.stringify({value}); \
+               return json.length > {limit} ? {{tooLarge: json.length}} : {{json}}; }})()"
+        );
+        let mut found = self.read(&script).await?;
+        if let Some(length) = found["tooLarge"].as_u64() {
+            return Err(too_large("json output", length, limit));
+        }
+        match found["json"].take() {
+            Value::String(json) => Ok(json),
+            _ => Err(RenderError::new(ErrorCode::RenderFailed, "the json output could not be read from the page")),
+        }
     }
 
     /// Fixed and sticky elements keep the place they have in the first viewport: fixed ones
@@ -1167,12 +1191,35 @@ impl Job<'_> {
 
     /// Evaluates `expression` in the page and returns its value (promises are awaited).
     async fn eval(&self, expression: &str) -> Result<Value, RenderError> {
-        let params = EvaluateParams::builder()
+        self.evaluate_in(expression, None).await
+    }
+
+    /// Evaluates `expression` in an isolated world of the page's main frame, made for this read:
+    /// it shares the page's DOM but none of its JavaScript, so whatever the page redefined
+    /// (`Element.prototype.outerHTML`, `firstElementChild`, `innerText`, `document.title`,
+    /// `JSON.stringify`) is the browser's own there. Everything read from the page for an output
+    /// or the job's metadata is read so.
+    async fn read(&self, expression: &str) -> Result<Value, RenderError> {
+        // A page target's main frame has the target's id.
+        let frame = FrameId::new(self.page.target_id().inner().clone());
+        let world =
+            CreateIsolatedWorldParams::builder().frame_id(frame).world_name("pgshot").build().expect("frame_id is set");
+        let world = self.exec("make an isolated world", world).await?;
+        self.evaluate_in(expression, Some(world.execution_context_id)).await
+    }
+
+    async fn evaluate_in(
+        &self,
+        expression: &str,
+        context: Option<chromiumoxide::cdp::js_protocol::runtime::ExecutionContextId>,
+    ) -> Result<Value, RenderError> {
+        let mut params = EvaluateParams::builder()
             .expression(expression)
             .return_by_value(true)
             .await_promise(true)
             .build()
             .expect("expression is set");
+        params.context_id = context;
         let result = self.exec("evaluate", params).await?;
         if let Some(ex) = result.exception_details {
             let description = ex.exception.and_then(|e| e.description).unwrap_or(ex.text);
@@ -1185,6 +1232,23 @@ impl Job<'_> {
         }
         Ok(result.result.value.unwrap_or(Value::Null))
     }
+}
+
+/// Longest `metadata.title` kept, in characters, and `metadata.finalUrl`.
+const MAX_TITLE_CHARS: usize = 1000;
+const MAX_URL_CHARS: usize = 8192;
+
+/// `s` cut to `max` characters.
+fn truncated(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// An output measured in the page over the limit.
+fn too_large(what: &str, length: u64, limit: usize) -> RenderError {
+    RenderError::new(
+        ErrorCode::OutputTooLarge,
+        format!("the {what} is {length} characters, more than the limit of {limit} bytes"),
+    )
 }
 
 /// Copies each section's rows into one image and encodes it. Sections are (top in the joined
