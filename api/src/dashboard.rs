@@ -12,8 +12,9 @@
 //! jobs every two seconds catches claims and completions nobody notified (a completion NOTIFY for
 //! every job would slow the queue; README "Notifications").
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgshot_job::new_job_id;
 use poem::http::{header, StatusCode};
@@ -307,6 +308,65 @@ async fn queue_page(req: &Request, state: Data<&Arc<State>>, admin: Data<&AdminT
 
 /// How often a stream checks the viewer's jobs when no notification came.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// A check this recent is what every stream of the viewer sees (they wake together on a
+/// notification).
+const CHECK_SHARED_FOR: Duration = Duration::from_millis(500);
+
+impl Viewer {
+    /// The name its streams are counted and shared under.
+    fn holder(&self) -> &str {
+        match self {
+            Viewer::Key(owner) => owner,
+            Viewer::Operator => "operator",
+        }
+    }
+}
+
+/// What each viewer's event streams last saw: whether its key is still live and the fingerprint
+/// of its jobs, checked by whichever of its streams asks first and shared by the others for
+/// [`CHECK_SHARED_FOR`] (a viewer with four tabs costs one check a tick, not four).
+#[derive(Default)]
+pub struct StreamChecks {
+    viewers: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(Instant, Option<String>)>>>>>,
+    made: std::sync::atomic::AtomicU64,
+}
+
+impl StreamChecks {
+    /// Checks made so far (for /metrics).
+    pub fn made(&self) -> u64 {
+        self.made.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The viewer's fingerprint, or `None` once its key was revoked (the operator's token is the
+    /// API's setting and cannot be).
+    async fn check(&self, state: &State, viewer: &Viewer, token: &str) -> ApiResult<Option<String>> {
+        let cell = {
+            let mut viewers = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget viewers not checked for a minute (their streams are gone).
+            viewers.retain(|_, c| {
+                Arc::strong_count(c) > 1
+                    || c.try_lock()
+                        .map_or(true, |g| g.as_ref().is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(60)))
+            });
+            viewers.entry(viewer.holder().to_string()).or_default().clone()
+        };
+        let mut last = cell.lock().await;
+        if let Some((at, seen)) = last.as_ref() {
+            if at.elapsed() < CHECK_SHARED_FOR {
+                return Ok(seen.clone());
+            }
+        }
+        let rid = new_job_id();
+        self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let live = match viewer {
+            Viewer::Key(owner) => state.db.owner(&rid, token).await?.as_deref() == Some(owner.as_str()),
+            Viewer::Operator => true,
+        };
+        let seen = if live { Some(state.db.fingerprint(&rid, viewer.owner()).await?) } else { None };
+        *last = Some((Instant::now(), seen.clone()));
+        Ok(seen)
+    }
+}
 
 #[handler]
 async fn event_stream(req: &Request, state: Data<&Arc<State>>, admin: Data<&AdminToken>) -> Response {
@@ -316,11 +376,18 @@ async fn event_stream(req: &Request, state: Data<&Arc<State>>, admin: Data<&Admi
         Ok(viewer) => viewer,
         Err(e) => return e.into_response(),
     };
+    let token = api_key_of(req).unwrap_or_default();
+    // Capped per viewer and in all: each open stream holds a connection's worth of the API.
+    let slot = match state.event_streams.try_admit(viewer.holder()) {
+        Ok(slot) => slot,
+        Err(refused) => return ApiError::too_many_streams(&rid, refused).into_response(),
+    };
     let changes = state.completions.changes();
     // One `change` event whenever what the viewer sees changed; the page then reloads its view.
+    // The key is checked again at every tick: a revoked key's streams end.
     let stream = futures::stream::unfold(
-        (state, viewer, changes, None::<String>),
-        |(state, viewer, mut changes, last)| async move {
+        (state, viewer, token, changes, None::<String>, slot),
+        |(state, viewer, token, mut changes, last, slot)| async move {
             loop {
                 if last.is_some() {
                     let _ = tokio::time::timeout(CHECK_EVERY, changes.changed()).await;
@@ -328,9 +395,9 @@ async fn event_stream(req: &Request, state: Data<&Arc<State>>, admin: Data<&Admi
                     tokio::time::sleep(Duration::from_millis(150)).await;
                     changes.borrow_and_update();
                 }
-                let rid = new_job_id();
-                let now = match state.db.fingerprint(&rid, viewer.owner()).await {
-                    Ok(now) => now,
+                let now = match state.stream_checks.check(&state, &viewer, &token).await {
+                    Ok(Some(now)) => now,
+                    Ok(None) => return None,
                     Err(_) => {
                         tokio::time::sleep(CHECK_EVERY).await;
                         continue;
@@ -340,7 +407,7 @@ async fn event_stream(req: &Request, state: Data<&Arc<State>>, admin: Data<&Admi
                     let event =
                         Event::message(json!({"reason": if last.is_none() { "hello" } else { "change" }}).to_string())
                             .event_type("change");
-                    return Some((event, (state, viewer, changes, Some(now))));
+                    return Some((event, (state, viewer, token, changes, Some(now), slot)));
                 }
             }
         },

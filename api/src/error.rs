@@ -8,6 +8,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde_json::Value;
 
+use crate::admission::Refused;
+
 /// `{"error": {"code", "message", "details"}, "requestId", "message", "errorCode",
 /// "validationErrors"}`: the nested error of the allscreenshots contract, and the same code and
 /// message at the top level, where the official TypeScript SDK reads them.
@@ -210,9 +212,23 @@ impl ApiError {
         )
     }
 
-    pub fn too_many_waiting(rid: &str) -> ApiError {
-        let message = "too many sync captures are waiting; retry shortly or use /v1/screenshots/async";
-        ApiError::TooManyRequests(body(rid, "TOO_MANY_REQUESTS", message, None), 1)
+    pub fn too_many_waiting(rid: &str, refused: Refused) -> ApiError {
+        let message = match refused {
+            Refused::Holder(n) => format!(
+                "this API key has {n} sync captures waiting, its most at once; retry when one is answered or use /v1/screenshots/async"
+            ),
+            Refused::Total(_) => "too many sync captures are waiting; retry shortly or use /v1/screenshots/async".into(),
+        };
+        ApiError::TooManyRequests(body(rid, "TOO_MANY_REQUESTS", &message, None), 1)
+    }
+
+    /// More dashboard event streams than a viewer, or the API, may hold open.
+    pub fn too_many_streams(rid: &str, refused: Refused) -> ApiError {
+        let message = match refused {
+            Refused::Holder(n) => format!("this viewer has {n} event streams open, its most at once; close one"),
+            Refused::Total(n) => format!("the API has {n} event streams open, its most at once; retry shortly"),
+        };
+        ApiError::TooManyRequests(body(rid, "TOO_MANY_REQUESTS", &message, None), 5)
     }
 
     /// A sync capture whose job failed: the job's own error code and message.

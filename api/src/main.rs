@@ -16,6 +16,7 @@ use poem::web::Data;
 use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
 use poem_openapi::OpenApiService;
 
+mod admission;
 mod body;
 mod completion;
 mod dashboard;
@@ -98,6 +99,14 @@ struct ServeArgs {
     /// Sync captures that may wait at once; more get 429.
     #[arg(long, env = "PGSHOT_MAX_SYNC_WAITING", default_value_t = 64, global = true)]
     max_sync_waiting: usize,
+    /// Sync captures that one API key may have waiting at once; its next gets 429.
+    #[arg(long, env = "PGSHOT_MAX_SYNC_WAITING_PER_KEY", default_value_t = 8, global = true)]
+    max_sync_waiting_per_key: usize,
+    /// Dashboard event streams open at once, for one API key and in all; more get 429.
+    #[arg(long, env = "PGSHOT_MAX_EVENT_STREAMS_PER_KEY", default_value_t = 4, global = true)]
+    max_event_streams_per_key: usize,
+    #[arg(long, env = "PGSHOT_MAX_EVENT_STREAMS", default_value_t = 100, global = true)]
+    max_event_streams: usize,
     /// Besides a page's timeout and delay, seconds a sync capture waits for a worker to finish it.
     #[arg(long, env = "PGSHOT_SYNC_WAIT_SECONDS", default_value_t = 60, global = true)]
     sync_wait_seconds: u64,
@@ -161,7 +170,9 @@ fn state(args: &ServeArgs, database: &Database) -> Result<Arc<State>, String> {
     Ok(Arc::new(State {
         db: Db::new(database, &public_url, 16)?,
         completions: Arc::new(completion::Completions::default()),
-        sync_slots: tokio::sync::Semaphore::new(args.max_sync_waiting),
+        sync_slots: admission::Admission::new(args.max_sync_waiting_per_key, args.max_sync_waiting),
+        event_streams: admission::Admission::new(args.max_event_streams_per_key, args.max_event_streams),
+        stream_checks: dashboard::StreamChecks::default(),
         sync_allowance: std::time::Duration::from_secs(args.sync_wait_seconds),
         sync_limit: std::time::Duration::from_secs(args.sync_max_wait_seconds),
         public_url,
@@ -189,6 +200,9 @@ pub fn spec() -> String {
         public_url: None,
         allow_private_networks: false,
         max_sync_waiting: 64,
+        max_sync_waiting_per_key: 8,
+        max_event_streams_per_key: 4,
+        max_event_streams: 100,
         sync_wait_seconds: 60,
         sync_max_wait_seconds: 180,
         max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
@@ -402,6 +416,10 @@ async fn metrics(
     }
     out.push_str("# HELP pgshot_jobs_created_total Jobs created through this API process.\n# TYPE pgshot_jobs_created_total counter\n");
     out.push_str(&format!("pgshot_jobs_created_total {}\n", state.jobs_created.load(Ordering::Relaxed)));
+    out.push_str("# HELP pgshot_dashboard_event_streams Dashboard event streams open.\n# TYPE pgshot_dashboard_event_streams gauge\n");
+    out.push_str(&format!("pgshot_dashboard_event_streams {}\n", state.event_streams.held()));
+    out.push_str("# HELP pgshot_dashboard_stream_checks_total Checks of a viewer's jobs made for its event streams (one a tick per viewer, shared by its streams).\n# TYPE pgshot_dashboard_stream_checks_total counter\n");
+    out.push_str(&format!("pgshot_dashboard_stream_checks_total {}\n", state.stream_checks.made()));
     match state.db.stats().await {
         Ok(stats) => {
             out.push_str("# HELP pgshot_jobs Jobs queued or processing.\n# TYPE pgshot_jobs gauge\n");

@@ -13,10 +13,11 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
+use crate::admission::Admission;
 use crate::body::JsonBody;
 use crate::completion::Completions;
+use crate::dashboard::StreamChecks;
 use crate::db::{Cursor, Db, ResultRow};
 use crate::error::{operation_errors, ApiError, ApiResult, ErrorDetails};
 use crate::result::{CaptureResponse, ResultResponse};
@@ -223,8 +224,13 @@ enum Listed {
 pub struct State {
     pub db: Db,
     pub completions: Arc<Completions>,
-    /// Sync captures waiting at once; more are refused with 429 instead of piling up.
-    pub sync_slots: Semaphore,
+    /// Sync captures waiting at once, per key and in all; more are refused with 429 instead of
+    /// piling up (one key cannot take every slot).
+    pub sync_slots: Admission,
+    /// Dashboard event streams open, per viewer and in all.
+    pub event_streams: Admission,
+    /// What the event streams of one viewer last saw, shared between them.
+    pub stream_checks: StreamChecks,
     /// Besides the page's timeout and delay, how long a sync capture waits for a worker.
     pub sync_allowance: Duration,
     /// The longest any sync capture waits, whatever its page's timeout and delay (a proxy in
@@ -357,9 +363,7 @@ impl ScreenshotsApi {
     async fn capture(&self, auth: Auth, body: JsonBody<ScreenshotOptions>) -> Result<CaptureResponse, CaptureErrors> {
         let rid = new_job_id();
         let owner = self.owner(&rid, &auth).await?;
-        let Ok(_slot) = self.0.sync_slots.try_acquire() else {
-            return Err(ApiError::too_many_waiting(&rid).into());
-        };
+        let _slot = self.0.sync_slots.try_admit(&owner).map_err(|r| ApiError::too_many_waiting(&rid, r))?;
         let (url, body) = split_url(&rid, body.0)?;
         let request = JobRequest::parse(&url, &body, self.0.policy).map_err(|e| ApiError::invalid(&rid, &e))?;
         let page = Duration::from_millis(request.options.timeout.unwrap_or(30_000) as u64);

@@ -12,6 +12,9 @@
 -- * pgshot.visible() shows every job only to members of the api role (so admin, the owner and
 --   superusers); any other role sees the jobs it enqueued, not every job.
 -- * SQL idempotency keys are per enqueuing role (jobs_idempotency_key), as API keys' are per key.
+-- * GET /v1/usage (pgshot.usage) reads the hourly roll-up, which now keeps the bytes of each
+--   hour's completed outputs (pgshot.hourly.bytes, filled in here for the hours rolled up before),
+--   and the jobs finished since; no longer every job of the owner.
 
 -- This database's four group roles (queue.sql, "Privileges"): roles are shared by every database
 -- of a cluster, so each database where pgshot is installed has roles of its own, named after it
@@ -136,6 +139,123 @@ BEGIN
                                AND coalesce(j.owner, j.enqueued_by, '') = coalesce(p_owner, pgshot.caller(), '');
     RETURN result;
 END
+$$;
+
+ALTER TABLE pgshot.hourly ADD COLUMN bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE pgshot.hourly DROP CONSTRAINT hourly_counts_nonnegative;
+ALTER TABLE pgshot.hourly ADD CONSTRAINT hourly_counts_nonnegative
+    CHECK (completed >= 0 AND failed >= 0 AND cancelled >= 0 AND bytes >= 0);
+UPDATE pgshot.hourly h
+SET bytes = coalesce((SELECT sum(o.size) FROM pgshot.jobs j JOIN pgshot.outputs o ON o.job_id = j.id
+                      WHERE j.completed_at >= h.hour AND j.completed_at < h.hour + interval '1 hour'
+                        AND j.status = 'COMPLETED' AND coalesce(j.owner, j.enqueued_by, '') = h.owner), 0);
+CREATE OR REPLACE FUNCTION screenshot_rollup() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    from_hour timestamptz;
+    to_hour timestamptz := date_trunc('hour', now() - interval '1 minute');
+    written integer;
+BEGIN
+    SELECT max(hour) + interval '1 hour' INTO from_hour FROM pgshot.hourly;
+    from_hour := greatest(coalesce(from_hour, '-infinity'), to_hour - interval '31 days');
+    IF from_hour >= to_hour THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO pgshot.hourly (hour, owner, completed, failed, cancelled, render_ms_p50, render_ms_p95, error_codes, bytes)
+    SELECT h.hour, h.owner, h.completed, h.failed, h.cancelled, h.p50, h.p95,
+           coalesce((SELECT jsonb_object_agg(c.code, c.n)
+                     FROM (SELECT j.error_code AS code, count(*) AS n FROM pgshot.jobs j
+                           WHERE j.completed_at >= h.hour AND j.completed_at < h.hour + interval '1 hour'
+                             AND j.status = 'FAILED' AND coalesce(j.owner, j.enqueued_by, '') = h.owner
+                           GROUP BY j.error_code) c), '{}'),
+           h.bytes
+    FROM (
+        SELECT date_trunc('hour', j.completed_at, 'UTC') AS hour, coalesce(j.owner, j.enqueued_by, '') AS owner,
+               count(*) FILTER (WHERE j.status = 'COMPLETED') AS completed,
+               count(*) FILTER (WHERE j.status = 'FAILED') AS failed,
+               count(*) FILTER (WHERE j.status = 'CANCELLED') AS cancelled,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM j.completed_at - j.started_at) * 1000)
+                   FILTER (WHERE j.status = 'COMPLETED') AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM j.completed_at - j.started_at) * 1000)
+                   FILTER (WHERE j.status = 'COMPLETED') AS p95,
+               coalesce(sum((SELECT sum(o.size) FROM pgshot.outputs o WHERE o.job_id = j.id))
+                   FILTER (WHERE j.status = 'COMPLETED'), 0)::bigint AS bytes
+        FROM pgshot.jobs j
+        WHERE j.completed_at >= from_hour AND j.completed_at < to_hour
+        GROUP BY 1, 2
+    ) h
+    ON CONFLICT (hour, owner) DO NOTHING;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.usage(p_owner text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    WITH finished AS (
+        SELECT h.hour AS at, h.completed, h.failed, h.cancelled, h.bytes
+        FROM pgshot.hourly h WHERE h.owner = p_owner
+        UNION ALL
+        SELECT j.completed_at, (j.status = 'COMPLETED')::integer, (j.status = 'FAILED')::integer,
+               (j.status = 'CANCELLED')::integer,
+               CASE WHEN j.status = 'COMPLETED'
+                    THEN (SELECT coalesce(sum(o.size), 0) FROM pgshot.outputs o WHERE o.job_id = j.id) ELSE 0 END
+        FROM pgshot.jobs j
+        -- A range of jobs_finished from the roll-up's last hour (an index condition: a subquery,
+        -- not a join); the owner as the roll-up names it, which no index of finished jobs has, so
+        -- that the planner does not read every job of the owner instead (jobs_owner_recent).
+        WHERE j.completed_at >= (SELECT coalesce(max(h.hour) + interval '1 hour', '-infinity') FROM pgshot.hourly h)
+          AND coalesce(j.owner, j.enqueued_by, '') = p_owner
+    ), months AS (
+        SELECT date_trunc('month', at) AS start, sum(completed) AS shots, sum(bytes) AS bytes
+        FROM finished GROUP BY 1 HAVING sum(completed) > 0
+    ), ended AS (
+        SELECT coalesce(sum(completed), 0) AS completed, coalesce(sum(failed), 0) AS failed,
+               coalesce(sum(cancelled), 0) AS cancelled
+        FROM finished
+    ), waiting AS (
+        SELECT (SELECT count(*) FROM pgshot.jobs j
+                WHERE j.status = 'QUEUED' AND coalesce(j.owner, j.enqueued_by, '') = p_owner AND j.owner = p_owner) AS queued,
+               (SELECT count(*) FROM pgshot.jobs j
+                WHERE j.status = 'PROCESSING' AND coalesce(j.owner, j.enqueued_by, '') = p_owner AND j.owner = p_owner) AS processing
+    ), this_month AS (
+        SELECT date_trunc('month', now()) AS start
+    )
+    SELECT jsonb_build_object(
+        'tier', 'self-hosted',
+        'currentPeriod', jsonb_build_object(
+            'periodStart', pgshot.timestamp_json(tm.start),
+            'periodEnd', pgshot.timestamp_json(tm.start + interval '1 month'),
+            'screenshotsCount', coalesce(cur.shots, 0),
+            'bandwidthBytes', coalesce(cur.bytes, 0),
+            'bandwidthFormatted', pg_size_pretty(coalesce(cur.bytes, 0)::bigint)),
+        'history', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'periodStart', pgshot.timestamp_json(m.start),
+                       'periodEnd', pgshot.timestamp_json(m.start + interval '1 month'),
+                       'screenshotsCount', m.shots,
+                       'bandwidthBytes', m.bytes,
+                       'bandwidthFormatted', pg_size_pretty(m.bytes::bigint)) ORDER BY m.start DESC)
+            FROM (SELECT * FROM months WHERE start < tm.start ORDER BY start DESC LIMIT 12) m), '[]'),
+        'totals', jsonb_build_object(
+            'screenshotsCount', (SELECT coalesce(sum(shots), 0) FROM months),
+            'bandwidthBytes', (SELECT coalesce(sum(bytes), 0) FROM months),
+            'bandwidthFormatted', pg_size_pretty((SELECT coalesce(sum(bytes), 0) FROM months)::bigint)),
+        'jobs', jsonb_build_object(
+            'QUEUED', w.queued,
+            'PROCESSING', w.processing,
+            'COMPLETED', e.completed,
+            'FAILED', e.failed,
+            'CANCELLED', e.cancelled),
+        'limits', (SELECT jsonb_build_object(
+            'ratePerMinute', k.rate_limit,
+            'remaining', CASE WHEN k.rate_limit IS NOT NULL THEN floor(pgshot.rate_tokens(k))::integer END,
+            'resetSeconds', CASE WHEN k.rate_limit IS NOT NULL
+                                 THEN ceil((k.rate_limit - pgshot.rate_tokens(k)) * 60.0 / k.rate_limit)::integer END,
+            'maxInFlight', k.max_in_flight,
+            'inFlight', w.queued + w.processing)
+            FROM pgshot.api_keys k WHERE k.id = p_owner))
+    FROM this_month tm LEFT JOIN months cur ON cur.start = tm.start, ended e, waiting w
 $$;
 
 -- The cluster-wide roles of 0.9.0 lose every grant in this database.

@@ -287,9 +287,12 @@ CREATE TABLE pgshot.hourly (
     render_ms_p50 double precision,
     render_ms_p95 double precision,
     error_codes   jsonb NOT NULL DEFAULT '{}',
+    -- Bytes of the outputs of the jobs completed that hour (since 1.0.0): GET /v1/usage's
+    -- bandwidth, read from here rather than from every job an owner ever had.
+    bytes         bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, owner),
     CONSTRAINT hourly_on_the_hour CHECK (extract(epoch FROM hour) % 3600 = 0),
-    CONSTRAINT hourly_counts_nonnegative CHECK (completed >= 0 AND failed >= 0 AND cancelled >= 0),
+    CONSTRAINT hourly_counts_nonnegative CHECK (completed >= 0 AND failed >= 0 AND cancelled >= 0 AND bytes >= 0),
     CONSTRAINT hourly_error_codes_object CHECK (jsonb_typeof(error_codes) = 'object')
 );
 COMMENT ON TABLE pgshot.hourly IS 'finished jobs per hour and owner (API key or role): counts, render time, error codes';
