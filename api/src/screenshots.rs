@@ -52,6 +52,13 @@ pub enum Auth {
 }
 
 impl Auth {
+    /// Whether the answer may be a redirect to another host (the bucket): HTTP clients drop
+    /// `Authorization` on a redirect to another host, but send a custom header such as
+    /// `X-API-Key` again (curl, and others), which would hand the key to the bucket's host.
+    fn redirectable(&self) -> bool {
+        matches!(self, Auth::Bearer(_))
+    }
+
     fn key(&self) -> &str {
         match self {
             Auth::ApiKey(k) => &k.0.key,
@@ -378,7 +385,9 @@ impl ScreenshotsApi {
                 Some("COMPLETED") if request.options.response_type == Some(ResponseType::Url) => {
                     return Ok(CaptureResponse(ResultResponse::Job(Box::new(self.0.typed(&rid, job)?))));
                 }
-                Some("COMPLETED") => return Ok(CaptureResponse(self.result_of(&rid, &owner, &id, None).await?)),
+                Some("COMPLETED") => {
+                    return Ok(CaptureResponse(self.result_of(&rid, &owner, &id, None, auth.redirectable()).await?))
+                }
                 Some("FAILED") => return Err(ApiError::render_failed(&rid, &job).into()),
                 Some("CANCELLED") => return Err(ApiError::conflict(&rid, "CANCELLED", "the job was cancelled").into()),
                 _ => {}
@@ -620,16 +629,26 @@ impl ScreenshotsApi {
     async fn result(&self, auth: &Auth, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {
         let rid = new_job_id();
         let owner = self.owner(&rid, auth).await?;
-        self.result_of(&rid, &owner, job_id, output).await
+        self.result_of(&rid, &owner, job_id, output, auth.redirectable()).await
     }
 
-    async fn result_of(&self, rid: &str, owner: &str, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {
+    /// A job's result; with PGSHOT_STORAGE_SERVE=redirect and `redirectable`, a redirect to the
+    /// object in the bucket.
+    async fn result_of(
+        &self,
+        rid: &str,
+        owner: &str,
+        job_id: &str,
+        output: Option<&str>,
+        redirectable: bool,
+    ) -> ApiResult<ResultResponse> {
         let rid = rid.to_string();
         let mut r = self.0.db.result(&rid, Some(owner), job_id, output).await?;
         let base64 = r.response_type.as_deref() == Some("BASE64");
         if let (None, Some(key), Some(store)) = (&r.bytes, &r.storage_key, &self.0.storage) {
-            if self.0.storage_serve == StorageServe::Redirect && !base64 {
-                return Ok(ResultResponse::Redirect(store.presigned_get(key, self.0.storage_url_ttl)));
+            if self.0.storage_serve == StorageServe::Redirect && !base64 && redirectable {
+                let url = store.presigned_download(key, self.0.storage_url_ttl, &r.content_type);
+                return Ok(ResultResponse::Redirect(url));
             }
         }
         let bytes = self.0.result_bytes(&rid, &mut r).await?;

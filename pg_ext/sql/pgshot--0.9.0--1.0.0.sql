@@ -15,6 +15,9 @@
 -- * GET /v1/usage (pgshot.usage) reads the hourly roll-up, which now keeps the bytes of each
 --   hour's completed outputs (pgshot.hourly.bytes, filled in here for the hours rolled up before),
 --   and the jobs finished since; no longer every job of the owner.
+-- * screenshot_purge keeps a job or bulk whose webhook is still to be delivered past the job
+--   retention; pgshot.job_retry keeps an SQL job the enqueuing role's; screenshot_watch checks
+--   that the job is the caller's before it writes to it.
 
 -- This database's four group roles (queue.sql, "Privileges"): roles are shared by every database
 -- of a cluster, so each database where pgshot is installed has roles of its own, named after it
@@ -256,6 +259,95 @@ LANGUAGE sql STABLE AS $$
             'inFlight', w.queued + w.processing)
             FROM pgshot.api_keys k WHERE k.id = p_owner))
     FROM this_month tm LEFT JOIN months cur ON cur.start = tm.start, ended e, waiting w
+$$;
+
+CREATE OR REPLACE FUNCTION screenshot_purge(max_jobs integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    purged integer;
+    deleted integer := 0;
+    retention interval := pgshot.job_retention();
+BEGIN
+    WITH due AS (
+        SELECT id FROM pgshot.jobs
+        WHERE status = 'COMPLETED' AND purged_at IS NULL AND expires_at <= now()
+        ORDER BY expires_at
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), emptied AS (
+        UPDATE pgshot.outputs o SET bytes = NULL, storage_key = NULL, sha256 = NULL FROM due WHERE o.job_id = due.id
+    ), thumbnails_gone AS (
+        DELETE FROM pgshot.thumbnails t USING due WHERE t.job_id = due.id
+    ), marked AS (
+        UPDATE pgshot.jobs j SET purged_at = now() FROM due WHERE j.id = due.id RETURNING 1
+    )
+    SELECT count(*) INTO purged FROM marked;
+    IF retention IS NOT NULL THEN
+        -- A result is never deleted before its own expiresAt, whatever the retention; nor a job
+        -- (or bulk) whose webhook is still to be delivered: a retention shorter than the retry
+        -- schedule (about 33 hours) would delete the delivery with it.
+        WITH old AS (
+            SELECT id FROM pgshot.jobs
+            WHERE completed_at < now() - retention AND (expires_at IS NULL OR expires_at <= now())
+              AND NOT EXISTS (SELECT 1 FROM pgshot.webhook_deliveries d
+                              WHERE d.job_id = jobs.id AND d.status IN ('PENDING', 'DELIVERING'))
+            ORDER BY completed_at
+            LIMIT max_jobs
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM pgshot.jobs j USING old WHERE j.id = old.id RETURNING j.bulk_id
+        )
+        SELECT count(*) INTO deleted FROM gone;
+        DELETE FROM pgshot.bulks b
+        WHERE b.id IN (SELECT id FROM pgshot.bulks WHERE created_at < now() - retention ORDER BY created_at LIMIT max_jobs)
+          AND NOT EXISTS (SELECT 1 FROM pgshot.jobs j WHERE j.bulk_id = b.id)
+          AND NOT EXISTS (SELECT 1 FROM pgshot.webhook_deliveries d
+                          WHERE d.bulk_id = b.id AND d.status IN ('PENDING', 'DELIVERING'));
+    END IF;
+    RETURN purged + deleted;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.job_retry(p_job_id text, p_new_id text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    SELECT * INTO j FROM pgshot.jobs WHERE id = p_job_id;
+    IF NOT FOUND OR NOT pgshot.visible(j) THEN
+        RAISE EXCEPTION 'job "%" does not exist', p_job_id USING ERRCODE = 'no_data_found';
+    ELSIF j.status NOT IN ('FAILED', 'CANCELLED') THEN
+        RAISE EXCEPTION 'job "%" is %', p_job_id, j.status
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'only FAILED and CANCELLED jobs are retried';
+    END IF;
+    PERFORM pgshot.insert_jobs(j.owner, NULL, ARRAY[p_new_id], ARRAY[j.url], ARRAY[j.options], ARRAY[j.priority],
+                               ARRAY[NULL::timestamptz], ARRAY[j.max_attempts], ARRAY[NULL::text],
+                               ARRAY[j.webhook_url], ARRAY[j.webhook_secret]);
+    -- An SQL job stays the role's that enqueued it, not the retrying API's (whose login would
+    -- otherwise own it, and the role would no longer see it).
+    IF j.owner IS NULL THEN
+        UPDATE pgshot.jobs SET enqueued_by = j.enqueued_by WHERE id = p_new_id;
+    END IF;
+    RETURN p_new_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION screenshot_watch(id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    j pgshot.jobs;
+BEGIN
+    -- Visible first: another role's job is not written to (watched, told), only refused.
+    SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_watch.id;
+    IF NOT FOUND OR NOT pgshot.visible(j) THEN
+        RAISE EXCEPTION 'job "%" does not exist', screenshot_watch.id USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE pgshot.jobs SET watched = true, told = true WHERE jobs.id = j.id RETURNING * INTO j;
+    IF j.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN
+        PERFORM pg_notify('pgshot_job_done', json_build_object('id', j.id, 'status', j.status)::text);
+    END IF;
+    RETURN pgshot.job_json(j);
+END
 $$;
 
 -- The cluster-wide roles of 0.9.0 lose every grant in this database.

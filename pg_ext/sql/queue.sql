@@ -822,10 +822,14 @@ BEGIN
     )
     SELECT count(*) INTO purged FROM marked;
     IF retention IS NOT NULL THEN
-        -- A result is never deleted before its own expiresAt, whatever the retention.
+        -- A result is never deleted before its own expiresAt, whatever the retention; nor a job
+        -- (or bulk) whose webhook is still to be delivered: a retention shorter than the retry
+        -- schedule (about 33 hours) would delete the delivery with it.
         WITH old AS (
             SELECT id FROM pgshot.jobs
             WHERE completed_at < now() - retention AND (expires_at IS NULL OR expires_at <= now())
+              AND NOT EXISTS (SELECT 1 FROM pgshot.webhook_deliveries d
+                              WHERE d.job_id = jobs.id AND d.status IN ('PENDING', 'DELIVERING'))
             ORDER BY completed_at
             LIMIT max_jobs
             FOR UPDATE SKIP LOCKED
@@ -835,7 +839,9 @@ BEGIN
         SELECT count(*) INTO deleted FROM gone;
         DELETE FROM pgshot.bulks b
         WHERE b.id IN (SELECT id FROM pgshot.bulks WHERE created_at < now() - retention ORDER BY created_at LIMIT max_jobs)
-          AND NOT EXISTS (SELECT 1 FROM pgshot.jobs j WHERE j.bulk_id = b.id);
+          AND NOT EXISTS (SELECT 1 FROM pgshot.jobs j WHERE j.bulk_id = b.id)
+          AND NOT EXISTS (SELECT 1 FROM pgshot.webhook_deliveries d
+                          WHERE d.bulk_id = b.id AND d.status IN ('PENDING', 'DELIVERING'));
     END IF;
     RETURN purged + deleted;
 END
@@ -1083,10 +1089,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     j pgshot.jobs;
 BEGIN
-    UPDATE pgshot.jobs SET watched = true, told = true WHERE jobs.id = screenshot_watch.id RETURNING * INTO j;
+    -- Visible first: another role's job is not written to (watched, told), only refused.
+    SELECT * INTO j FROM pgshot.jobs WHERE jobs.id = screenshot_watch.id;
     IF NOT FOUND OR NOT pgshot.visible(j) THEN
         RAISE EXCEPTION 'job "%" does not exist', screenshot_watch.id USING ERRCODE = 'no_data_found';
     END IF;
+    UPDATE pgshot.jobs SET watched = true, told = true WHERE jobs.id = j.id RETURNING * INTO j;
     IF j.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN
         PERFORM pg_notify('pgshot_job_done', json_build_object('id', j.id, 'status', j.status)::text);
     END IF;
@@ -1625,9 +1633,15 @@ BEGIN
         RAISE EXCEPTION 'job "%" is %', p_job_id, j.status
             USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'only FAILED and CANCELLED jobs are retried';
     END IF;
-    RETURN (pgshot.insert_jobs(j.owner, NULL, ARRAY[p_new_id], ARRAY[j.url], ARRAY[j.options], ARRAY[j.priority],
+    PERFORM pgshot.insert_jobs(j.owner, NULL, ARRAY[p_new_id], ARRAY[j.url], ARRAY[j.options], ARRAY[j.priority],
                                ARRAY[NULL::timestamptz], ARRAY[j.max_attempts], ARRAY[NULL::text],
-                               ARRAY[j.webhook_url], ARRAY[j.webhook_secret]))[1];
+                               ARRAY[j.webhook_url], ARRAY[j.webhook_secret]);
+    -- An SQL job stays the role's that enqueued it, not the retrying API's (whose login would
+    -- otherwise own it, and the role would no longer see it).
+    IF j.owner IS NULL THEN
+        UPDATE pgshot.jobs SET enqueued_by = j.enqueued_by WHERE id = p_new_id;
+    END IF;
+    RETURN p_new_id;
 END
 $$;
 COMMENT ON FUNCTION pgshot.job_retry(text, text) IS

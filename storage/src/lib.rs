@@ -149,22 +149,22 @@ impl ObjectStore {
             .body(bytes)
             .send()
             .await
-            .map_err(|e| format!("upload of {key}: {e}"))?;
+            .map_err(|e| format!("upload of {key}: {}", e.without_url()))?;
         check(resp, "upload", key).await?;
         Ok(Stored { key: key.to_string(), size, sha256 })
     }
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, String> {
         let url = self.bucket.get_object(Some(&self.credentials), key).sign(SIGNED_FOR);
-        let resp = self.http.get(url).send().await.map_err(|e| format!("download of {key}: {e}"))?;
+        let resp = self.http.get(url).send().await.map_err(|e| format!("download of {key}: {}", e.without_url()))?;
         let resp = check(resp, "download", key).await?;
-        Ok(resp.bytes().await.map_err(|e| format!("download of {key}: {e}"))?.to_vec())
+        Ok(resp.bytes().await.map_err(|e| format!("download of {key}: {}", e.without_url()))?.to_vec())
     }
 
     /// Deletes an object; one that is already gone counts as deleted.
     pub async fn delete(&self, key: &str) -> Result<(), String> {
         let url = self.bucket.delete_object(Some(&self.credentials), key).sign(SIGNED_FOR);
-        let resp = self.http.delete(url).send().await.map_err(|e| format!("delete of {key}: {e}"))?;
+        let resp = self.http.delete(url).send().await.map_err(|e| format!("delete of {key}: {}", e.without_url()))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
         }
@@ -174,6 +174,20 @@ impl ObjectStore {
     /// A URL anyone may GET the object with, for `valid_for`.
     pub fn presigned_get(&self, key: &str, valid_for: Duration) -> String {
         self.bucket.get_object(Some(&self.credentials), key).sign(valid_for).to_string()
+    }
+
+    /// As [`ObjectStore::presigned_get`], for a browser: the bucket answers with `content_type`,
+    /// and anything but an image or a PDF as an attachment (a download), so that an HTML output
+    /// served from the bucket's origin is never a page there (the API serves results with a
+    /// sandboxing CSP; a bucket cannot).
+    pub fn presigned_download(&self, key: &str, valid_for: Duration, content_type: &str) -> String {
+        let mut action = self.bucket.get_object(Some(&self.credentials), key);
+        let inline = content_type.starts_with("image/") || content_type.starts_with("application/pdf");
+        action.query_mut().insert("response-content-type", content_type.to_string());
+        if !inline {
+            action.query_mut().insert("response-content-disposition", "attachment");
+        }
+        action.sign(valid_for).to_string()
     }
 
     /// Creates the bucket if it does not exist (tests and `make run`; production buckets are made
@@ -187,7 +201,7 @@ impl ObjectStore {
             .body(Vec::<u8>::new())
             .send()
             .await
-            .map_err(|e| format!("create bucket: {e}"))?;
+            .map_err(|e| format!("create bucket: {}", e.without_url()))?;
         if resp.status() == reqwest::StatusCode::CONFLICT {
             return Ok(());
         }

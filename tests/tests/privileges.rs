@@ -392,3 +392,76 @@ fn one_roles_idempotency_key_is_not_anothers() {
     let detail = db_err.detail().unwrap_or_default();
     assert!(detail.contains(&second) && !detail.contains(&first), "{detail}");
 }
+
+#[test]
+fn watching_another_roles_job_writes_nothing_and_a_retry_keeps_the_jobs_role() {
+    let cl = cluster();
+    let (mut su, _) = cl.fresh_local_db(&[]);
+    let db: String = su.query_one("SELECT current_database()::text", &[]).unwrap().get(0);
+    let p = std::process::id();
+    let (app1, app2, api) = (format!("w_app1_{p}"), format!("w_app2_{p}"), format!("w_api_{p}"));
+    login(&mut su, &app1, Some("app"));
+    login(&mut su, &app2, Some("app"));
+    login(&mut su, &api, Some("api"));
+    let mut a1 = connect_as(&app1, &db);
+    let id: String = a1.query_one("SELECT screenshot_enqueue('https://example.com/w')", &[]).unwrap().get(0);
+    // Another role's watch is refused before it marks the job watched (which would make every
+    // end of it a notification, and told it to someone).
+    let mut a2 = connect_as(&app2, &db);
+    assert_eq!(sqlstate(a2.query_one("SELECT screenshot_watch($1)", &[&id])), NO_DATA_FOUND);
+    let (watched, told): (Option<bool>, bool) = {
+        let row = su.query_one("SELECT watched, told FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((watched, told), (None, false));
+
+    // The job fails; the dashboard (the api role) retries it: the new job is still app1's.
+    su.query("SELECT * FROM screenshot_claim('w', 1)", &[]).unwrap();
+    su.execute("SELECT screenshot_fail($1, 'w', 1, 'RENDER_FAILED', 'no', false)", &[&id]).unwrap();
+    let mut api_conn = connect_as(&api, &db);
+    let again: String = api_conn.query_one("SELECT pgshot.job_retry($1, 'retriedjob0001')", &[&id]).unwrap().get(0);
+    let by: String = su.query_one("SELECT enqueued_by FROM pgshot.jobs WHERE id = $1", &[&again]).unwrap().get(0);
+    assert_eq!(by, app1);
+    let seen: Value = a1.query_one("SELECT screenshot_job($1)", &[&again]).unwrap().get(0);
+    assert_eq!(seen["status"], "QUEUED");
+}
+
+#[test]
+fn a_job_retention_shorter_than_the_webhook_schedule_keeps_the_job_until_it_is_delivered() {
+    let cl = cluster();
+    let (mut su, _) = cl.fresh_local_db(&[]);
+    let id: String = su
+        .query_one(
+            "SELECT screenshot_enqueue('https://example.com/r', '{\"webhookUrl\": \"https://hooks.example.com/r\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    su.query("SELECT * FROM screenshot_claim('w', 1)", &[]).unwrap();
+    su.execute("SELECT screenshot_fail($1, 'w', 1, 'RENDER_FAILED', 'no', false)", &[&id]).unwrap();
+    // Finished two hours ago, with a retention of one hour; its delivery is still pending (the
+    // receiver was down, the next attempt is hours away).
+    su.batch_execute(&format!(
+        "UPDATE pgshot.jobs SET started_at = now() - interval '2 hours 1 minute', completed_at = now() - interval '2 hours' \
+         WHERE id = '{id}'; \
+         UPDATE pgshot.webhook_deliveries SET next_attempt_at = now() + interval '5 hours', attempt = 4 WHERE job_id = '{id}'; \
+         SET pgshot.job_retention = '1h'"
+    ))
+    .unwrap();
+    su.query_one("SELECT screenshot_purge()", &[]).unwrap();
+    let kept: i64 = su.query_one("SELECT count(*) FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0);
+    let pending: i64 = su
+        .query_one("SELECT count(*) FROM pgshot.webhook_deliveries WHERE job_id = $1 AND status = 'PENDING'", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!((kept, pending), (1, 1), "the job and its pending delivery were deleted by the retention");
+    // Delivered (or given up), the job goes at the next purge.
+    su.execute(
+        "UPDATE pgshot.webhook_deliveries SET status = 'DELIVERED', finished_at = now() WHERE job_id = $1",
+        &[&id],
+    )
+    .unwrap();
+    su.query_one("SELECT screenshot_purge()", &[]).unwrap();
+    let kept: i64 = su.query_one("SELECT count(*) FROM pgshot.jobs WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(kept, 0);
+}

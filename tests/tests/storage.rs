@@ -107,14 +107,40 @@ fn results_live_in_the_bucket_are_served_streamed_and_by_redirect_and_purged_wit
     let markdown = get(&bucket, &outputs[1].1).unwrap();
     assert_eq!(download(&proxy, &format!("/v1/screenshots/jobs/{id}/result/markdown")), markdown);
 
-    // By redirect: 307 to a presigned URL, which needs no API key; a client that follows gets the bytes.
+    // By redirect: 307 to a presigned URL, which needs no API key; a client that follows gets the
+    // bytes. Only for `Authorization: Bearer`, which clients drop on a redirect to another host;
+    // X-API-Key, which they send again (curl does), is streamed rather than handed to the bucket.
     let agent = ureq::AgentBuilder::new().redirects(0).build();
-    let resp =
-        agent.get(&redirect.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", &key).call().unwrap();
+    let bearer = format!("Bearer {key}");
+    let resp = agent
+        .get(&redirect.url(&format!("/v1/screenshots/jobs/{id}/result")))
+        .set("Authorization", &bearer)
+        .call()
+        .unwrap();
     assert_eq!(resp.status(), 307);
     let location = resp.header("Location").unwrap().to_string();
     assert!(location.starts_with(&server.endpoint()) && location.contains("X-Amz-Signature="), "{location}");
-    assert_eq!(download(&redirect, &format!("/v1/screenshots/jobs/{id}/result")), png, "followed");
+    let followed = ureq::get(&location).call().unwrap();
+    assert_eq!(followed.header("Content-Type"), Some("image/png"));
+    let resp =
+        agent.get(&redirect.url(&format!("/v1/screenshots/jobs/{id}/result"))).set("X-API-Key", &key).call().unwrap();
+    assert_eq!(resp.status(), 200, "an X-API-Key request is not sent to the bucket's host");
+    assert_eq!(download(&redirect, &format!("/v1/screenshots/jobs/{id}/result")), png, "streamed");
+    // A text output from the bucket is a download, with its own content type: never a page on
+    // the bucket's origin.
+    let resp = agent
+        .get(&redirect.url(&format!("/v1/screenshots/jobs/{id}/result/markdown")))
+        .set("Authorization", &bearer)
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 307);
+    let followed = ureq::get(resp.header("Location").unwrap()).call().unwrap();
+    assert_eq!(followed.header("Content-Disposition"), Some("attachment"));
+    assert!(
+        followed.header("Content-Type").unwrap().starts_with("text/markdown"),
+        "{:?}",
+        followed.header("Content-Type")
+    );
     // Without the key, the API still refuses.
     let refused = agent.get(&redirect.url(&format!("/v1/screenshots/jobs/{id}/result"))).call();
     assert!(matches!(refused, Err(ureq::Error::Status(401, _))));
@@ -191,6 +217,12 @@ fn the_bucket_down_during_a_complete_fails_the_attempt_and_the_retry_completes_i
     assert_eq!((status.as_str(), attempt), ("QUEUED", 1), "retried, not failed: {errors}");
     assert_eq!(errors[0]["code"], "INTERNAL_ERROR");
     assert!(errors[0]["message"].as_str().unwrap().contains("object storage"), "{errors}");
+    // What reached the job (and so its webhook and the tenant) names no presigned URL: its
+    // signature would be a credential for the object for minutes.
+    for leak in ["X-Amz-", "http://", "Signature"] {
+        assert!(!errors.to_string().contains(leak), "{leak} in {errors}");
+        assert!(!worker.log().contains("X-Amz-Signature"), "the worker logged a presigned URL");
+    }
     // The attempt named its key before uploading: it is garbage, due within the hour.
     let announced: Vec<String> = db
         .query(
