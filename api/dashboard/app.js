@@ -11,12 +11,15 @@ let events = null;       // the live stream's AbortController
 let onChange = null;     // what the current view does when the stream says something changed
 const blobUrls = [];     // object URLs of the current view, revoked when it is left
 
-// A URL fragment #token=... logs in once and is removed (how pgshot screenshots its own views).
+// A URL fragment #token=... (how pgshot screenshots its own views) is taken out of the URL and
+// only proposed: a link someone else made must not log this tab into their key (whatever one
+// then captures or enters would be theirs to see). Nothing is stored until the user confirms.
+let pendingLogin = null;  // {token, next}
 (function tokenFromFragment() {
   const m = location.hash.match(/^#token=([^&]+)(?:&(.*))?$/);
   if (m) {
-    sessionStorage.setItem(TOKEN, decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname + (m[2] ? "#" + decodeURIComponent(m[2]) : "#/jobs"));
+    pendingLogin = { token: decodeURIComponent(m[1]), next: m[2] ? "#" + decodeURIComponent(m[2]) : "#/jobs" };
+    history.replaceState(null, "", location.pathname + (sessionStorage.getItem(TOKEN) ? pendingLogin.next : ""));
   }
 })();
 
@@ -129,6 +132,28 @@ function renderLogin(message) {
     input, el("button", { class: "primary", type: "submit", id: "login-submit" }, "Open"), error);
   show(form);
   input.focus();
+}
+
+function renderConfirmLogin(pending) {
+  routeToken += 1;
+  onChange = null;
+  document.getElementById("nav").hidden = true;
+  document.getElementById("logout").hidden = true;
+  const shown = pending.token.length > 12 ? pending.token.slice(0, 8) + "…" : "a token";
+  const current = sessionStorage.getItem(TOKEN);
+  const card = el("div", { class: "card login", id: "fragment-login" },
+    el("h2", {}, "Open the dashboard with the key in this link?"),
+    el("p", {}, "The link you followed carries a key (", shown, "). Continue only if you made this link yourself: "
+      + "with someone else's key, what you capture or enter here would be theirs to see."),
+    el("button", { class: "primary", type: "button", id: "fragment-login-confirm", onclick: async () => {
+      sessionStorage.setItem(TOKEN, pending.token);
+      history.replaceState(null, "", location.pathname + pending.next);
+      try { await start(); } catch (err) { logout("That key is not valid."); }
+    } }, "Open with this key"),
+    el("button", { type: "button", id: "fragment-login-cancel", onclick: () => {
+      if (current) start().catch(() => logout("")); else renderLogin("");
+    } }, "Cancel"));
+  show(card);
 }
 
 async function start() {
@@ -469,6 +494,7 @@ function showError(e) {
 
 window.addEventListener("DOMContentLoaded", () => {
   document.getElementById("logout").addEventListener("click", () => logout(""));
-  if (sessionStorage.getItem(TOKEN)) start().catch(() => logout("The key was refused. Enter it again."));
+  if (pendingLogin) renderConfirmLogin(pendingLogin);
+  else if (sessionStorage.getItem(TOKEN)) start().catch(() => logout("The key was refused. Enter it again."));
   else renderLogin("");
 });

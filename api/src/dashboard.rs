@@ -214,9 +214,10 @@ async fn job_page(req: &Request, id: Path<String>, state: Data<&Arc<State>>, adm
         let mut page = state.db.dashboard_job(&rid, viewer.owner(), &id).await?;
         state.storage_urls(&mut page["job"]);
         mask_secrets(&mut page["request"]);
-        // The role that enqueued a job is the operator's business.
+        // The role that enqueued a job, and the workers that ran it, are the operator's business.
         if let (Viewer::Key(_), Some(fields)) = (&viewer, page.as_object_mut()) {
             fields.remove("enqueuedBy");
+            crate::screenshots::hide_workers(&mut page["job"]);
         }
         Ok(json_response(&page))
     })

@@ -280,6 +280,7 @@ impl State {
     /// `storageUrl`s (results in object storage), or removed.
     fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
         self.storage_urls(&mut value);
+        hide_workers(&mut value);
         to_typed(rid, value)
     }
 
@@ -298,6 +299,31 @@ impl State {
             Value::Array(items) => items.iter_mut().for_each(|v| self.storage_urls(v)),
             _ => {}
         }
+    }
+}
+
+/// Removes the worker of every attempt (and of `lastError`) from a job's JSON, or a list's: which
+/// worker host and process ran a job is the operator's business, not an API key's.
+pub fn hide_workers(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            for key in ["attempts", "lastError"] {
+                match fields.get_mut(key) {
+                    Some(Value::Array(attempts)) => {
+                        attempts.iter_mut().filter_map(Value::as_object_mut).for_each(|a| {
+                            a.remove("worker");
+                        });
+                    }
+                    Some(Value::Object(last)) => {
+                        last.remove("worker");
+                    }
+                    _ => {}
+                }
+            }
+            fields.values_mut().for_each(hide_workers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(hide_workers),
+        _ => {}
     }
 }
 

@@ -18,6 +18,7 @@
 -- * screenshot_purge keeps a job or bulk whose webhook is still to be delivered past the job
 --   retention; pgshot.job_retry keeps an SQL job the enqueuing role's; screenshot_watch checks
 --   that the job is the caller's before it writes to it.
+-- * Webhook bodies carry neither storage keys nor the workers of the attempts (pgshot.tenant_json).
 
 -- This database's four group roles (queue.sql, "Privileges"): roles are shared by every database
 -- of a cluster, so each database where pgshot is installed has roles of its own, named after it
@@ -348,6 +349,35 @@ BEGIN
     END IF;
     RETURN pgshot.job_json(j);
 END
+$$;
+
+CREATE FUNCTION pgshot.tenant_json(doc jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (doc - 'storageKey')
+        || CASE WHEN jsonb_typeof(doc->'outputs') = 'array' THEN jsonb_build_object('outputs',
+               (SELECT coalesce(jsonb_agg(o.v - 'storageKey' ORDER BY o.n), '[]')
+                FROM jsonb_array_elements(doc->'outputs') WITH ORDINALITY AS o(v, n))) ELSE '{}' END
+        || CASE WHEN jsonb_typeof(doc->'attempts') = 'array' THEN jsonb_build_object('attempts',
+               (SELECT coalesce(jsonb_agg(a.v - 'worker' ORDER BY a.n), '[]')
+                FROM jsonb_array_elements(doc->'attempts') WITH ORDINALITY AS a(v, n))) ELSE '{}' END
+        || CASE WHEN jsonb_typeof(doc->'lastError') = 'object'
+                THEN jsonb_build_object('lastError', (doc->'lastError') - 'worker') ELSE '{}' END
+$$;
+
+CREATE OR REPLACE FUNCTION pgshot.webhook_body(j pgshot.jobs) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'event', CASE j.status WHEN 'COMPLETED' THEN 'JOB_COMPLETED' ELSE 'JOB_FAILED' END,
+        'timestamp', pgshot.timestamp_json(now()),
+        'jobId', j.id,
+        'status', j.status,
+        'data', pgshot.tenant_json(pgshot.job_json(j) - 'webhook') || jsonb_strip_nulls(jsonb_build_object(
+            'jobId', j.id,
+            'format', j.metadata->>'format',
+            'width', j.metadata->'width',
+            'height', j.metadata->'height',
+            'fileSize', j.metadata->'size',
+            'renderTimeMs', j.metadata->'renderTimeMs')))::text
 $$;
 
 -- The cluster-wide roles of 0.9.0 lose every grant in this database.

@@ -1170,6 +1170,23 @@ $$;
 -- the job COMPLETED or FAILED, and the body is fixed then: every attempt sends the same bytes,
 -- under the same webhook-id, so receivers can de-duplicate.
 
+-- A job's JSON as a tenant (a webhook's receiver, an API key) is shown it: without the storage
+-- keys of its outputs (the bucket's layout; an API key gets presigned storageUrls instead) and
+-- without the workers that ran its attempts (their host names and process ids are the
+-- operator's business).
+CREATE FUNCTION pgshot.tenant_json(doc jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (doc - 'storageKey')
+        || CASE WHEN jsonb_typeof(doc->'outputs') = 'array' THEN jsonb_build_object('outputs',
+               (SELECT coalesce(jsonb_agg(o.v - 'storageKey' ORDER BY o.n), '[]')
+                FROM jsonb_array_elements(doc->'outputs') WITH ORDINALITY AS o(v, n))) ELSE '{}' END
+        || CASE WHEN jsonb_typeof(doc->'attempts') = 'array' THEN jsonb_build_object('attempts',
+               (SELECT coalesce(jsonb_agg(a.v - 'worker' ORDER BY a.n), '[]')
+                FROM jsonb_array_elements(doc->'attempts') WITH ORDINALITY AS a(v, n))) ELSE '{}' END
+        || CASE WHEN jsonb_typeof(doc->'lastError') = 'object'
+                THEN jsonb_build_object('lastError', (doc->'lastError') - 'worker') ELSE '{}' END
+$$;
+
 CREATE FUNCTION pgshot.webhook_body(j pgshot.jobs) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -1177,7 +1194,7 @@ LANGUAGE sql STABLE AS $$
         'timestamp', pgshot.timestamp_json(now()),
         'jobId', j.id,
         'status', j.status,
-        'data', (pgshot.job_json(j) - 'webhook') || jsonb_strip_nulls(jsonb_build_object(
+        'data', pgshot.tenant_json(pgshot.job_json(j) - 'webhook') || jsonb_strip_nulls(jsonb_build_object(
             'jobId', j.id,
             'format', j.metadata->>'format',
             'width', j.metadata->'width',

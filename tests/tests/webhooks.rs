@@ -141,6 +141,12 @@ fn a_failing_receiver_gets_the_same_signed_delivery_again_and_both_handler_style
         (Some("JOB_FAILED"), Some("URL_UNREACHABLE"))
     );
     assert!(body["data"]["errorMessage"].is_string());
+    // Neither body names a storage key or the worker (host and pid) that ran an attempt.
+    for r in receiver.received() {
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(!text.contains("storageKey") && !text.contains("\"worker\""), "{text}");
+        assert!(r.json()["data"]["attempts"].as_array().is_some_and(|a| !a.is_empty()), "{text}");
+    }
 }
 
 #[test]
