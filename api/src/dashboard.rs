@@ -103,12 +103,48 @@ fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
+/// Failed logins allowed from one client address per [`FAILED_LOGIN_WINDOW`]; past that every
+/// login from it is refused (429) until the window ends, right token or not, so that the
+/// operator token cannot be guessed at the speed of the network.
+const FAILED_LOGINS_ALLOWED: u32 = 10;
+const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Failed dashboard logins per client address, in the current window.
+#[derive(Default)]
+pub struct FailedLogins {
+    by_address: std::sync::Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl FailedLogins {
+    /// Seconds until `address` may try again, when it is throttled.
+    fn throttled(&self, address: &str) -> Option<u64> {
+        let by = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let (since, failures) = by.get(address)?;
+        let left = FAILED_LOGIN_WINDOW.checked_sub(since.elapsed())?;
+        (*failures >= FAILED_LOGINS_ALLOWED).then(|| left.as_secs() + 1)
+    }
+
+    fn failed(&self, address: &str) {
+        let mut by = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        by.retain(|_, (since, _)| since.elapsed() < FAILED_LOGIN_WINDOW);
+        by.entry(address.to_string()).or_insert((Instant::now(), 0)).1 += 1;
+    }
+}
+
 async fn viewer(rid: &str, req: &Request, state: &State, admin: &AdminToken) -> ApiResult<Viewer> {
-    let token = api_key_of(req).ok_or_else(|| ApiError::unauthorized(rid))?;
+    let address = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    if let Some(retry_after) = state.failed_logins.throttled(&address) {
+        return Err(ApiError::too_many_logins(rid, retry_after));
+    }
+    let failed = || {
+        state.failed_logins.failed(&address);
+        ApiError::unauthorized(rid)
+    };
+    let token = api_key_of(req).ok_or_else(failed)?;
     if admin.0.as_deref().is_some_and(|admin| same_token(&token, admin)) {
         return Ok(Viewer::Operator);
     }
-    let owner = state.db.owner(rid, &token).await?.ok_or_else(|| ApiError::unauthorized(rid))?;
+    let owner = state.db.owner(rid, &token).await?.ok_or_else(failed)?;
     Ok(Viewer::Key(owner))
 }
 

@@ -222,6 +222,12 @@ impl ApiError {
         ApiError::TooManyRequests(body(rid, "TOO_MANY_REQUESTS", &message, None), 1)
     }
 
+    /// Too many failed dashboard logins from one address.
+    pub fn too_many_logins(rid: &str, retry_after: u64) -> ApiError {
+        let message = format!("too many failed logins from this address; retry in {retry_after} s");
+        ApiError::TooManyRequests(body(rid, "TOO_MANY_REQUESTS", &message, None), retry_after as u32)
+    }
+
     /// More dashboard event streams than a viewer, or the API, may hold open.
     pub fn too_many_streams(rid: &str, refused: Refused) -> ApiError {
         let message = match refused {

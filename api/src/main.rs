@@ -173,6 +173,7 @@ fn state(args: &ServeArgs, database: &Database) -> Result<Arc<State>, String> {
         sync_slots: admission::Admission::new(args.max_sync_waiting_per_key, args.max_sync_waiting),
         event_streams: admission::Admission::new(args.max_event_streams_per_key, args.max_event_streams),
         stream_checks: dashboard::StreamChecks::default(),
+        failed_logins: dashboard::FailedLogins::default(),
         sync_allowance: std::time::Duration::from_secs(args.sync_wait_seconds),
         sync_limit: std::time::Duration::from_secs(args.sync_max_wait_seconds),
         public_url,
@@ -217,6 +218,8 @@ pub fn spec() -> String {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    check_token("PGSHOT_ADMIN_TOKEN", args.admin_token.as_ref())?;
+    check_token("PGSHOT_METRICS_TOKEN", args.metrics_token.as_ref())?;
     let database = Database::parse(args.database_url.as_deref().ok_or("DATABASE_URL is required")?)?;
     let state = state(&args, &database)?;
     state.db.check().await.map_err(|e| format!("database not ready: {e}"))?;
@@ -330,7 +333,25 @@ fn healthz() -> &'static str {
 async fn readyz(state: Data<&Arc<State>>) -> Response {
     match state.db.ready().await {
         Ok(()) => "ready".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
+        // Anyone may ask: the reason (a host name, a role, a TLS error) goes to the log only.
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the database is unavailable").into_response()
+        }
+    }
+}
+
+/// Shortest operator or metrics token accepted: a token that people choose is guessed online
+/// (failed logins are throttled too, dashboard.rs).
+const MIN_TOKEN_CHARS: usize = 24;
+
+fn check_token(name: &str, token: Option<&String>) -> Result<(), String> {
+    match token {
+        Some(t) if !t.is_empty() && t.chars().count() < MIN_TOKEN_CHARS => Err(format!(
+            "{name} must be at least {MIN_TOKEN_CHARS} characters (it is {}); for example `openssl rand -hex 32`",
+            t.chars().count()
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::admission::Admission;
 use crate::body::JsonBody;
 use crate::completion::Completions;
-use crate::dashboard::StreamChecks;
+use crate::dashboard::{FailedLogins, StreamChecks};
 use crate::db::{Cursor, Db, ResultRow};
 use crate::error::{operation_errors, ApiError, ApiResult, ErrorDetails};
 use crate::result::{CaptureResponse, ResultResponse};
@@ -238,6 +238,8 @@ pub struct State {
     pub event_streams: Admission,
     /// What the event streams of one viewer last saw, shared between them.
     pub stream_checks: StreamChecks,
+    /// Failed dashboard logins by client address, for throttling.
+    pub failed_logins: FailedLogins,
     /// Besides the page's timeout and delay, how long a sync capture waits for a worker.
     pub sync_allowance: Duration,
     /// The longest any sync capture waits, whatever its page's timeout and delay (a proxy in

@@ -1,7 +1,8 @@
 //! What one API key may hold of the API at once, attacked (issue 27, items 7 and 9): it cannot
 //! take every sync-capture slot, nor open event streams without end; a revoked key's streams end;
 //! a key's streams share one check of its jobs; and GET /v1/usage reads the hourly roll-up, not
-//! every job the key ever had.
+//! every job the key ever had; failed dashboard logins are throttled, a short operator token is
+//! refused, and /readyz tells nobody why the database is unavailable (item 15).
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
@@ -186,4 +187,60 @@ fn usage_is_read_from_the_hourly_roll_up_not_from_every_job() {
     let api = ApiProcess::start(&url, &[]);
     let body: Value = ureq::get(&api.url("/v1/usage")).set("X-API-Key", &key).call().unwrap().into_json().unwrap();
     assert_eq!(body["totals"]["screenshotsCount"], 3002, "{body}");
+}
+
+#[test]
+fn failed_dashboard_logins_are_throttled_and_readiness_says_nothing_of_the_database() {
+    let cl = cluster();
+    let db = cl.fresh_db();
+    let url = cl.url(&db);
+    let key = create_key(&url, "logins");
+    let api = ApiProcess::start(&url, &[("PGSHOT_ADMIN_TOKEN", "an-operator-token-long-enough-0123".into())]);
+    let session = |token: &str| match ureq::get(&api.url("/dashboard/api/session"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+    {
+        Ok(r) => (r.status(), None),
+        Err(ureq::Error::Status(code, r)) => (code, r.header("Retry-After").map(str::to_string)),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(session(&key).0, 200);
+    for i in 0..10 {
+        assert_eq!(session(&format!("an-operator-token-guess-{i:04}")).0, 401);
+    }
+    // Throttled now, the right token too: guessing cannot go on at the network's speed.
+    let (status, retry_after) = session(&key);
+    assert_eq!(status, 429);
+    let retry_after: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+
+    // Unready, the API says so without the reason (a database or host name, a role) to anyone.
+    assert_eq!(ureq::get(&api.url("/readyz")).call().unwrap().status(), 200);
+    cl.drop_db(&db);
+    match ureq::get(&api.url("/readyz")).call() {
+        Err(ureq::Error::Status(503, r)) => {
+            let body = r.into_string().unwrap();
+            assert_eq!(body, "not ready: the database is unavailable");
+            assert!(!body.contains(&db));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(api.log().contains(&db), "the reason is in the API's log, for the operator");
+}
+
+#[test]
+fn an_operator_or_metrics_token_too_short_to_be_safe_is_refused_at_start() {
+    let (_db, url) = cluster().fresh_local_db(&[]);
+    for (name, value) in [("PGSHOT_ADMIN_TOKEN", "admin"), ("PGSHOT_METRICS_TOKEN", "0123456789abcdefghijklm")] {
+        let out = std::process::Command::new(pgshot_tests::worker_process::binary("pgshot-api"))
+            .arg("serve")
+            .env("DATABASE_URL", &url)
+            .env("PGSHOT_LISTEN", "127.0.0.1:0")
+            .env(name, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}={value} was accepted");
+        assert!(stderr.contains(name) && stderr.contains("at least 24 characters"), "{stderr}");
+    }
 }

@@ -816,6 +816,8 @@ fn ssrf_through_redirect_chains_frames_and_names_that_resolve_to_loopback_is_ref
     assert_eq!(job["errorCode"], "BLOCKED_URL", "a chain of three redirects ending on 127.0.0.1: {job}");
     let job = finished(c, &by_name, Duration::from_secs(30), &worker);
     assert_eq!(job["errorCode"], "BLOCKED_URL", "a public-looking name that resolves to 127.0.0.1: {job}");
+    let message = job["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains("a private address") && !message.contains("127.0.0.1"), "{job}");
     completed(c, &frame, &worker);
     let img = Image::decode(&bytes(c, &frame, None));
     // The frame holds Chromium's error placeholder instead of the private page's red.
@@ -832,7 +834,9 @@ fn ssrf_through_redirect_chains_frames_and_names_that_resolve_to_loopback_is_ref
         std::thread::sleep(Duration::from_millis(100));
     };
     let error = job["webhook"]["lastError"].as_str().unwrap_or_default();
-    assert!(error.contains("non-public") && error.contains("127.0.0.1"), "{job}");
+    // Refused, and without the private address the name resolves to.
+    assert!(error.contains("non-public") && error.contains("a private address"), "{job}");
+    assert!(!error.contains("127.0.0.1"), "{job}");
     assert!(receiver.received().is_empty(), "nothing reached the receiver behind the name");
     assert_eq!(other.connections(), 0, "nothing reached the private site");
 }

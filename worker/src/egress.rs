@@ -261,11 +261,19 @@ pub fn refused(target: &Target, port: u16, addrs: &[SocketAddr], rules: &Rules) 
             .or_else(|| crate::own_addresses::is_own_address(a.ip()).then_some("an address of this machine"));
         reason.filter(|_| !rules.allowed.iter().any(|allowed| allowed.matches(a))).map(|r| (a, r))
     })?;
-    let destination = match target {
-        Target::Name(name) if name.parse::<IpAddr>().is_err() => format!("{name}:{port} ({})", bad.ip()),
-        _ => bad.to_string(),
-    };
-    Some(Refusal::NonPublic { destination, reason: reason.to_string() })
+    // A name is refused without the address it resolved to: the job's error and the webhook's
+    // are the tenant's to read, and which private address a name has (and what kind) maps the
+    // network behind the worker for them. The operator finds it in the worker's log.
+    match target {
+        Target::Name(name) if name.parse::<IpAddr>().is_err() => {
+            tracing::info!(name, address = %bad, reason, "refused a name that resolves to a non-public address");
+            Some(Refusal::NonPublic {
+                destination: format!("{name}:{port}"),
+                reason: "a private address (the name resolves to one)".to_string(),
+            })
+        }
+        _ => Some(Refusal::NonPublic { destination: bad.to_string(), reason: reason.to_string() }),
+    }
 }
 
 async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, u8> {
