@@ -34,10 +34,11 @@ if [ -z "${DATABASE_URL:-}" ]; then
   for r in worker api admin app; do
     password_var=${r}_password
     as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$(realpath "$dir")" -p "$port" -U postgres -d pgshot \
-      -v role="pgshot_${r}_login" -v group="pgshot_${r}" -v password="${!password_var}" <<'SQL'
+      -v role="pgshot_${r}_login" -v kind="$r" -v password="${!password_var}" <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
 SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', :'role', :'password') \gexec
-SELECT format('GRANT %I TO %I', :'group', :'role') \gexec
+-- This database's group role of that kind (pgshot_<database>_<kind>).
+SELECT format('GRANT %I TO %I', pgshot.role(:'kind'), :'role') \gexec
 SQL
   done
   role_url() { local p=${1}_password; echo "postgres://pgshot_${1}_login:${!p}@127.0.0.1:$port/pgshot"; }
@@ -85,9 +86,9 @@ children+=("$!")
 
 cat >&2 <<MSG
 ==> pgshot is ready, API on http://${PGSHOT_LISTEN:-127.0.0.1:8080}
-    SQL (as an application role, pgshot_app):
+    SQL (as a member of the database's app role, pgshot_pgshot_app):
           psql "$app_url" -c "SELECT screenshot_enqueue('https://example.com', '{\"fullPage\": true}')"
-    REST: create a key (as pgshot_admin; printed once, on the last line), then call the API with it:
+    REST: create a key (as the admin role; printed once, on the last line), then call the API with it:
           DATABASE_URL='$admin_url' target/release/pgshot-api keys create --name me
           curl -X POST http://${PGSHOT_LISTEN:-127.0.0.1:8080}/v1/screenshots/async -H "X-API-Key: <key>" \\
                -H 'Content-Type: application/json' -d '{"url": "https://example.com"}'

@@ -357,17 +357,23 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     )
     .await;
 
-    // The completed job's page: the screenshot, the attempt and both webhook attempts.
+    // The completed job's page: the screenshot, the attempt (without the worker that ran it: the
+    // operator's business) and both webhook attempts.
     receiver.wait_for(2, Duration::from_secs(60));
     eval(&page, &format!("location.hash = '#/job/{plain}'; true")).await;
     until(
         &page,
         "the completed job's page",
         "(document.querySelector('.output-image') || {}).naturalWidth > 0 \
-         && document.querySelector('#timeline .attempt').textContent.includes('dashboard-worker')",
+         && document.querySelector('#timeline .attempt').textContent.includes('Attempt 1 COMPLETED')",
         Duration::from_secs(10),
     )
     .await;
+    assert_eq!(
+        eval(&page, "document.querySelector('#timeline').textContent.includes('dashboard-worker')").await,
+        json!(false),
+        "a key's view names the worker"
+    );
     until(
         &page,
         "both webhook attempts",
