@@ -519,6 +519,49 @@ impl Db {
     }
 }
 
+impl Db {
+    /// One of the extension's schedule operations (`call`, such as `pgshot.schedule_get($1, $2)`),
+    /// with its parameters in order: the owner, then the schedule's id and the request, when given.
+    pub async fn schedule_call(
+        &self,
+        rid: &str,
+        call: &str,
+        owner: &str,
+        id: Option<&str>,
+        body: Option<&Value>,
+    ) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&owner];
+        if let Some(id) = &id {
+            params.push(id);
+        }
+        if let Some(body) = &body {
+            params.push(body);
+        }
+        let row = c.query_one(&format!("SELECT {call}"), &params).await.map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(row.get::<_, Option<Value>>(0).unwrap_or(Value::Null))
+    }
+
+    /// The owner's schedule's stored request, for validating an update against it.
+    pub async fn schedule_spec(&self, rid: &str, owner: &str, id: &str) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_opt("SELECT spec FROM pgshot.schedules WHERE id = $1 AND owner = $2", &[&id, &owner])
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        row.map(|r| r.get(0)).ok_or_else(|| ApiError::not_found(rid, format!("schedule \"{id}\" does not exist")))
+    }
+
+    pub async fn schedule_history(&self, rid: &str, owner: &str, id: &str, limit: i32) -> ApiResult<Value> {
+        let c = self.client(rid).await?;
+        let row = c
+            .query_one("SELECT pgshot.schedule_history($1, $2, $3)", &[&owner, &id, &limit])
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(row.get(0))
+    }
+}
+
 fn not_found(rid: &str, id: &str) -> ApiError {
     ApiError::not_found(rid, format!("job \"{id}\" does not exist"))
 }

@@ -23,6 +23,7 @@ mod dashboard;
 mod db;
 mod error;
 mod result;
+mod schedules;
 mod schema;
 mod screenshots;
 mod spec;
@@ -186,8 +187,9 @@ fn state(args: &ServeArgs, database: &Database) -> Result<Arc<State>, String> {
     }))
 }
 
-fn openapi_service(state: Arc<State>) -> OpenApiService<ScreenshotsApi, ()> {
-    OpenApiService::new(ScreenshotsApi(state), "pgshot", env!("CARGO_PKG_VERSION")).description(
+fn openapi_service(state: Arc<State>) -> OpenApiService<(ScreenshotsApi, schedules::SchedulesApi), ()> {
+    let apis = (ScreenshotsApi(state.clone()), schedules::SchedulesApi(state));
+    OpenApiService::new(apis, "pgshot", env!("CARGO_PKG_VERSION")).description(
         "Postgres-native screenshot jobs, speaking the allscreenshots async-jobs API. \
          Authenticate with X-API-Key (or Authorization: Bearer).",
     )

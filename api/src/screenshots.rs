@@ -280,10 +280,15 @@ impl State {
 
     /// The extension's JSON as a typed answer, its `storageKey`s turned into presigned
     /// `storageUrl`s (results in object storage), or removed.
-    fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
+    pub(crate) fn typed<T: serde::de::DeserializeOwned>(&self, rid: &str, mut value: Value) -> ApiResult<T> {
         self.storage_urls(&mut value);
         hide_workers(&mut value);
         to_typed(rid, value)
+    }
+
+    /// The API key's owner (its id); 401 for a missing, unknown or revoked key.
+    pub async fn owner_of(&self, rid: &str, auth: &Auth) -> ApiResult<String> {
+        self.db.owner(rid, auth.key()).await?.ok_or_else(|| ApiError::unauthorized(rid))
     }
 
     /// Turns every `storageKey` in the extension's JSON into a presigned `storageUrl` (or removes
@@ -651,7 +656,7 @@ impl ScreenshotsApi {
 
 impl ScreenshotsApi {
     async fn owner(&self, rid: &str, auth: &Auth) -> ApiResult<String> {
-        self.0.db.owner(rid, auth.key()).await?.ok_or_else(|| ApiError::unauthorized(rid))
+        self.0.owner_of(rid, auth).await
     }
 
     async fn result(&self, auth: &Auth, job_id: &str, output: Option<&str>) -> ApiResult<ResultResponse> {

@@ -68,6 +68,18 @@ pub struct ClaimedJob {
     pub attempt: i32,
 }
 
+/// What a schedule's run compares its capture with.
+#[derive(Debug, Clone)]
+pub struct PreviousCapture {
+    pub diff_threshold: f64,
+    /// The previous completed run's job; None for a schedule's first capture.
+    pub job_id: Option<String>,
+    /// Its first image, in Postgres...
+    pub bytes: Option<Vec<u8>>,
+    /// ...or in object storage.
+    pub storage_key: Option<String>,
+}
+
 /// A webhook delivery this worker holds at `attempt`.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -291,6 +303,21 @@ impl Queue {
         Ok(())
     }
 
+    /// For a schedule's run this worker holds: the schedule's diff threshold and the previous
+    /// run's capture (`None` for any other job).
+    pub async fn schedule_previous(&self, job: &ClaimedJob) -> Result<Option<PreviousCapture>, QueueError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt("SELECT * FROM screenshot_schedule_previous($1, $2, $3)", &[&job.id, &&*self.worker_id, &job.attempt])
+            .await?;
+        Ok(row.map(|r| PreviousCapture {
+            diff_threshold: r.get(0),
+            job_id: r.get(1),
+            bytes: r.get(3),
+            storage_key: r.get(4),
+        }))
+    }
+
     /// Records this worker and its load in `pgshot.workers`.
     pub async fn beat(&self, beat: &WorkerBeat) -> Result<(), QueueError> {
         let client = self.pool.get().await?;
@@ -334,6 +361,13 @@ impl Queue {
         tx.execute("SELECT screenshot_rollup()", &[]).await?;
         tx.commit().await?;
         Ok(Some((rescued, purged)))
+    }
+
+    /// Starts the runs of the schedules that are due (screenshot_schedule_tick): any number of
+    /// workers may call it at once, each due time runs once. Returns the runs started.
+    pub async fn schedule_tick(&self, max: i32) -> Result<i32, QueueError> {
+        let client = self.pool.get().await?;
+        Ok(client.query_one("SELECT screenshot_schedule_tick($1)", &[&max]).await?.get(0))
     }
 }
 

@@ -38,6 +38,8 @@ pub struct JobRow<'a> {
     pub watched: Option<bool>,
     /// None where the table has no `told` column (before 0.7.0).
     pub told: Option<bool>,
+    /// The job is a schedule's run (since 1.0.0): its end is the run's end.
+    pub has_schedule_id: bool,
 }
 
 /// One rule: its name (the former constraint's) and what it demands, for the error's detail.
@@ -77,7 +79,7 @@ pub const RULES: [Rule; 22] = [
     Rule { name: "jobs_errors_array", demands: "errors is a JSON array" },
     Rule {
         name: "jobs_told_iff_listened",
-        demands: "told is true exactly when the job is watched, has a webhook_url or has a bulk_id",
+        demands: "told is true exactly when the job is watched, has a webhook_url, a bulk_id or a schedule_id",
     },
 ];
 
@@ -116,7 +118,9 @@ pub fn broken_rule(row: &JobRow<'_>) -> Option<&'static Rule> {
         row.webhook_url.is_none_or(is_http_url),
         row.options_type.is_none_or(|t| t == "object"),
         row.errors_type.is_none_or(|t| t == "array"),
-        row.told.is_none_or(|t| t == (row.watched == Some(true) || row.webhook_url.is_some() || row.has_bulk_id)),
+        row.told.is_none_or(|t| {
+            t == (row.watched == Some(true) || row.webhook_url.is_some() || row.has_bulk_id || row.has_schedule_id)
+        }),
     ];
     holds.iter().position(|held| !held).map(|i| &RULES[i])
 }

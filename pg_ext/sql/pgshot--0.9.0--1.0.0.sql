@@ -460,6 +460,594 @@ BEGIN
 END
 $$;
 
+-- Schedules (issue 28): recurring captures, as the vendor's /v1/schedules; a due schedule becomes
+-- a job (jobs.schedule_id) at the workers' schedule tick, each run a row of pgshot.schedule_runs.
+ALTER TABLE pgshot.jobs ADD COLUMN schedule_id text;
+ALTER TABLE pgshot.webhook_deliveries DROP CONSTRAINT webhook_deliveries_event_known;
+ALTER TABLE pgshot.webhook_deliveries ADD CONSTRAINT webhook_deliveries_event_known
+    CHECK (event IN ('JOB_COMPLETED', 'JOB_FAILED', 'BULK_COMPLETED', 'SCHEDULE_CAPTURED', 'SCHEDULE_FAILED'));
+
+-- Schedules (since 1.0.0): recurring captures of one URL. A due schedule becomes an ordinary job
+-- (jobs.schedule_id) at a worker's maintenance tick (screenshot_schedule_tick), and each run is a
+-- row of pgshot.schedule_runs, its history. The request is kept whole and canonical in `spec`
+-- (pgshot.schedule_check), webhook secrets included, which no answer shows.
+--
+--   ACTIVE --pause / autoPauseAfterFailures--> PAUSED --resume--> ACTIVE
+--   ACTIVE --past endsAt, or a pattern that never matches again--> COMPLETED
+CREATE TABLE pgshot.schedules (
+    id                   text PRIMARY KEY,
+    -- The API key that owns it (NULL: made in SQL, owned by enqueued_by, as jobs are).
+    owner                text REFERENCES pgshot.api_keys (id),
+    enqueued_by          text,
+    spec                 jsonb NOT NULL,
+    status               text NOT NULL DEFAULT 'ACTIVE',
+    paused_reason        text,
+    -- The due time of the next run; the tick claims due schedules through schedules_due.
+    next_run_at          timestamptz,
+    last_run_at          timestamptz,
+    execution_count      integer NOT NULL DEFAULT 0,
+    success_count        integer NOT NULL DEFAULT 0,
+    failure_count        integer NOT NULL DEFAULT 0,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedules_id_shape CHECK (id ~ '^[0-9a-z]{16}$'),
+    CONSTRAINT schedules_status_known CHECK (status IN ('ACTIVE', 'PAUSED', 'COMPLETED')),
+    CONSTRAINT schedules_active_has_next_run CHECK (status <> 'ACTIVE' OR next_run_at IS NOT NULL),
+    CONSTRAINT schedules_paused_reason_iff_paused CHECK ((status = 'PAUSED') = (paused_reason IS NOT NULL)),
+    CONSTRAINT schedules_spec_object CHECK (jsonb_typeof(spec) = 'object'),
+    CONSTRAINT schedules_counts_nonnegative
+        CHECK (execution_count >= 0 AND success_count >= 0 AND failure_count >= 0 AND consecutive_failures >= 0)
+);
+COMMENT ON TABLE pgshot.schedules IS 'recurring captures: a cron pattern in a time zone, the capture options, delivery and change detection';
+-- Only active schedules, by due time: a tick reads the due ones and nothing else.
+CREATE INDEX schedules_due ON pgshot.schedules (next_run_at) WHERE status = 'ACTIVE';
+CREATE INDEX schedules_by_owner ON pgshot.schedules ((coalesce(owner, enqueued_by, '')), created_at);
+
+-- One row per run of a schedule: the job it became, and what came of it.
+CREATE TABLE pgshot.schedule_runs (
+    id             text PRIMARY KEY,
+    schedule_id    text NOT NULL REFERENCES pgshot.schedules (id) ON DELETE CASCADE,
+    -- Not a foreign key: the job may be deleted by the job retention before its run's history.
+    job_id         text NOT NULL,
+    url            text NOT NULL,
+    -- The time the pattern named (the time of the trigger for a triggered run).
+    due_at         timestamptz NOT NULL,
+    triggered      boolean NOT NULL DEFAULT false,
+    status         text NOT NULL DEFAULT 'QUEUED',
+    -- Change detection (the worker compares the capture with the previous completed run's):
+    -- changed is NULL for a first capture, or when the two could not be compared.
+    changed        boolean,
+    diff_score     double precision,
+    error_code     text,
+    error_message  text,
+    render_time_ms integer,
+    file_size      bigint,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    finished_at    timestamptz,
+    -- created_at + the schedule's retentionDays: the run and its job are deleted then.
+    expires_at     timestamptz NOT NULL,
+    CONSTRAINT schedule_runs_status_known CHECK (status IN ('QUEUED', 'COMPLETED', 'FAILED', 'CANCELLED')),
+    CONSTRAINT schedule_runs_finished_iff_ended CHECK ((status <> 'QUEUED') = (finished_at IS NOT NULL)),
+    CONSTRAINT schedule_runs_diff_score_fraction CHECK (diff_score BETWEEN 0 AND 1)
+);
+COMMENT ON TABLE pgshot.schedule_runs IS 'every run of a schedule: its job, status, change detection and error';
+-- A due time runs once, however many workers tick at once (the tick's row locks already see to
+-- it; this is the proof in the table).
+CREATE UNIQUE INDEX schedule_runs_once_per_due_time ON pgshot.schedule_runs (schedule_id, due_at) WHERE NOT triggered;
+CREATE INDEX schedule_runs_history ON pgshot.schedule_runs (schedule_id, created_at);
+CREATE UNIQUE INDEX schedule_runs_job ON pgshot.schedule_runs (job_id);
+CREATE INDEX schedule_runs_expiry ON pgshot.schedule_runs (expires_at);
+
+SELECT pg_catalog.pg_extension_config_dump('pgshot.schedules', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.schedule_runs', '');
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.schedules, pgshot.schedule_runs TO @extowner@;
+
+-- What schedules ask of Rust (pg_ext/src/schedule.rs): a request validated against pgshot-job,
+-- the next due time of a pattern in a time zone, and ids as jobs have them.
+CREATE FUNCTION pgshot."schedule_check"(
+	"spec" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_check_wrapper';
+CREATE FUNCTION pgshot."schedule_merge"(
+	"stored" jsonb, /* JsonB */
+	"changes" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_merge_wrapper';
+CREATE FUNCTION pgshot."schedule_next"(
+	"pattern" TEXT, /* & str */
+	"tz" TEXT, /* & str */
+	"after" timestamp with time zone /* TimestampWithTimeZone */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_next_wrapper';
+CREATE FUNCTION pgshot."new_id"() RETURNS TEXT /* String */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'new_id_wrapper';
+
+-- Schedules (schema.sql): every operation takes the API key that owns the schedule (p_owner, from
+-- pgshot-api) or NULL, for SQL: then the calling role's own schedules, as pgshot.visible() scopes
+-- jobs. Another owner's schedule does not exist (P0002). Bad input is 22023 naming the field, from
+-- pgshot.schedule_check (Rust: the pgshot-job definition the API validates with too).
+ALTER TABLE pgshot.schedules ALTER COLUMN enqueued_by SET DEFAULT pgshot.caller();
+
+CREATE FUNCTION pgshot.schedule_visible(s pgshot.schedules, p_owner text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_owner IS NOT NULL THEN s.owner IS NOT DISTINCT FROM p_owner
+                ELSE s.owner IS NULL AND (s.enqueued_by IS NOT DISTINCT FROM pgshot.caller()
+                     OR pg_catalog.pg_has_role(pgshot.caller()::name, pgshot.role('api'), 'MEMBER')) END
+$$;
+
+-- The schedule, locked for a change; P0002 when it is not the caller's.
+CREATE FUNCTION pgshot.schedule_lock(p_owner text, p_id text) RETURNS pgshot.schedules
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgshot.schedules;
+BEGIN
+    SELECT * INTO s FROM pgshot.schedules WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND OR NOT pgshot.schedule_visible(s, p_owner) THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', p_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN s;
+END
+$$;
+
+-- The first due time of a schedule from `after` on: within startsAt and endsAt, or NULL.
+CREATE FUNCTION pgshot.schedule_first_due(spec jsonb, after timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN n.at <= coalesce((spec->>'endsAt')::timestamptz, n.at) THEN n.at END
+    FROM (SELECT pgshot.schedule_next(spec->>'schedule', spec->>'timezone',
+                 greatest(after, (spec->>'startsAt')::timestamptz - interval '1 microsecond')) AS at) n
+$$;
+
+-- The schedule as the vendor's ScheduleResponse has it, and more: captureOptions (the options:
+-- the vendor's SDK types `options` as an object of objects, which a capture's options are not),
+-- pausedReason. Secrets are never shown.
+CREATE FUNCTION pgshot.schedule_json(s pgshot.schedules) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls((s.spec - 'webhookSecret' - 'options' - 'destinations') || jsonb_build_object(
+        'id', s.id,
+        'status', s.status,
+        'pausedReason', s.paused_reason,
+        'captureOptions', s.spec->'options',
+        'destinations', (SELECT coalesce(jsonb_agg(d.v - 'secret' ORDER BY d.n), '[]')
+                         FROM jsonb_array_elements(s.spec->'destinations') WITH ORDINALITY AS d(v, n)),
+        'nextExecutionAt', pgshot.timestamp_json(s.next_run_at),
+        'lastExecutedAt', pgshot.timestamp_json(s.last_run_at),
+        'executionCount', s.execution_count,
+        'successCount', s.success_count,
+        'failureCount', s.failure_count,
+        'consecutiveFailures', s.consecutive_failures,
+        'createdAt', pgshot.timestamp_json(s.created_at),
+        'updatedAt', pgshot.timestamp_json(s.updated_at)))
+$$;
+
+-- A run as the vendor's ScheduleExecutionResponse: status is the job's while it is not over.
+CREATE FUNCTION pgshot.schedule_run_json(r pgshot.schedule_runs) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'id', r.id,
+        'runId', r.job_id,
+        'jobId', r.job_id,
+        'url', r.url,
+        'executedAt', pgshot.timestamp_json(r.created_at),
+        'dueAt', pgshot.timestamp_json(r.due_at),
+        'triggered', r.triggered,
+        'status', CASE WHEN r.status = 'QUEUED' THEN coalesce(j.status, r.status) ELSE r.status END,
+        'changed', r.changed,
+        'diffScore', r.diff_score,
+        'resultUrl', CASE WHEN j.status = 'COMPLETED' AND j.purged_at IS NULL THEN
+            pgshot.result_url(j.id, CASE WHEN j.options ? 'outputs' THEN o.first_id END) END,
+        'diffUrl', CASE WHEN o.has_diff AND j.purged_at IS NULL THEN pgshot.result_url(j.id, 'diff') END,
+        'storageKey', CASE WHEN j.purged_at IS NULL THEN o.first_key END,
+        'fileSize', r.file_size,
+        'renderTimeMs', r.render_time_ms,
+        'errorCode', r.error_code,
+        'errorMessage', r.error_message,
+        'expiresAt', pgshot.timestamp_json(r.expires_at),
+        'completedAt', pgshot.timestamp_json(r.finished_at)))
+    FROM (SELECT 1) one
+    LEFT JOIN pgshot.jobs j ON j.id = r.job_id
+    LEFT JOIN LATERAL (
+        SELECT min(output_id) FILTER (WHERE position = 1) AS first_id,
+               min(storage_key) FILTER (WHERE position = 1) AS first_key,
+               bool_or(output_id = 'diff') AS has_diff
+        FROM pgshot.outputs WHERE job_id = r.job_id) o ON true
+$$;
+
+-- A run of schedule s now: its job (owned as the schedule is, told so that its end reaches
+-- pgshot.schedule_run_ended) and its history row. NULL when the due time already ran.
+CREATE FUNCTION pgshot.schedule_run(s pgshot.schedules, p_due_at timestamptz, p_triggered boolean) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    job_id text := pgshot.new_id();
+    opts jsonb := s.spec->'options';
+BEGIN
+    INSERT INTO pgshot.schedule_runs (id, schedule_id, job_id, url, due_at, triggered, expires_at)
+    VALUES (pgshot.new_id(), s.id, job_id, s.spec->>'url', p_due_at, p_triggered,
+            now() + make_interval(days => (s.spec->>'retentionDays')::integer))
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- Not through insert_jobs: a schedule's runs do not take from its key's jobs per minute (the
+    -- pattern runs at most once a minute), so that no run is lost to a rate limit.
+    INSERT INTO pgshot.jobs (owner, enqueued_by, id, url, options, priority, max_attempts, schedule_id, told)
+    VALUES (s.owner, s.enqueued_by, job_id, s.spec->>'url', opts - 'priority' - 'maxAttempts',
+            coalesce((opts->>'priority')::integer, 0), coalesce((opts->>'maxAttempts')::integer, 3), s.id, true);
+    RETURN job_id;
+END
+$$;
+
+-- For workers, at every maintenance tick: turns every due schedule (at most max_schedules) into a
+-- job, once per due time whichever workers tick at once (a due schedule is locked, skipped by
+-- the others, and no longer due when they see it again). A run missed while no worker ran happens
+-- once when one returns, not once per missed time: the next due time is counted from now. Also
+-- deletes the runs past their retention, with their jobs. Returns the runs it started.
+CREATE FUNCTION screenshot_schedule_tick(max_schedules integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgshot.schedules;
+    next_due timestamptz;
+    started integer := 0;
+BEGIN
+    IF max_schedules IS NULL OR max_schedules NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'max_schedules must be between 1 and 10000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR s IN
+        SELECT * FROM pgshot.schedules
+        WHERE status = 'ACTIVE' AND next_run_at <= now()
+        ORDER BY next_run_at
+        LIMIT max_schedules
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        IF s.owner IS NOT NULL AND EXISTS (SELECT 1 FROM pgshot.api_keys k WHERE k.id = s.owner AND k.revoked_at IS NOT NULL) THEN
+            UPDATE pgshot.schedules SET status = 'PAUSED', paused_reason = 'its API key was revoked' WHERE id = s.id;
+            CONTINUE;
+        END IF;
+        IF pgshot.schedule_run(s, s.next_run_at, false) IS NOT NULL THEN
+            started := started + 1;
+        END IF;
+        next_due := pgshot.schedule_first_due(s.spec, greatest(now(), s.next_run_at));
+        UPDATE pgshot.schedules
+        SET next_run_at = next_due,
+            status = CASE WHEN next_due IS NULL THEN 'COMPLETED' ELSE status END,
+            last_run_at = now(),
+            execution_count = execution_count + 1
+        WHERE id = s.id;
+    END LOOP;
+    WITH expired AS (
+        SELECT id FROM pgshot.schedule_runs WHERE expires_at < now() ORDER BY expires_at LIMIT 1000
+    ), gone AS (
+        DELETE FROM pgshot.schedule_runs r USING expired WHERE r.id = expired.id RETURNING r.job_id
+    )
+    DELETE FROM pgshot.jobs j USING gone WHERE j.id = gone.job_id AND j.completed_at IS NOT NULL;
+    RETURN started;
+END
+$$;
+COMMENT ON FUNCTION screenshot_schedule_tick(integer) IS
+    'for workers: start the runs of due schedules (once per due time across workers) and delete expired runs';
+
+-- A schedule's run ended (pgshot.job_ended, for a job with a schedule_id): the run's row, the
+-- schedule's counters, the auto-pause, and the deliveries (SCHEDULE_CAPTURED unless onlyOnChange
+-- and nothing changed; SCHEDULE_FAILED with alertOnFailure). Returns whether it wrote one.
+CREATE FUNCTION pgshot.schedule_run_ended(j pgshot.jobs) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgshot.schedules;
+    r pgshot.schedule_runs;
+    ok boolean := j.status = 'COMPLETED';
+    failed boolean := j.status = 'FAILED';
+    diff jsonb := j.metadata->'scheduleDiff';
+    pause_after integer;
+    target jsonb;
+    written boolean := false;
+BEGIN
+    SELECT * INTO s FROM pgshot.schedules WHERE id = j.schedule_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE pgshot.schedule_runs SET
+        status = j.status,
+        finished_at = now(),
+        changed = CASE WHEN ok THEN (diff->>'changed')::boolean END,
+        diff_score = CASE WHEN ok THEN (diff->>'score')::double precision END,
+        error_code = j.error_code,
+        error_message = j.error_message,
+        render_time_ms = (j.metadata->>'renderTimeMs')::integer,
+        file_size = (SELECT sum(o.size) FROM pgshot.outputs o WHERE o.job_id = j.id AND o.output_id <> 'diff')
+    WHERE schedule_runs.job_id = j.id
+    RETURNING * INTO r;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    pause_after := (s.spec->>'autoPauseAfterFailures')::integer;
+    UPDATE pgshot.schedules SET
+        success_count = success_count + ok::integer,
+        failure_count = failure_count + failed::integer,
+        consecutive_failures = CASE WHEN ok THEN 0 WHEN failed THEN consecutive_failures + 1 ELSE consecutive_failures END
+    WHERE id = s.id
+    RETURNING * INTO s;
+    IF failed AND s.status = 'ACTIVE' AND s.consecutive_failures >= pause_after THEN
+        UPDATE pgshot.schedules SET
+            status = 'PAUSED',
+            paused_reason = format('paused after %s failed runs in a row; the last: %s', s.consecutive_failures,
+                                   coalesce(j.error_code, 'FAILED'))
+        WHERE id = s.id;
+    END IF;
+    -- The capture is kept as long as the schedule keeps its history, whatever the result retention.
+    IF ok THEN
+        UPDATE pgshot.jobs SET expires_at = r.expires_at WHERE id = j.id;
+    END IF;
+    IF ok OR (failed AND (s.spec->>'alertOnFailure')::boolean) THEN
+        FOR target IN
+            SELECT jsonb_build_object('url', s.spec->>'webhookUrl', 'secret', s.spec->>'webhookSecret')
+            WHERE s.spec->>'webhookUrl' IS NOT NULL
+            UNION ALL
+            SELECT d FROM jsonb_array_elements(s.spec->'destinations') d
+        LOOP
+            CONTINUE WHEN ok AND coalesce((target->>'onlyOnChange')::boolean, (s.spec->>'onlyOnChange')::boolean)
+                         AND r.changed IS NOT DISTINCT FROM false;
+            INSERT INTO pgshot.webhook_deliveries (id, event, job_id, url, secret, body, next_attempt_at)
+            VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''),
+                    CASE WHEN ok THEN 'SCHEDULE_CAPTURED' ELSE 'SCHEDULE_FAILED' END,
+                    j.id, target->>'url', target->>'secret',
+                    jsonb_build_object(
+                        'event', CASE WHEN ok THEN 'SCHEDULE_CAPTURED' ELSE 'SCHEDULE_FAILED' END,
+                        'timestamp', pgshot.timestamp_json(now()),
+                        'scheduleId', s.id,
+                        'captureId', r.id,
+                        'data', pgshot.tenant_json(pgshot.schedule_run_json(r))
+                                || jsonb_build_object('scheduleName', s.spec->>'name'))::text,
+                    now() + coalesce(pgshot.webhook_retry_delay(0), interval '0'));
+            written := true;
+        END LOOP;
+    END IF;
+    RETURN written;
+END
+$$;
+
+CREATE FUNCTION pgshot.schedule_create(p_owner text, spec jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    canonical jsonb := pgshot.schedule_check(spec);
+    first_due timestamptz := pgshot.schedule_first_due(canonical, now());
+    s pgshot.schedules;
+BEGIN
+    INSERT INTO pgshot.schedules (id, owner, spec, status, next_run_at)
+    VALUES (pgshot.new_id(), p_owner, canonical, CASE WHEN first_due IS NULL THEN 'COMPLETED' ELSE 'ACTIVE' END, first_due)
+    RETURNING * INTO s;
+    RETURN pgshot.schedule_json(s);
+END
+$$;
+
+-- An update: the fields given replace the schedule's (null clears one, or gives back its
+-- default); the whole is validated again. A change of pattern, zone or window moves the next run.
+CREATE FUNCTION pgshot.schedule_update(p_owner text, p_id text, changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgshot.schedules := pgshot.schedule_lock(p_owner, p_id);
+    canonical jsonb;
+    next_due timestamptz;
+BEGIN
+    canonical := pgshot.schedule_merge(s.spec, changes);
+    next_due := CASE WHEN s.status = 'PAUSED' THEN s.next_run_at ELSE pgshot.schedule_first_due(canonical, now()) END;
+    UPDATE pgshot.schedules SET
+        spec = canonical,
+        next_run_at = next_due,
+        status = CASE WHEN status = 'PAUSED' THEN status WHEN next_due IS NULL THEN 'COMPLETED' ELSE 'ACTIVE' END,
+        updated_at = now()
+    WHERE id = s.id
+    RETURNING * INTO s;
+    RETURN pgshot.schedule_json(s);
+END
+$$;
+
+CREATE FUNCTION pgshot.schedule_pause(p_owner text, p_id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgshot.schedules := pgshot.schedule_lock(p_owner, p_id);
+BEGIN
+    IF s.status = 'COMPLETED' THEN
+        RAISE EXCEPTION 'schedule "%" is COMPLETED', p_id USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'move its endsAt to resume it';
+    END IF;
+    UPDATE pgshot.schedules SET status = 'PAUSED', paused_reason = coalesce(paused_reason, 'paused by request'),
+                                updated_at = now()
+    WHERE id = s.id RETURNING * INTO s;
+    RETURN pgshot.schedule_json(s);
+END
+$$;
+
+-- Resuming starts from now: the times that passed while paused do not run.
+CREATE FUNCTION pgshot.schedule_resume(p_owner text, p_id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgshot.schedules := pgshot.schedule_lock(p_owner, p_id);
+    next_due timestamptz;
+BEGIN
+    IF s.status = 'PAUSED' THEN
+        next_due := pgshot.schedule_first_due(s.spec, now());
+        UPDATE pgshot.schedules SET status = CASE WHEN next_due IS NULL THEN 'COMPLETED' ELSE 'ACTIVE' END,
+                                    paused_reason = NULL, consecutive_failures = 0, next_run_at = next_due,
+                                    updated_at = now()
+        WHERE id = s.id RETURNING * INTO s;
+    END IF;
+    RETURN pgshot.schedule_json(s);
+END
+$$;
+
+-- One run now, besides the pattern's (whatever the schedule's status).
+CREATE FUNCTION pgshot.schedule_trigger(p_owner text, p_id text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pgshot.schedules := pgshot.schedule_lock(p_owner, p_id);
+BEGIN
+    PERFORM pgshot.schedule_run(s, now(), true);
+    UPDATE pgshot.schedules SET last_run_at = now(), execution_count = execution_count + 1
+    WHERE id = s.id RETURNING * INTO s;
+    RETURN pgshot.schedule_json(s);
+END
+$$;
+
+-- Deletes the schedule and its history; its runs' jobs stay until the job retention.
+CREATE FUNCTION pgshot.schedule_delete(p_owner text, p_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgshot.schedule_lock(p_owner, p_id);
+    DELETE FROM pgshot.schedules WHERE id = p_id;
+END
+$$;
+
+CREATE FUNCTION pgshot.schedule_get(p_owner text, p_id text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s pgshot.schedules;
+BEGIN
+    SELECT * INTO s FROM pgshot.schedules WHERE id = p_id;
+    IF NOT FOUND OR NOT pgshot.schedule_visible(s, p_owner) THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', p_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN pgshot.schedule_json(s);
+END
+$$;
+
+-- The caller's schedules, newest first, as the vendor's ScheduleListResponse.
+CREATE FUNCTION pgshot.schedule_list(p_owner text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('schedules', coalesce(jsonb_agg(pgshot.schedule_json(s) ORDER BY s.created_at DESC, s.id), '[]'),
+                              'total', count(*))
+    FROM pgshot.schedules s
+    WHERE coalesce(s.owner, s.enqueued_by, '') = coalesce(p_owner, pgshot.caller())
+$$;
+
+-- A schedule's runs, newest first (at most max_runs), as the vendor's ScheduleHistoryResponse.
+CREATE FUNCTION pgshot.schedule_history(p_owner text, p_id text, max_runs integer DEFAULT 50) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s pgshot.schedules;
+    runs jsonb;
+BEGIN
+    IF max_runs IS NULL OR max_runs NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO s FROM pgshot.schedules WHERE id = p_id;
+    IF NOT FOUND OR NOT pgshot.schedule_visible(s, p_owner) THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', p_id USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT coalesce(jsonb_agg(pgshot.schedule_run_json(r) ORDER BY r.created_at DESC, r.id), '[]') INTO runs
+    FROM (SELECT * FROM pgshot.schedule_runs WHERE schedule_id = s.id
+          ORDER BY created_at DESC, id LIMIT max_runs) r;
+    RETURN jsonb_build_object('scheduleId', s.id, 'executions', runs,
+                              'totalExecutions', (SELECT count(*) FROM pgshot.schedule_runs WHERE schedule_id = s.id));
+END
+$$;
+
+-- For workers: what a schedule's run compares its capture with (worker/src/change.rs): the
+-- schedule's diffThreshold and the first output of its latest completed run before this one,
+-- while that result is kept (bytes, or its object with PGSHOT_STORAGE). No row for a job that is
+-- not a schedule's run, or not held by this worker at this attempt; NULL bytes and key for a
+-- schedule's first capture.
+CREATE FUNCTION screenshot_schedule_previous(job_id text, worker_id text, attempt integer)
+RETURNS TABLE (diff_threshold double precision, previous_job_id text, content_type text, bytes bytea, storage_key text)
+LANGUAGE sql STABLE AS $$
+    SELECT (s.spec->>'diffThreshold')::double precision, pj.id, o.content_type, o.bytes, o.storage_key
+    FROM pgshot.jobs j
+    JOIN pgshot.schedules s ON s.id = j.schedule_id
+    LEFT JOIN LATERAL (
+        SELECT r.job_id FROM pgshot.schedule_runs r
+        WHERE r.schedule_id = s.id AND r.status = 'COMPLETED' AND r.job_id <> j.id
+        ORDER BY r.created_at DESC
+        LIMIT 1) prev ON true
+    LEFT JOIN pgshot.jobs pj ON pj.id = prev.job_id AND pj.purged_at IS NULL
+    LEFT JOIN pgshot.outputs o ON o.job_id = pj.id AND o.position = 1 AND o.content_type LIKE 'image/%'
+    WHERE j.id = screenshot_schedule_previous.job_id
+      AND j.worker_id = screenshot_schedule_previous.worker_id
+      AND j.attempt = screenshot_schedule_previous.attempt
+$$;
+
+-- The SQL face of schedules: the calling role's own.
+CREATE FUNCTION screenshot_schedule_create(spec jsonb) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_create(NULL, spec) $$;
+COMMENT ON FUNCTION screenshot_schedule_create(jsonb) IS
+    'create a schedule (the vendor''s CreateScheduleRequest as JSON); 22023 naming the field';
+CREATE FUNCTION screenshot_schedule(id text) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_get(NULL, id) $$;
+CREATE FUNCTION screenshot_schedules() RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_list(NULL) $$;
+CREATE FUNCTION screenshot_schedule_update(id text, changes jsonb) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_update(NULL, id, changes) $$;
+CREATE FUNCTION screenshot_schedule_pause(id text) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_pause(NULL, id) $$;
+CREATE FUNCTION screenshot_schedule_resume(id text) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_resume(NULL, id) $$;
+CREATE FUNCTION screenshot_schedule_trigger(id text) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_trigger(NULL, id) $$;
+CREATE FUNCTION screenshot_schedule_delete(id text) RETURNS void
+LANGUAGE sql AS $$ SELECT pgshot.schedule_delete(NULL, id) $$;
+CREATE FUNCTION screenshot_schedule_history(id text, max_runs integer DEFAULT 50) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgshot.schedule_history(NULL, id, max_runs) $$;
+
+CREATE OR REPLACE FUNCTION pgshot.job_ended() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    b pgshot.bulks;
+    written boolean := false;
+BEGIN
+    -- The WHEN clause looks at the new row only: a job ends when completed_at becomes set.
+    IF OLD.completed_at IS NOT NULL OR NEW.completed_at IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF NEW.webhook_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED') THEN
+        INSERT INTO pgshot.webhook_deliveries (id, event, job_id, url, secret, body, next_attempt_at)
+        VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''),
+                CASE NEW.status WHEN 'COMPLETED' THEN 'JOB_COMPLETED' ELSE 'JOB_FAILED' END,
+                NEW.id, NEW.webhook_url, NEW.webhook_secret, pgshot.webhook_body(NEW),
+                now() + coalesce(pgshot.webhook_retry_delay(0), interval '0'));
+        written := true;
+    END IF;
+    IF NEW.bulk_id IS NOT NULL THEN
+        -- The lock serialises the last jobs of a bulk finishing at once: whichever commits last
+        -- sees all of them finished, and writes the one BULK_COMPLETED delivery.
+        SELECT * INTO b FROM pgshot.bulks WHERE id = NEW.bulk_id FOR UPDATE;
+        IF b.webhook_url IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pgshot.jobs
+            WHERE bulk_id = b.id AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')
+        ) THEN
+            INSERT INTO pgshot.webhook_deliveries (id, event, bulk_id, url, secret, body, next_attempt_at)
+            SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), 'BULK_COMPLETED', b.id,
+                   b.webhook_url, b.webhook_secret,
+                   jsonb_build_object('event', 'BULK_COMPLETED',
+                                      'timestamp', pgshot.timestamp_json(now()),
+                                      'bulkId', b.id,
+                                      'status', bulk.doc->>'status',
+                                      'data', bulk.doc)::text,
+                   now() + coalesce(pgshot.webhook_retry_delay(0), interval '0')
+            FROM (SELECT pgshot.bulk_json(b, true) AS doc) bulk
+            ON CONFLICT DO NOTHING;
+            written := written OR FOUND;
+        END IF;
+    END IF;
+    IF NEW.schedule_id IS NOT NULL THEN
+        written := pgshot.schedule_run_ended(NEW) OR written;
+    END IF;
+    IF written THEN
+        PERFORM pg_notify('pgshot_webhooks', 'pending');
+    END IF;
+    IF NEW.watched OR pgshot.notify_all_done() THEN
+        PERFORM pg_notify('pgshot_job_done', json_build_object('id', NEW.id, 'status', NEW.status)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+
 DO $$
 DECLARE
     f regprocedure;
@@ -523,7 +1111,11 @@ BEGIN
         %1$s.screenshot_enqueue(text, jsonb), %1$s.screenshot_enqueue_bulk(jsonb),
         %1$s.screenshot_job(text), %1$s.screenshot_cancel(text), %1$s.screenshot_result(text, text),
         %1$s.screenshot_watch(text), %1$s.screenshot_thumbnail(text),
-        %1$s.screenshot_activity(interval, interval, text), %1$s.screenshot_error_counts(interval, text)
+        %1$s.screenshot_activity(interval, interval, text), %1$s.screenshot_error_counts(interval, text),
+        %1$s.screenshot_schedule_create(jsonb), %1$s.screenshot_schedule(text), %1$s.screenshot_schedules(),
+        %1$s.screenshot_schedule_update(text, jsonb), %1$s.screenshot_schedule_pause(text),
+        %1$s.screenshot_schedule_resume(text), %1$s.screenshot_schedule_trigger(text),
+        %1$s.screenshot_schedule_delete(text), %1$s.screenshot_schedule_history(text, integer)
         TO %2$s, %3$s', ext, app, api);
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         %1$s.screenshot_claim(text, integer, interval), %1$s.screenshot_heartbeat(text, text, integer, interval),
@@ -537,21 +1129,27 @@ BEGIN
         %1$s.screenshot_storage_sweep(integer), %1$s.screenshot_storage_forget(text[]),
         %1$s.screenshot_worker_beat(text, text, integer, integer, integer, text, integer),
         %1$s.screenshot_worker_stop(text),
-        %1$s.screenshot_thumbnail_put(text, text, integer, text, integer, integer, bytea), %1$s.screenshot_rollup()
+        %1$s.screenshot_thumbnail_put(text, text, integer, text, integer, integer, bytea), %1$s.screenshot_rollup(),
+        %1$s.screenshot_schedule_tick(integer), %1$s.screenshot_schedule_previous(text, text, integer)
         TO %2$s', ext, worker);
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         pgshot.api_key_owner(text), pgshot.enqueue_owned(text, text, jsonb),
         pgshot.enqueue_bulk_owned(text, jsonb, integer, text, text),
         pgshot.job_json(pgshot.jobs), pgshot.bulk_json(pgshot.bulks, boolean), pgshot.bulk_cancel(text),
         pgshot.timestamp_json(timestamptz), pgshot.api_key_limits(text), pgshot.usage(text),
-        %1$s.screenshot_workers(), pgshot.job_retry(text, text)
+        %1$s.screenshot_workers(), pgshot.job_retry(text, text),
+        pgshot.schedule_create(text, jsonb), pgshot.schedule_get(text, text), pgshot.schedule_list(text),
+        pgshot.schedule_update(text, text, jsonb), pgshot.schedule_pause(text, text),
+        pgshot.schedule_resume(text, text), pgshot.schedule_trigger(text, text), pgshot.schedule_delete(text, text),
+        pgshot.schedule_history(text, text, integer)
         TO %2$s', ext, api);
     -- The dashboard's reads (pgshot-api, dashboard.rs).
     EXECUTE format('GRANT SELECT ON pgshot.jobs, pgshot.bulks, pgshot.outputs, pgshot.thumbnails,
-        pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.hourly, pgshot.workers TO %s', api);
+        pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.hourly, pgshot.workers,
+        pgshot.schedules, pgshot.schedule_runs TO %s', api);
     EXECUTE format('GRANT SELECT ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs,
         pgshot.webhook_deliveries, pgshot.webhook_attempts, pgshot.storage_garbage, pgshot.workers,
-        pgshot.thumbnails, pgshot.hourly, pgshot.roles TO %s', admin);
+        pgshot.thumbnails, pgshot.hourly, pgshot.roles, pgshot.schedules, pgshot.schedule_runs TO %s', admin);
     EXECUTE format('GRANT %s, %s, %s TO %s', app, worker, api, admin);
 END
 $$;

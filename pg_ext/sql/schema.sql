@@ -116,7 +116,10 @@ CREATE TABLE pgshot.jobs (
     -- of one owner with the same priority and run_at, as one bulk request's or one transaction's
     -- are, are claimed first in, first out. Before, the random id broke those ties: a bulk
     -- request's jobs ran in no order, and the claims read their rows all over the table.
-    enqueue_seq      bigint DEFAULT nextval('pgshot.jobs_enqueue_seq')
+    enqueue_seq      bigint DEFAULT nextval('pgshot.jobs_enqueue_seq'),
+    -- The schedule whose run this job is (since 1.0.0; pgshot.schedule_runs). Not a foreign key:
+    -- a deleted schedule leaves its runs' jobs to the job retention.
+    schedule_id      text
 
     -- The state machine's rules (a PROCESSING job has a lease and a worker, a terminal one a
     -- completed_at, ...) and the shapes of id, url, error_code, options and errors are the one CHECK constraint
@@ -211,7 +214,8 @@ CREATE TABLE pgshot.webhook_deliveries (
     finished_at      timestamptz,
     last_status_code integer,
     last_error       text,
-    CONSTRAINT webhook_deliveries_event_known CHECK (event IN ('JOB_COMPLETED', 'JOB_FAILED', 'BULK_COMPLETED')),
+    CONSTRAINT webhook_deliveries_event_known
+        CHECK (event IN ('JOB_COMPLETED', 'JOB_FAILED', 'BULK_COMPLETED', 'SCHEDULE_CAPTURED', 'SCHEDULE_FAILED')),
     CONSTRAINT webhook_deliveries_status_known CHECK (status IN ('PENDING', 'DELIVERING', 'DELIVERED', 'FAILED')),
     CONSTRAINT webhook_deliveries_delivering_iff_leased
         CHECK ((status = 'DELIVERING') = (lease_expires_at IS NOT NULL)),
@@ -301,6 +305,79 @@ COMMENT ON TABLE pgshot.hourly IS 'finished jobs per hour and owner (API key or 
 -- of it instead of the whole table. Only finished jobs are in it.
 CREATE INDEX jobs_finished ON pgshot.jobs (completed_at) WHERE completed_at IS NOT NULL;
 
+-- Schedules (since 1.0.0): recurring captures of one URL. A due schedule becomes an ordinary job
+-- (jobs.schedule_id) at a worker's maintenance tick (screenshot_schedule_tick), and each run is a
+-- row of pgshot.schedule_runs, its history. The request is kept whole and canonical in `spec`
+-- (pgshot.schedule_check), webhook secrets included, which no answer shows.
+--
+--   ACTIVE --pause / autoPauseAfterFailures--> PAUSED --resume--> ACTIVE
+--   ACTIVE --past endsAt, or a pattern that never matches again--> COMPLETED
+CREATE TABLE pgshot.schedules (
+    id                   text PRIMARY KEY,
+    -- The API key that owns it (NULL: made in SQL, owned by enqueued_by, as jobs are).
+    owner                text REFERENCES pgshot.api_keys (id),
+    enqueued_by          text,
+    spec                 jsonb NOT NULL,
+    status               text NOT NULL DEFAULT 'ACTIVE',
+    paused_reason        text,
+    -- The due time of the next run; the tick claims due schedules through schedules_due.
+    next_run_at          timestamptz,
+    last_run_at          timestamptz,
+    execution_count      integer NOT NULL DEFAULT 0,
+    success_count        integer NOT NULL DEFAULT 0,
+    failure_count        integer NOT NULL DEFAULT 0,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedules_id_shape CHECK (id ~ '^[0-9a-z]{16}$'),
+    CONSTRAINT schedules_status_known CHECK (status IN ('ACTIVE', 'PAUSED', 'COMPLETED')),
+    CONSTRAINT schedules_active_has_next_run CHECK (status <> 'ACTIVE' OR next_run_at IS NOT NULL),
+    CONSTRAINT schedules_paused_reason_iff_paused CHECK ((status = 'PAUSED') = (paused_reason IS NOT NULL)),
+    CONSTRAINT schedules_spec_object CHECK (jsonb_typeof(spec) = 'object'),
+    CONSTRAINT schedules_counts_nonnegative
+        CHECK (execution_count >= 0 AND success_count >= 0 AND failure_count >= 0 AND consecutive_failures >= 0)
+);
+COMMENT ON TABLE pgshot.schedules IS 'recurring captures: a cron pattern in a time zone, the capture options, delivery and change detection';
+-- Only active schedules, by due time: a tick reads the due ones and nothing else.
+CREATE INDEX schedules_due ON pgshot.schedules (next_run_at) WHERE status = 'ACTIVE';
+CREATE INDEX schedules_by_owner ON pgshot.schedules ((coalesce(owner, enqueued_by, '')), created_at);
+
+-- One row per run of a schedule: the job it became, and what came of it.
+CREATE TABLE pgshot.schedule_runs (
+    id             text PRIMARY KEY,
+    schedule_id    text NOT NULL REFERENCES pgshot.schedules (id) ON DELETE CASCADE,
+    -- Not a foreign key: the job may be deleted by the job retention before its run's history.
+    job_id         text NOT NULL,
+    url            text NOT NULL,
+    -- The time the pattern named (the time of the trigger for a triggered run).
+    due_at         timestamptz NOT NULL,
+    triggered      boolean NOT NULL DEFAULT false,
+    status         text NOT NULL DEFAULT 'QUEUED',
+    -- Change detection (the worker compares the capture with the previous completed run's):
+    -- changed is NULL for a first capture, or when the two could not be compared.
+    changed        boolean,
+    diff_score     double precision,
+    error_code     text,
+    error_message  text,
+    render_time_ms integer,
+    file_size      bigint,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    finished_at    timestamptz,
+    -- created_at + the schedule's retentionDays: the run and its job are deleted then.
+    expires_at     timestamptz NOT NULL,
+    CONSTRAINT schedule_runs_status_known CHECK (status IN ('QUEUED', 'COMPLETED', 'FAILED', 'CANCELLED')),
+    CONSTRAINT schedule_runs_finished_iff_ended CHECK ((status <> 'QUEUED') = (finished_at IS NOT NULL)),
+    CONSTRAINT schedule_runs_diff_score_fraction CHECK (diff_score BETWEEN 0 AND 1)
+);
+COMMENT ON TABLE pgshot.schedule_runs IS 'every run of a schedule: its job, status, change detection and error';
+-- A due time runs once, however many workers tick at once (the tick's row locks already see to
+-- it; this is the proof in the table).
+CREATE UNIQUE INDEX schedule_runs_once_per_due_time ON pgshot.schedule_runs (schedule_id, due_at) WHERE NOT triggered;
+CREATE INDEX schedule_runs_history ON pgshot.schedule_runs (schedule_id, created_at);
+CREATE UNIQUE INDEX schedule_runs_job ON pgshot.schedule_runs (job_id);
+CREATE INDEX schedule_runs_expiry ON pgshot.schedule_runs (expires_at);
+
+
 -- pg_dump leaves out extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('pgshot.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.bulks', '');
@@ -314,6 +391,8 @@ SELECT pg_catalog.pg_extension_config_dump('pgshot.storage_garbage', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.workers', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.thumbnails', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshot.hourly', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.schedules', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshot.schedule_runs', '');
 
 -- A trusted extension's objects belong to the bootstrap superuser: let the database owner who
 -- created it use and administer the queue.
@@ -322,3 +401,4 @@ GRANT SELECT, INSERT, UPDATE, DELETE
     ON pgshot.api_keys, pgshot.bulks, pgshot.jobs, pgshot.outputs, pgshot.webhook_deliveries, pgshot.webhook_attempts
     TO @extowner@;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.workers, pgshot.thumbnails, pgshot.hourly TO @extowner@;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgshot.schedules, pgshot.schedule_runs TO @extowner@;

@@ -43,6 +43,7 @@ mod pgshot {
             errors_type: r.json_type(19),
             watched: r.datum(20).map(|d| d.value() != 0),
             told: r.datum(21).map(|d| d.value() != 0),
+            has_schedule_id: set(22),
         };
         holds("jobs", pgshot_job::broken_rule(&row))
     }
@@ -128,6 +129,7 @@ mod pgshot {
             errors_type,
             watched: None,
             told: None,
+            has_schedule_id: false,
         };
         holds("jobs", pgshot_job::broken_rule(&row))
     }
@@ -157,7 +159,7 @@ mod pgshot {
 }
 
 /// The columns of pgshot.jobs that `job_row_check` reads, in the order it reads them.
-static JOB_COLUMNS: [&str; 22] = [
+static JOB_COLUMNS: [&str; 23] = [
     "id",
     "bulk_id",
     "bulk_position",
@@ -180,6 +182,7 @@ static JOB_COLUMNS: [&str; 22] = [
     "errors",
     "watched",
     "told",
+    "schedule_id",
 ];
 
 /// The columns of pgshot.outputs that `output_row_check` reads.

@@ -10,6 +10,7 @@ mod caller;
 mod complete_args;
 mod enqueue;
 mod job_rules;
+mod schedule;
 mod settings;
 
 pgrx::pg_module_magic!();

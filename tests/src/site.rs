@@ -96,6 +96,11 @@ fn serve(mut stream: TcpStream, port: u16) {
             page("Plain page", "", "<h1>Hello pgshot</h1><p>Read <a href=\"https://example.com/docs\">the docs</a> first.</p>"),
             String::new(),
         ),
+        // A page the test changes between two visits: the HTML in the file named by `file`.
+        "/from-file" => {
+            let body = param("file").and_then(|f| std::fs::read_to_string(f).ok()).unwrap_or_default();
+            ("200 OK", html, page("Changing page", "", &body), String::new())
+        }
         "/tall" => ("200 OK", html, page("Tall", "", "<div style=\"height:3000px;background:#eeeeff\"></div>"), String::new()),
         "/lazy" => (
             "200 OK",

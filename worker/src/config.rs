@@ -77,6 +77,10 @@ pub struct Config {
     /// How often one worker (under an advisory lock) rescues expired leases and purges results.
     #[arg(long, env = "PGSHOT_MAINTENANCE_INTERVAL_SECONDS", default_value_t = 10)]
     pub maintenance_interval_seconds: u64,
+
+    /// How often the worker starts the runs of due schedules, in milliseconds (100 to 60000).
+    #[arg(long, env = "PGSHOT_SCHEDULE_INTERVAL_MS", default_value_t = 1000)]
+    pub schedule_interval_ms: u64,
 }
 
 impl Config {

@@ -217,9 +217,10 @@ impl Worker {
     }
 
     /// Stores a rendered attempt's thumbnail and outputs, and completes it.
-    async fn finish(&self, job: &ClaimedJob, rendered: Rendered, started: tokio::time::Instant) {
+    async fn finish(&self, job: &ClaimedJob, mut rendered: Rendered, started: tokio::time::Instant) {
         let rendered_at = tokio::time::Instant::now();
         self.thumbnail(&job, &rendered.outputs).await;
+        self.detect_change(job, &mut rendered).await;
         let result = match &self.storage {
             None => {
                 self.retrying("complete", || self.queue.complete(&job, &rendered.metadata, &rendered.outputs)).await
@@ -249,6 +250,52 @@ impl Worker {
                 tracing::info!(size = %rendered.metadata["size"], ms = %rendered.metadata["renderTimeMs"], "completed")
             }
             Err(e) => tracing::warn!(error = %e, "result discarded"),
+        }
+    }
+
+    /// A schedule's run: compares its first image with the previous run's, and records the
+    /// changed fraction (metadata.scheduleDiff, which the extension reads when the job completes)
+    /// and a diff image (output `diff`). Anything that stops the comparison leaves the capture
+    /// as it is: it is then delivered as changed.
+    async fn detect_change(&self, job: &ClaimedJob, rendered: &mut Rendered) {
+        let previous = match self.retrying("schedule_previous", || self.queue.schedule_previous(job)).await {
+            Ok(Some(previous)) => previous,
+            Ok(None) => return,
+            Err(e) => return tracing::warn!(error = %e, "no change detection: the previous capture is unknown"),
+        };
+        let Some(current) = crate::thumbnail::first_image(&rendered.outputs) else { return };
+        let before = match (previous.bytes, previous.storage_key, &self.storage) {
+            (Some(bytes), _, _) => bytes,
+            (None, Some(key), Some(store)) => match store.get(&key).await {
+                Ok(bytes) => bytes,
+                Err(e) => return tracing::warn!(error = %e, "no change detection: the previous capture is unreadable"),
+            },
+            // The schedule's first capture (or the previous one's result expired).
+            _ => return,
+        };
+        let threshold = previous.diff_threshold;
+        match tokio::task::block_in_place(|| crate::change::compare(&before, &current.bytes, threshold)) {
+            Ok(change) => {
+                if let Some(fields) = rendered.metadata.as_object_mut() {
+                    fields.insert(
+                        "scheduleDiff".into(),
+                        serde_json::json!({"score": change.score, "changed": change.changed,
+                                           "comparedWith": previous.job_id}),
+                    );
+                }
+                let taken = rendered.outputs.iter().any(|o| o.output_id == "diff");
+                if let (Some(png), false) = (change.image, taken) {
+                    let (width, height) = (current.metadata["width"].clone(), current.metadata["height"].clone());
+                    rendered.outputs.push(OutputRow {
+                        output_id: "diff".into(),
+                        output_type: "screenshot".into(),
+                        content_type: "image/png".into(),
+                        bytes: png,
+                        metadata: serde_json::json!({"width": width, "height": height, "diffOf": previous.job_id}),
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "no change detection"),
         }
     }
 
@@ -366,6 +413,22 @@ pub async fn maintain(worker: Arc<Worker>, queue: Queue, storage: Option<ObjectS
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+        }
+    }
+}
+
+/// Turns due schedules into jobs, every `every` (a second by default: a run starts at most that
+/// late). Every worker ticks; the extension runs each due time once whoever ticks.
+pub async fn run_schedules(queue: Queue, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        // Up to 100 at a time: more due at once are started at the next ticks.
+        match queue.schedule_tick(100).await {
+            Ok(0) => {}
+            Ok(started) => tracing::info!(started, "schedule runs started"),
+            Err(e) => tracing::warn!(error = %e, "schedule tick failed"),
         }
     }
 }

@@ -8,6 +8,7 @@ use tokio::sync::{watch, Notify};
 
 mod blocklist;
 mod browser;
+mod change;
 mod config;
 mod deliver;
 mod devtools_pipe;
@@ -98,11 +99,16 @@ async fn run(config: Config) -> Result<(), String> {
         storage,
         Duration::from_secs(config.maintenance_interval_seconds.max(1)),
     ));
+    let scheduling = tokio::spawn(jobs::run_schedules(
+        queue.clone(),
+        Duration::from_millis(config.schedule_interval_ms.clamp(100, 60_000)),
+    ));
     worker.run(config.poll_interval(), Duration::from_secs(config.shutdown_grace_seconds), stop_rx).await;
     // Deliveries in flight finish within their own timeout.
     let _ = tokio::time::timeout(Duration::from_secs(20), delivering).await;
     listener.abort();
     maintenance.abort();
+    scheduling.abort();
     if let Err(e) = queue.stopped().await {
         tracing::warn!(error = %e, "could not record the stop");
     }
