@@ -162,6 +162,8 @@ async function start() {
   document.getElementById("logout").hidden = false;
   document.getElementById("nav-queue").hidden = session.role !== "operator";
   document.getElementById("nav-capture").hidden = session.role !== "key";
+  // Schedules belong to API keys, and are read through the REST API with the key.
+  document.getElementById("nav-schedules").hidden = session.role !== "key";
   document.getElementById("who").textContent = session.role === "operator" ? "operator: every owner" : "key " + session.owner;
   startEvents();
   route();
@@ -224,6 +226,9 @@ function route() {
   if (parts[0] === "job" && parts[1]) return viewJob(v, parts[1]);
   if (parts[0] === "queue") return viewQueue(v);
   if (parts[0] === "capture") return viewCapture(v);
+  // The REST API knows keys, not the operator token: the operator has no schedules view.
+  if (session.role === "key" && parts[0] === "schedule" && parts[1]) return viewSchedule(v, parts[1]);
+  if (session.role === "key" && parts[0] === "schedules") return viewSchedules(v);
   return viewJobs(v, params);
 }
 
@@ -485,6 +490,84 @@ function viewCapture(v) {
     el("label", {}, "Format ", format), el("label", {}, "Outputs ", extra),
     el("button", { class: "primary", type: "submit", id: "capture-submit" }, "Capture"), error);
   v.show(form);
+}
+
+// ---------------------------------------------------------------- schedules
+
+// A run's capture (or its diff image), fetched with the key from its resultUrl.
+function runImage(url, alt, cls) {
+  const box = el("div", { class: cls || "thumb" }, "…");
+  blobUrl(new URL(url).pathname).then(({ url: u, type }) => box.replaceChildren(
+    type.startsWith("image/") ? el("img", { src: u, alt }) : el("span", { class: "muted" }, type)))
+    .catch(() => box.replaceChildren(el("span", { class: "muted" }, "expired")));
+  return box;
+}
+
+function scheduleActions(s, reload) {
+  const act = (op, label) => el("button", { class: "schedule-" + op, onclick: async () => {
+    try { await call("/v1/schedules/" + encodeURIComponent(s.id) + "/" + op, { method: "POST" }); } catch (e) { return showError(e); }
+    reload();
+  } }, label);
+  return el("span", { class: "actions" },
+    s.status === "ACTIVE" ? act("pause", "Pause") : s.status === "PAUSED" ? act("resume", "Resume") : null,
+    act("trigger", "Run now"));
+}
+
+async function viewSchedules(v) {
+  const load = async () => {
+    const list = await call("/v1/schedules");
+    const rows = await Promise.all(list.schedules.map(async (s) => {
+      const h = await call("/v1/schedules/" + encodeURIComponent(s.id) + "/history?limit=1");
+      const last = h.executions[0];
+      return el("tr", { class: "schedule-row", "data-id": s.id, "data-status": s.status },
+        el("td", {}, last && last.resultUrl ? runImage(last.resultUrl, "last capture of " + s.url) : el("div", { class: "thumb" }, "no capture")),
+        el("td", {}, el("a", { href: "#/schedule/" + encodeURIComponent(s.id) }, s.name), el("div", { class: "url muted" }, s.url)),
+        el("td", {}, badge(s.status), s.pausedReason ? el("div", { class: "error-message" }, s.pausedReason) : null),
+        el("td", {}, s.scheduleDescription, el("div", { class: "muted" }, s.schedule + " · " + s.timezone)),
+        el("td", { class: "muted" }, s.nextExecutionAt ? when(s.nextExecutionAt) : "—"),
+        el("td", { class: "muted" }, s.successCount + " ok, " + s.failureCount + " failed"),
+        el("td", {}, scheduleActions(s, () => load().catch(v.error))));
+    }));
+    v.show(el("div", { class: "card", id: "schedules-view" },
+      el("h2", {}, "Schedules"),
+      rows.length
+        ? el("table", { id: "schedules" }, el("thead", {}, el("tr", {}, ["Last capture", "Name", "Status", "When", "Next run", "Runs", ""].map((h) => el("th", {}, h)))),
+            el("tbody", {}, rows))
+        : el("p", { class: "muted" }, "No schedules. Create one with POST /v1/schedules or screenshot_schedule_create().")));
+  };
+  try { await load(); } catch (e) { return v.error(e); }
+  v.live(() => load().catch(() => {}));
+}
+
+async function viewSchedule(v, id) {
+  const load = async () => {
+    const s = await call("/v1/schedules/" + encodeURIComponent(id));
+    const h = await call("/v1/schedules/" + encodeURIComponent(id) + "/history?limit=50");
+    const runs = h.executions.map((r) => el("tr", { class: "run-row", "data-id": r.id, "data-status": r.status, "data-changed": String(r.changed) },
+      el("td", {}, r.resultUrl ? runImage(r.resultUrl, "capture") : el("div", { class: "thumb" }, r.status)),
+      el("td", {}, r.diffUrl ? runImage(r.diffUrl, "difference from the previous capture", "thumb diff") : el("div", { class: "thumb muted" }, "nothing to compare")),
+      el("td", {}, badge(r.status), r.triggered ? el("div", { class: "muted" }, "run now") : null),
+      el("td", {}, r.changed === true ? el("b", { class: "changed" }, "changed") : r.changed === false ? "unchanged" : el("span", { class: "muted" }, "first capture"),
+         r.diffScore != null ? el("div", { class: "muted" }, (r.diffScore * 100).toFixed(2) + "% of pixels") : null),
+      el("td", { class: "muted" }, when(r.executedAt)),
+      el("td", {}, r.errorCode ? [el("div", { class: "error-code" }, r.errorCode), el("div", { class: "error-message" }, r.errorMessage || "")] : "",
+         r.jobId ? el("div", {}, el("a", { href: "#/job/" + encodeURIComponent(r.jobId) }, "job")) : null)));
+    v.show(el("div", { id: "schedule-view", "data-id": s.id },
+      el("div", { class: "card" },
+        el("h2", {}, s.name, " ", badge(s.status)),
+        s.pausedReason ? el("p", { class: "error", id: "paused-reason" }, s.pausedReason) : null,
+        el("p", { class: "url" }, s.url),
+        el("p", {}, s.scheduleDescription, " (", s.schedule, ", ", s.timezone, ") · next run ", s.nextExecutionAt ? when(s.nextExecutionAt) : "none",
+           " · ", s.onlyOnChange ? "delivered when over " + (s.diffThreshold * 100) + "% of pixels change" : "every capture delivered"),
+        scheduleActions(s, () => load().catch(v.error))),
+      el("div", { class: "card" }, el("h3", {}, "History (" + h.totalExecutions + " runs)"),
+        runs.length
+          ? el("table", { id: "runs" }, el("thead", {}, el("tr", {}, ["Capture", "Difference", "Status", "Change", "Started", ""].map((t) => el("th", {}, t)))),
+              el("tbody", {}, runs))
+          : el("p", { class: "muted" }, "No runs yet."))));
+  };
+  try { await load(); } catch (e) { return v.error(e); }
+  v.live(() => load().catch(() => {}));
 }
 
 function showError(e) {

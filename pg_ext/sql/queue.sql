@@ -1714,7 +1714,7 @@ LANGUAGE sql STABLE AS $$
         'captureOptions', s.spec->'options',
         'destinations', (SELECT coalesce(jsonb_agg(d.v - 'secret' ORDER BY d.n), '[]')
                          FROM jsonb_array_elements(s.spec->'destinations') WITH ORDINALITY AS d(v, n)),
-        'nextExecutionAt', pgshot.timestamp_json(s.next_run_at),
+        'nextExecutionAt', CASE WHEN s.status = 'ACTIVE' THEN pgshot.timestamp_json(s.next_run_at) END,
         'lastExecutedAt', pgshot.timestamp_json(s.last_run_at),
         'executionCount', s.execution_count,
         'successCount', s.success_count,

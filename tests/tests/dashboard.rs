@@ -408,6 +408,43 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     assert_eq!(captured["url"], site.url("/plain?captured"));
     assert_eq!(captured["metadata"]["width"], 1280, "{captured}");
 
+    // Schedules: the key's schedule with its last capture; "Run now" starts a run, whose capture
+    // and difference from the previous one the schedule's page shows; pause and resume.
+    let made: Value = ureq::post(&api.url("/v1/schedules"))
+        .set("X-API-Key", &key)
+        .send_json(json!({"name": "dashboard watch", "url": site.url("/plain?scheduled"), "schedule": "0 0 1 1 *",
+                          "options": {"viewport": {"width": 640, "height": 400}}}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let sched = made["id"].as_str().unwrap().to_string();
+    eval(&page, "location.hash = '#/schedules'; true").await;
+    until(&page, "the schedule's row", &format!("!!document.querySelector('.schedule-row[data-id=\"{sched}\"]')"), Duration::from_secs(10)).await;
+    eval(&page, &format!("document.querySelector('.schedule-row[data-id=\"{sched}\"] .schedule-trigger').click(); true")).await;
+    until(
+        &page,
+        "the first run's capture in the list",
+        &format!("(document.querySelector('.schedule-row[data-id=\"{sched}\"] .thumb img') || {{}}).naturalWidth > 0"),
+        Duration::from_secs(40),
+    )
+    .await;
+    eval(&page, &format!("location.hash = '#/schedule/{sched}'; true")).await;
+    until(&page, "the schedule's page", "!!document.querySelector('#schedule-view .schedule-trigger')", Duration::from_secs(10)).await;
+    eval(&page, "document.querySelector('#schedule-view .schedule-trigger').click(); true").await;
+    until(
+        &page,
+        "the second run, unchanged, with its difference image",
+        "document.querySelectorAll('.run-row[data-status=\"COMPLETED\"]').length === 2          && document.querySelector('.run-row').dataset.changed === 'false'          && (document.querySelector('.run-row .thumb.diff img') || {}).naturalWidth === 640",
+        Duration::from_secs(40),
+    )
+    .await;
+    eval(&page, "document.querySelector('#schedule-view .schedule-pause').click(); true").await;
+    until(&page, "the paused schedule", "!!document.querySelector('#schedule-view .schedule-resume')", Duration::from_secs(10)).await;
+    let paused: String = tokio::task::block_in_place(|| {
+        pgshot_tests::connect_url(&url).query_one("SELECT status FROM pgshot.schedules WHERE id = $1", &[&sched]).unwrap().get(0)
+    });
+    assert_eq!(paused, "PAUSED");
+
     // Another key's job does not exist for this key, in the page's API either; the queue view
     // is the operator's.
     let probe = format!(
@@ -438,10 +475,11 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
         Duration::from_secs(15),
     )
     .await;
+    // Completed: the key's five jobs and its schedule's two runs.
     until(
         &page,
         "the last hour",
-        "document.querySelector('#stat-completed b').textContent === '5' && document.querySelector('#stat-failed b').textContent === '2' \
+        "document.querySelector('#stat-completed b').textContent === '7' && document.querySelector('#stat-failed b').textContent === '2' \
          && document.querySelectorAll('#activity-chart rect').length > 0 && document.querySelector('#error-codes') !== null",
         Duration::from_secs(10),
     )
@@ -485,6 +523,7 @@ fn screenshots_by_pgshot(
         ("job", viewer, format!("/job/{job}")),
         ("queue", ADMIN_TOKEN, "/queue".to_string()),
         ("capture", viewer, "/capture".to_string()),
+        ("schedules", viewer, "/schedules".to_string()),
     ];
     for (name, token, view) in views {
         let target = format!("{}#token={token}&{view}", api.url("/dashboard"));

@@ -168,6 +168,55 @@ fn a_database_owner_gains_nothing_from_operators_planted_in_public() {
     ] {
         owner_conn.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+    // Schedules: every operation, a tick that starts a run, and the run's end (the counters,
+    // the auto-pause, the deliveries, the retention) through a complete and a fail.
+    let sched: Value = owner_conn
+        .query_one(
+            "SELECT screenshot_schedule_create('{\"name\": \"trap\", \"url\": \"https://example.com/s\", \
+             \"schedule\": \"* * * * *\", \"timezone\": \"Europe/Paris\", \"autoPauseAfterFailures\": 1, \
+             \"alertOnFailure\": true, \"startsAt\": \"2026-01-01T00:00:00Z\", \"endsAt\": \"2999-01-01T00:00:00Z\", \
+             \"webhookUrl\": \"https://hooks.example.com/s\", \"options\": {\"priority\": 5, \"maxAttempts\": 1}}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let sched = sched["id"].as_str().unwrap().to_string();
+    su.execute("UPDATE pgshot.schedules SET next_run_at = now() - interval '5 minutes'", &[]).unwrap();
+    owner_conn.query("SELECT screenshot_schedule_tick(10)", &[]).unwrap();
+    owner_conn.query("SELECT screenshot_schedule_trigger($1)", &[&sched]).unwrap();
+    let claimed: Vec<String> =
+        owner_conn.query("SELECT id FROM screenshot_claim('ws', 10)", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let run_ids: Vec<String> = su
+        .query("SELECT job_id FROM pgshot.schedule_runs ORDER BY triggered", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(run_ids.len(), 2, "the tick's run and the trigger's");
+    assert!(run_ids.iter().all(|id| claimed.contains(id)), "{run_ids:?} {claimed:?}");
+    owner_conn.query("SELECT * FROM screenshot_schedule_previous($1, 'ws', 1)", &[&run_ids[0]]).unwrap();
+    owner_conn
+        .execute(
+            "SELECT screenshot_complete($1, 'ws', 1, '{\"renderTimeMs\": 5, \"scheduleDiff\": {\"score\": 0.5, \"changed\": true}}', \
+             ARRAY[ROW('screenshot', 'screenshot', 'image/png', '\\x89504e47'::bytea, '{}')::pgshot.output])",
+            &[&run_ids[0]],
+        )
+        .unwrap();
+    owner_conn.execute("SELECT screenshot_fail($1, 'ws', 1, 'TIMEOUT', 'slow', false)", &[&run_ids[1]]).unwrap();
+    for sql in [
+        "SELECT screenshot_schedule($1)",
+        "SELECT screenshot_schedule_history($1, 10)",
+        "SELECT screenshot_schedule_update($1, '{\"schedule\": \"0 9 * * 1-5\", \"diffThreshold\": 0.2}')",
+        "SELECT screenshot_schedule_resume($1)",
+        "SELECT screenshot_schedule_pause($1)",
+        "SELECT pgshot.schedule_json(s) FROM pgshot.schedules s WHERE s.id = $1",
+    ] {
+        owner_conn.query(sql, &[&sched]).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    owner_conn.query("SELECT screenshot_schedules()", &[]).unwrap();
+    su.execute("UPDATE pgshot.schedule_runs SET expires_at = now() - interval '1 day'", &[]).unwrap();
+    owner_conn.query("SELECT screenshot_schedule_tick(10)", &[]).unwrap();
+    owner_conn.query("SELECT screenshot_schedule_delete($1)::text", &[&sched]).unwrap();
     let rolled: i64 = su.query_one("SELECT count(*) FROM pgshot.hourly", &[]).unwrap().get(0);
     assert!(rolled > 0, "the rollup rolled nothing up, so its expressions were not evaluated");
 
