@@ -7,6 +7,7 @@ mod charts;
 mod corpus;
 mod puppeteer;
 mod queues;
+mod schedules;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-/// `pgshot-bench [--quick] [--corpus DIR] [--only queue|render|memory|corpus|drain]`. `--only` runs one
+/// `pgshot-bench [--quick] [--corpus DIR] [--only queue|render|memory|schedules|corpus|drain]`. `--only` runs one
 /// section and prints it without rewriting BENCHMARKS.md or the charts (for working on it); `drain`
 /// is claim+complete alone, pgshot against pgmq.
 fn main() {
@@ -69,6 +70,9 @@ fn main() {
     let latencies = if runs("render") { rendering(&mut report, scale) } else { Vec::new() };
     if runs("memory") {
         memory_run(&mut report, scale);
+    }
+    if runs("schedules") {
+        schedules::run(&mut report, scale);
     }
     let corpus_table = match corpus::dir_from_args() {
         Some(dir) if runs("corpus") => Some((dir.clone(), corpus::run(&mut report, &dir))),
@@ -688,6 +692,13 @@ pgshot 6415 and pgmq 6718 jobs/s at 8 workers, 0.95x; the first after: 6830 and 
 **Bloat.** Each pgshot job is updated twice (claim, complete) and kept; pgmq archives (insert +
 delete) and graphile-worker deletes, so their queue tables end empty with as many dead tuples as
 jobs, until autovacuum runs.
+
+**Schedules.** Every worker calls `screenshot_schedule_tick` once a second. Its read is the partial
+index `schedules_due` (active schedules by due time), so a tick with nothing due costs one index
+probe whatever the number of schedules, and a busy tick reads the due rows and no others (the
+`schedules` rows above: the scan's `actual rows` is the number due). Most of a busy tick's time is
+the runs themselves: one `schedule_runs` row and one job each, inserted one by one in the tick's
+transaction (the job's NOTIFY is sent once, at commit).
 ";
 
 fn write_markdown(report: &Report, quick: bool, corpus: Option<&(PathBuf, String)>) {
