@@ -19,6 +19,10 @@
 --   retention; pgshot.job_retry keeps an SQL job the enqueuing role's; screenshot_watch checks
 --   that the job is the caller's before it writes to it.
 -- * Webhook bodies carry neither storage keys nor the workers of the attempts (pgshot.tenant_json).
+-- Schedules (issue 28):
+-- * pgshot.schedules and pgshot.schedule_runs; jobs.schedule_id (a run's job); the workers' tick
+--   (screenshot_schedule_tick), the SQL functions screenshot_schedule*, pgshot.schedule_* for
+--   pgshot-api, and SCHEDULE_CAPTURED / SCHEDULE_FAILED webhook deliveries.
 
 -- This database's four group roles (queue.sql, "Privileges"): roles are shared by every database
 -- of a cluster, so each database where pgshot is installed has roles of its own, named after it
