@@ -102,6 +102,26 @@ fn a_due_schedule_runs_once_however_many_tick_and_a_missed_one_once_when_they_re
         .collect::<Vec<_>>()
         .join("\n");
     assert!(plan.contains("schedules_due"), "{plan}");
+    c.batch_execute("RESET enable_seqscan").unwrap();
+
+    // Retention: a run past its retentionDays goes at the next tick, with its job once it ended.
+    let (run, job): (String, String) = c
+        .query_one("SELECT id, job_id FROM pgshot.schedule_runs ORDER BY id LIMIT 1", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    c.query_one("SELECT screenshot_cancel($1)", &[&job]).unwrap();
+    c.execute("UPDATE pgshot.schedule_runs SET expires_at = now() - interval '1 second' WHERE id = $1", &[&run]).unwrap();
+    c.query_one("SELECT screenshot_schedule_tick(100)", &[]).unwrap();
+    let left: (i64, i64) = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM pgshot.schedule_runs WHERE id = $1), (SELECT count(*) FROM pgshot.jobs WHERE id = $2)",
+            &[&run, &job],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(left, (0, 0));
+    let others: i64 = c.query_one("SELECT count(*) FROM pgshot.schedule_runs", &[]).unwrap().get(0);
+    assert_eq!(others, 39, "the other runs are kept");
 }
 
 #[test]
