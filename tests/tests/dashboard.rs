@@ -419,8 +419,18 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
         .unwrap();
     let sched = made["id"].as_str().unwrap().to_string();
     eval(&page, "location.hash = '#/schedules'; true").await;
-    until(&page, "the schedule's row", &format!("!!document.querySelector('.schedule-row[data-id=\"{sched}\"]')"), Duration::from_secs(10)).await;
-    eval(&page, &format!("document.querySelector('.schedule-row[data-id=\"{sched}\"] .schedule-trigger').click(); true")).await;
+    until(
+        &page,
+        "the schedule's row",
+        &format!("!!document.querySelector('.schedule-row[data-id=\"{sched}\"]')"),
+        Duration::from_secs(10),
+    )
+    .await;
+    eval(
+        &page,
+        &format!("document.querySelector('.schedule-row[data-id=\"{sched}\"] .schedule-trigger').click(); true"),
+    )
+    .await;
     until(
         &page,
         "the first run's capture in the list",
@@ -429,7 +439,13 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     )
     .await;
     eval(&page, &format!("location.hash = '#/schedule/{sched}'; true")).await;
-    until(&page, "the schedule's page", "!!document.querySelector('#schedule-view .schedule-trigger')", Duration::from_secs(10)).await;
+    until(
+        &page,
+        "the schedule's page",
+        "!!document.querySelector('#schedule-view .schedule-trigger')",
+        Duration::from_secs(10),
+    )
+    .await;
     eval(&page, "document.querySelector('#schedule-view .schedule-trigger').click(); true").await;
     until(
         &page,
@@ -439,9 +455,18 @@ async fn a_key_sees_its_jobs_live_and_the_operator_sees_the_queue() {
     )
     .await;
     eval(&page, "document.querySelector('#schedule-view .schedule-pause').click(); true").await;
-    until(&page, "the paused schedule", "!!document.querySelector('#schedule-view .schedule-resume')", Duration::from_secs(10)).await;
+    until(
+        &page,
+        "the paused schedule",
+        "!!document.querySelector('#schedule-view .schedule-resume')",
+        Duration::from_secs(10),
+    )
+    .await;
     let paused: String = tokio::task::block_in_place(|| {
-        pgshot_tests::connect_url(&url).query_one("SELECT status FROM pgshot.schedules WHERE id = $1", &[&sched]).unwrap().get(0)
+        pgshot_tests::connect_url(&url)
+            .query_one("SELECT status FROM pgshot.schedules WHERE id = $1", &[&sched])
+            .unwrap()
+            .get(0)
     });
     assert_eq!(paused, "PAUSED");
 

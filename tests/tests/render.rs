@@ -385,6 +385,7 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     let c = &mut db.client;
     let hang = enqueue(c, &site.url("/hang"), json!({"timeout": 2000, "maxAttempts": 1}));
     let refused = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 1}));
+    let unresolved = enqueue(c, "http://no-such-host.invalid/", json!({"maxAttempts": 1}));
     let missing = enqueue(c, &site.url("/plain"), json!({"waitFor": "#never", "timeout": 1500, "maxAttempts": 3}));
     let retried = enqueue(c, &format!("http://127.0.0.1:{}/", closed_port()), json!({"maxAttempts": 2}));
     // A page whose certificate no one vouches for (self-signed): the navigation fails, so that
@@ -410,9 +411,14 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
     assert_eq!(job["errorMessage"], "Page load timed out after 2 seconds");
     assert!(started.elapsed() < Duration::from_secs(20), "the timeout bounds the attempt");
 
+    // What happened, not Chromium's code for a failed proxy connection (ERR_SOCKS_CONNECTION_FAILED).
     let job = finished(c, &refused, Duration::from_secs(30), &worker);
     assert_eq!(job["errorCode"], "URL_UNREACHABLE", "{job}");
-    assert!(job["errorMessage"].as_str().unwrap().contains("ERR_"), "{job}");
+    let message = job["errorMessage"].as_str().unwrap();
+    assert!(message.contains("connection refused by 127.0.0.1:") && !message.contains("ERR_"), "{job}");
+    let job = finished(c, &unresolved, Duration::from_secs(30), &worker);
+    assert_eq!(job["errorCode"], "URL_UNREACHABLE", "{job}");
+    assert!(job["errorMessage"].as_str().unwrap().ends_with("could not resolve no-such-host.invalid"), "{job}");
 
     let job = finished(c, &missing, Duration::from_secs(30), &worker);
     assert_eq!(job["errorCode"], "SELECTOR_NOT_FOUND", "{job}");
@@ -426,7 +432,8 @@ fn timeouts_refused_connections_and_missing_selectors_fail_with_their_codes() {
 
     let job = finished(c, &untrusted, Duration::from_secs(30), &worker);
     assert_eq!(job["errorCode"], "URL_UNREACHABLE", "{job}");
-    assert!(job["errorMessage"].as_str().unwrap().contains("ERR_CERT"), "{job}");
+    let message = job["errorMessage"].as_str().unwrap();
+    assert!(message.contains("the TLS certificate of 127.0.0.1 is not valid") && message.contains("ERR_CERT"), "{job}");
 
     for (id, field) in [(&hand_url, "url"), (&hand_options, "viewport.width")] {
         let job = finished(c, id, Duration::from_secs(30), &worker);

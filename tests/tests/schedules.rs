@@ -46,7 +46,8 @@ fn a_due_schedule_runs_once_however_many_tick_and_a_missed_one_once_when_they_re
     let (mut c, url) = cluster().fresh_local_db(&[]);
     let ids: Vec<String> = (0..40)
         .map(|i| {
-            let s = create(&mut c, json!({"name": format!("s{i}"), "url": "https://example.com", "schedule": "* * * * *"}));
+            let s =
+                create(&mut c, json!({"name": format!("s{i}"), "url": "https://example.com", "schedule": "* * * * *"}));
             s["id"].as_str().unwrap().to_string()
         })
         .collect();
@@ -58,7 +59,9 @@ fn a_due_schedule_runs_once_however_many_tick_and_a_missed_one_once_when_they_re
             let url = url.clone();
             std::thread::spawn(move || {
                 let mut c = connect_url(&url);
-                (0..15).map(|_| c.query_one("SELECT screenshot_schedule_tick(7)", &[]).unwrap().get::<_, i32>(0)).sum::<i32>()
+                (0..15)
+                    .map(|_| c.query_one("SELECT screenshot_schedule_tick(7)", &[]).unwrap().get::<_, i32>(0))
+                    .sum::<i32>()
             })
         })
         .collect();
@@ -110,7 +113,8 @@ fn a_due_schedule_runs_once_however_many_tick_and_a_missed_one_once_when_they_re
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     c.query_one("SELECT screenshot_cancel($1)", &[&job]).unwrap();
-    c.execute("UPDATE pgshot.schedule_runs SET expires_at = now() - interval '1 second' WHERE id = $1", &[&run]).unwrap();
+    c.execute("UPDATE pgshot.schedule_runs SET expires_at = now() - interval '1 second' WHERE id = $1", &[&run])
+        .unwrap();
     c.query_one("SELECT screenshot_schedule_tick(100)", &[]).unwrap();
     let left: (i64, i64) = c
         .query_one(
@@ -151,21 +155,33 @@ fn bad_schedules_name_their_field_and_leave_nothing_and_time_zones_window_and_ow
     assert_eq!(none, 0, "a refused schedule writes nothing");
 
     // 9:00 in New York is 14:00 UTC the day before the clocks change (2030-03-10) and 13:00 after.
-    let before = create(&mut c, json!({"name": "ny", "url": "https://example.com", "schedule": "0 9 * * *",
-                                         "timezone": "America/New_York", "startsAt": "2030-03-08T15:00:00Z"}));
+    let before = create(
+        &mut c,
+        json!({"name": "ny", "url": "https://example.com", "schedule": "0 9 * * *",
+                                         "timezone": "America/New_York", "startsAt": "2030-03-08T15:00:00Z"}),
+    );
     assert_eq!(before["nextExecutionAt"], "2030-03-09T14:00:00Z", "{before}");
-    let after = create(&mut c, json!({"name": "ny", "url": "https://example.com", "schedule": "0 9 * * *",
-                                        "timezone": "America/New_York", "startsAt": "2030-03-09T15:00:00Z"}));
+    let after = create(
+        &mut c,
+        json!({"name": "ny", "url": "https://example.com", "schedule": "0 9 * * *",
+                                        "timezone": "America/New_York", "startsAt": "2030-03-09T15:00:00Z"}),
+    );
     assert_eq!(after["nextExecutionAt"], "2030-03-10T13:00:00Z", "{after}");
     // 2:30 does not happen that night: the run is at the first minute after the gap, 3:00 EDT.
-    let gap = create(&mut c, json!({"name": "gap", "url": "https://example.com", "schedule": "30 2 * * *",
-                                      "timezone": "America/New_York", "startsAt": "2030-03-10T05:00:00Z"}));
+    let gap = create(
+        &mut c,
+        json!({"name": "gap", "url": "https://example.com", "schedule": "30 2 * * *",
+                                      "timezone": "America/New_York", "startsAt": "2030-03-10T05:00:00Z"}),
+    );
     assert_eq!(gap["nextExecutionAt"], "2030-03-10T07:00:00Z", "{gap}");
 
     // endsAt: a window with no due time in it is COMPLETED at once; one that ends before the next
     // due time completes at the run that was due.
-    let over = create(&mut c, json!({"name": "o", "url": "https://example.com", "schedule": "@hourly",
-                                       "startsAt": "2030-01-01T00:10:00Z", "endsAt": "2030-01-01T00:50:00Z"}));
+    let over = create(
+        &mut c,
+        json!({"name": "o", "url": "https://example.com", "schedule": "@hourly",
+                                       "startsAt": "2030-01-01T00:10:00Z", "endsAt": "2030-01-01T00:50:00Z"}),
+    );
     assert_eq!((over["status"].as_str(), over.get("nextExecutionAt")), (Some("COMPLETED"), None), "{over}");
     let ending = create(&mut c, json!({"name": "e", "url": "https://example.com", "schedule": "@hourly"}));
     let id = ending["id"].as_str().unwrap();
@@ -211,8 +227,11 @@ fn bad_schedules_name_their_field_and_leave_nothing_and_time_zones_window_and_ow
 fn a_schedule_every_minute_runs_once_a_minute_with_two_workers() {
     let site = Site::start();
     let (mut c, url) = cluster().fresh_local_db(&[]);
-    let s = create(&mut c, json!({"name": "minutely", "url": site.url("/plain"), "schedule": "* * * * *",
-                                    "options": {"viewport": {"width": 400, "height": 300}}}));
+    let s = create(
+        &mut c,
+        json!({"name": "minutely", "url": site.url("/plain"), "schedule": "* * * * *",
+                                    "options": {"viewport": {"width": 400, "height": 300}}}),
+    );
     let id = s["id"].as_str().unwrap().to_string();
     // Both tick five times a second: their ticks meet at every due time.
     let env = [private(), vec![("PGSHOT_SCHEDULE_INTERVAL_MS", "200".into())]].concat();
@@ -239,7 +258,10 @@ fn a_schedule_every_minute_runs_once_a_minute_with_two_workers() {
     let first = minutes[0];
     let second = minutes[1];
     let gap: f64 = c
-        .query_one("SELECT extract(epoch FROM $2::text::timestamptz - $1::text::timestamptz)::float8", &[&first, &second])
+        .query_one(
+            "SELECT extract(epoch FROM $2::text::timestamptz - $1::text::timestamptz)::float8",
+            &[&first, &second],
+        )
         .unwrap()
         .get(0);
     assert_eq!(gap, 60.0, "{runs:?}");
@@ -272,7 +294,14 @@ fn a_failing_schedule_alerts_and_pauses_itself_after_its_failures() {
     let reason = paused["pausedReason"].as_str().unwrap();
     assert!(reason.contains("2 failed runs") && reason.contains("URL_UNREACHABLE"), "{reason}");
     let h = history(&mut c, &id);
-    assert!(h["executions"].as_array().unwrap().iter().all(|e| e["status"] == "FAILED" && e["errorCode"] == "URL_UNREACHABLE"), "{h}");
+    assert!(
+        h["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] == "FAILED" && e["errorCode"] == "URL_UNREACHABLE"),
+        "{h}"
+    );
     let alerts = receiver.wait_for(2, Duration::from_secs(30));
     for alert in &alerts {
         let body = alert.json();
@@ -347,7 +376,9 @@ fn assert_python_schedule_response(s: &Value) {
     for k in ["endsAt", "startsAt", "lastExecutedAt", "nextExecutionAt", "webhookUrl"] {
         may(k, Value::is_string);
     }
-    may("destinations", |v| v.as_array().is_some_and(|d| d.iter().all(|d| d["type"].is_string() && d["url"].is_string())));
+    may("destinations", |v| {
+        v.as_array().is_some_and(|d| d.iter().all(|d| d["type"].is_string() && d["url"].is_string()))
+    });
     may("options", |v| v.as_object().is_some_and(|o| o.values().all(Value::is_object)));
 }
 
@@ -410,8 +441,11 @@ fn the_vendor_sdks_schedule_calls_work_unchanged() {
     listed["schedules"].as_array().unwrap().iter().for_each(assert_python_schedule_response);
 
     // UpdateScheduleRequest(name=..., schedule="@daily", ends_at=None set explicitly).to_dict().
-    let (status, updated) =
-        rest.call("PUT", &format!("/v1/schedules/{id}"), Some(json!({"name": "Renamed", "schedule": "@daily", "endsAt": null})));
+    let (status, updated) = rest.call(
+        "PUT",
+        &format!("/v1/schedules/{id}"),
+        Some(json!({"name": "Renamed", "schedule": "@daily", "endsAt": null})),
+    );
     assert_eq!(status, 200, "{updated}");
     assert_python_schedule_response(&updated);
     assert_eq!((updated["name"].as_str(), updated["schedule"].as_str()), (Some("Renamed"), Some("@daily")));
@@ -438,14 +472,19 @@ fn the_vendor_sdks_schedule_calls_work_unchanged() {
         use allscreenshots_sdk::{AllscreenshotsClient, CreateScheduleRequest, UpdateScheduleRequest};
         let client = AllscreenshotsClient::builder().api_key(&rest.key).base_url(&rest.api.base).build().unwrap();
         let made = client
-            .create_schedule(&CreateScheduleRequest::new("Rust", site.url("/plain"), "0 9 * * 1-5").with_timezone("Europe/Paris"))
+            .create_schedule(
+                &CreateScheduleRequest::new("Rust", site.url("/plain"), "0 9 * * 1-5").with_timezone("Europe/Paris"),
+            )
             .await
             .unwrap();
         assert_eq!(made.status, "ACTIVE");
         assert_eq!(client.get_schedule(&made.id).await.unwrap().name, "Rust");
         assert_eq!(client.list_schedules().await.unwrap().total, 3);
         let renamed = client
-            .update_schedule(&made.id, &UpdateScheduleRequest { name: Some("Rust, renamed".into()), ..Default::default() })
+            .update_schedule(
+                &made.id,
+                &UpdateScheduleRequest { name: Some("Rust, renamed".into()), ..Default::default() },
+            )
             .await
             .unwrap();
         assert_eq!(renamed.name, "Rust, renamed");
@@ -476,7 +515,10 @@ fn the_vendor_sdks_schedule_calls_work_unchanged() {
     // Bad input: 400 naming the field, and nothing written.
     for (body, field) in [
         (json!({"name": "x", "url": site.url("/plain"), "schedule": "61 * * * *"}), "schedule"),
-        (json!({"name": "x", "url": site.url("/plain"), "schedule": "@daily", "timezone": "Atlantis/Capital"}), "timezone"),
+        (
+            json!({"name": "x", "url": site.url("/plain"), "schedule": "@daily", "timezone": "Atlantis/Capital"}),
+            "timezone",
+        ),
         (json!({"name": "x", "url": site.url("/plain"), "schedule": "@daily", "diffThreshold": -0.1}), "diffThreshold"),
         (json!({"url": site.url("/plain"), "schedule": "@daily"}), "name"),
         (json!({"name": "x", "url": site.url("/plain"), "schedule": "@daily", "every": "day"}), "every"),
@@ -555,7 +597,12 @@ fn only_on_change_delivers_a_changed_page_with_its_fraction_and_diff_image() {
     let delivered = receiver.wait_for(2, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
     let delivered_now = receiver.received();
-    assert_eq!(delivered_now.len(), 2, "the unchanged run is not delivered: {:?}", delivered_now.iter().map(|r| r.json()).collect::<Vec<_>>());
+    assert_eq!(
+        delivered_now.len(),
+        2,
+        "the unchanged run is not delivered: {:?}",
+        delivered_now.iter().map(|r| r.json()).collect::<Vec<_>>()
+    );
     let bodies: Vec<Value> = delivered.iter().map(|r| r.json()).collect();
     assert!(bodies.iter().all(|b| b["event"] == "SCHEDULE_CAPTURED" && b["scheduleId"] == id.as_str()), "{bodies:?}");
     assert_eq!(bodies[0]["captureId"], first["id"], "{bodies:?}");

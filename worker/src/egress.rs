@@ -65,9 +65,46 @@ pub enum Refusal {
     AdHost { host: String },
 }
 
+/// A connection the listener could not make for the job, by the destination it was asked for:
+/// Chromium only learns that the proxy failed (net::ERR_SOCKS_CONNECTION_FAILED), so the job's
+/// error says what happened from this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreached {
+    /// The host as the page asked for it (a name, or an address).
+    pub host: String,
+    pub port: u16,
+    pub why: Why,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// The name has no address.
+    Unresolved,
+    /// Every address refused the connection.
+    Refused,
+    /// No address answered within the connect timeout.
+    TimedOut,
+    /// Another error (unreachable network, reset).
+    Failed(String),
+}
+
+impl Unreached {
+    /// What happened, for the job's error: what a user can act on.
+    pub fn describe(&self) -> String {
+        let (host, port) = (&self.host, self.port);
+        match &self.why {
+            Why::Unresolved => format!("could not resolve {host}"),
+            Why::Refused => format!("connection refused by {host}:{port}"),
+            Why::TimedOut => format!("timed out connecting to {host}:{port}"),
+            Why::Failed(e) => format!("could not connect to {host}:{port}: {e}"),
+        }
+    }
+}
+
 struct State {
     rules: Mutex<Rules>,
     refusals: Mutex<Vec<Refusal>>,
+    unreached: Mutex<Vec<Unreached>>,
 }
 
 pub struct Egress {
@@ -87,7 +124,11 @@ impl Egress {
     pub async fn start(rules: Rules) -> io::Result<Egress> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State { rules: Mutex::new(rules), refusals: Mutex::new(Vec::new()) });
+        let state = Arc::new(State {
+            rules: Mutex::new(rules),
+            refusals: Mutex::new(Vec::new()),
+            unreached: Mutex::new(Vec::new()),
+        });
         let accept = tokio::spawn(accept_loop(listener, state.clone()));
         Ok(Egress { addr, state, accept })
     }
@@ -104,6 +145,11 @@ impl Egress {
 
     pub fn refusals(&self) -> Vec<Refusal> {
         self.state.refusals.lock().unwrap().clone()
+    }
+
+    /// The connections it could not make, oldest first (at most the first 32 kept).
+    pub fn unreached(&self) -> Vec<Unreached> {
+        self.state.unreached.lock().unwrap().clone()
     }
 }
 
@@ -148,14 +194,30 @@ async fn serve(mut client: TcpStream, state: Arc<State>) {
     };
     let (target, port) = target;
     let rules = state.rules.lock().unwrap().clone();
+    let host = match &target {
+        Target::Name(name) => name.clone(),
+        Target::Ip(ip) => ip.to_string(),
+    };
+    let unreached = |why: Why| {
+        let mut all = state.unreached.lock().unwrap();
+        if all.len() < 32 {
+            all.push(Unreached { host: host.clone(), port, why });
+        }
+    };
     let upstream = match resolve(&target, port, &rules).await {
-        Ok(addrs) => connect(&addrs).await,
+        Ok(addrs) => connect(&addrs).await.map_err(|(code, why)| {
+            unreached(why);
+            code
+        }),
         Err(Denied::Refused(refusal)) => {
             tracing::info!(?refusal, "egress refused");
             state.refusals.lock().unwrap().push(refusal);
             Err(reply::NOT_ALLOWED)
         }
-        Err(Denied::Unresolved) => Err(reply::HOST_UNREACHABLE),
+        Err(Denied::Unresolved) => {
+            unreached(Why::Unresolved);
+            Err(reply::HOST_UNREACHABLE)
+        }
     };
     match upstream {
         Ok(mut upstream) => {
@@ -276,20 +338,21 @@ pub fn refused(target: &Target, port: u16, addrs: &[SocketAddr], rules: &Rules) 
     }
 }
 
-async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, u8> {
-    let mut code = reply::HOST_UNREACHABLE;
+/// The first address that accepts; otherwise the SOCKS reply for the last failure, and why.
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, (u8, Why)> {
+    let mut failure = (reply::HOST_UNREACHABLE, Why::Failed("no address".into()));
     for addr in addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        failure = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => code = reply::CONNECTION_REFUSED,
-            Ok(Err(_)) => code = reply::GENERAL_FAILURE,
-            Err(_) => code = reply::HOST_UNREACHABLE,
-        }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => (reply::CONNECTION_REFUSED, Why::Refused),
+            Ok(Err(e)) => (reply::GENERAL_FAILURE, Why::Failed(e.to_string())),
+            Err(_) => (reply::HOST_UNREACHABLE, Why::TimedOut),
+        };
     }
-    Err(code)
+    Err(failure)
 }
 
 #[cfg(test)]

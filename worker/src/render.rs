@@ -630,7 +630,36 @@ impl Job<'_> {
             };
             return RenderError::new(ErrorCode::BlockedUrl, format!("refused to load {}: {what}", self.url));
         }
-        RenderError::new(ErrorCode::UrlUnreachable, format!("could not load {}: {error}", self.url))
+        RenderError::new(
+            ErrorCode::UrlUnreachable,
+            format!("could not load {}: {}", self.url, self.why_unreachable(error)),
+        )
+    }
+
+    /// What a user can act on, instead of Chromium's code for a failed proxy connection: which
+    /// connection of the page's own host failed, and how (the job's egress listener knows).
+    fn why_unreachable(&self, error: &str) -> String {
+        let page = url::Url::parse(&self.url).ok();
+        let host = page.as_ref().and_then(|u| u.host_str()).map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        let port = page.as_ref().and_then(url::Url::port_or_known_default);
+        let through_proxy =
+            ["ERR_SOCKS_CONNECTION_FAILED", "ERR_PROXY_CONNECTION_FAILED", "ERR_TUNNEL_CONNECTION_FAILED"]
+                .iter()
+                .any(|code| error.contains(code));
+        if through_proxy {
+            let unreached = self.egress.unreached();
+            let own = unreached.iter().find(|u| Some(u.host.as_str()) == host && Some(u.port) == port);
+            if let Some(u) = own.or(unreached.first()) {
+                return u.describe();
+            }
+        }
+        if error.contains("ERR_CERT_") {
+            return format!("the TLS certificate of {} is not valid ({error})", host.unwrap_or("the page"));
+        }
+        if error.contains("ERR_SSL_") {
+            return format!("the TLS handshake with {} failed ({error})", host.unwrap_or("the page"));
+        }
+        error.to_string()
     }
 
     async fn wait_for_selector(&self, selector: &str, limit: Duration, option: &str) -> Result<(), RenderError> {
