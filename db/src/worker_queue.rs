@@ -308,7 +308,10 @@ impl Queue {
     pub async fn schedule_previous(&self, job: &ClaimedJob) -> Result<Option<PreviousCapture>, QueueError> {
         let client = self.pool.get().await?;
         let row = client
-            .query_opt("SELECT * FROM screenshot_schedule_previous($1, $2, $3)", &[&job.id, &&*self.worker_id, &job.attempt])
+            .query_opt(
+                "SELECT * FROM screenshot_schedule_previous($1, $2, $3)",
+                &[&job.id, &&*self.worker_id, &job.attempt],
+            )
             .await?;
         Ok(row.map(|r| PreviousCapture {
             diff_threshold: r.get(0),
