@@ -517,9 +517,7 @@ impl Db {
         .map_err(|e| ApiError::from_db(rid, &e))?;
         Ok(row.get(0))
     }
-}
 
-impl Db {
     /// One of the extension's schedule operations (`call`, such as `pgshot.schedule_get($1, $2)`),
     /// with its parameters in order: the owner, then the schedule's id and the request, when given.
     pub async fn schedule_call(
@@ -539,7 +537,7 @@ impl Db {
             params.push(body);
         }
         let row = c.query_one(&format!("SELECT {call}"), &params).await.map_err(|e| ApiError::from_db(rid, &e))?;
-        Ok(row.get::<_, Option<Value>>(0).unwrap_or(Value::Null))
+        Ok(row.get(0))
     }
 
     /// The owner's schedule's stored request, for validating an update against it.
@@ -550,6 +548,14 @@ impl Db {
             .await
             .map_err(|e| ApiError::from_db(rid, &e))?;
         row.map(|r| r.get(0)).ok_or_else(|| ApiError::not_found(rid, format!("schedule \"{id}\" does not exist")))
+    }
+
+    pub async fn schedule_delete(&self, rid: &str, owner: &str, id: &str) -> ApiResult<()> {
+        let c = self.client(rid).await?;
+        c.execute("SELECT pgshot.schedule_delete($1, $2)", &[&owner, &id])
+            .await
+            .map_err(|e| ApiError::from_db(rid, &e))?;
+        Ok(())
     }
 
     pub async fn schedule_history(&self, rid: &str, owner: &str, id: &str, limit: i32) -> ApiResult<Value> {

@@ -321,7 +321,7 @@ impl SchedulesApi {
     ) -> Result<Deleted, LookupErrors> {
         let rid = new_job_id();
         let owner = self.0.owner_of(&rid, &auth).await?;
-        self.0.db.schedule_call(&rid, "to_jsonb(pgshot.schedule_delete($1, $2))", &owner, Some(&id.0), None).await?;
+        self.0.db.schedule_delete(&rid, &owner, &id.0).await?;
         Ok(Deleted::Deleted)
     }
 

@@ -30,8 +30,5 @@ pub use options::{
 };
 pub use request::{parse_bulk, JobRequest, DEFAULT_MAX_ATTEMPTS, MAX_BULK};
 pub use row_rules::{broken_output_rule, broken_rule, JobRow, OutputRow, Rule, OUTPUT_RULES, RULES};
-pub use schedule::{
-    next_run, parse_cron, parse_timezone, DestinationRequest, ScheduleRequest, DEFAULT_DIFF_THRESHOLD,
-    DEFAULT_RETENTION_DAYS, MAX_DESTINATIONS,
-};
+pub use schedule::{next_run, DestinationRequest, ScheduleRequest};
 pub use status::JobStatus;

@@ -1096,7 +1096,7 @@ fn range(field: &str, value: Option<i64>, lo: i64, hi: i64) -> Result<(), Invali
 }
 
 /// Length in characters between `min` and `max`; a blank string counts as empty.
-fn text(field: &str, value: Option<&str>, min: usize, max: usize) -> Result<(), InvalidOption> {
+pub(crate) fn text(field: &str, value: Option<&str>, min: usize, max: usize) -> Result<(), InvalidOption> {
     let Some(value) = value else { return Ok(()) };
     let len = value.chars().count();
     if min > 0 && value.trim().is_empty() {

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 
 use crate::{check_bulk_webhook, check_url, InvalidOption, JobRequest, NetworkPolicy, ScreenshotOptions};
 
-pub const DEFAULT_DIFF_THRESHOLD: f64 = 0.01;
-pub const DEFAULT_RETENTION_DAYS: i64 = 30;
-pub const MAX_DESTINATIONS: usize = 10;
+const DEFAULT_DIFF_THRESHOLD: f64 = 0.01;
+const DEFAULT_RETENTION_DAYS: i64 = 30;
+const MAX_DESTINATIONS: usize = 10;
 const MAX_NAME: usize = 255;
 
 /// Everything a schedule request may carry. Creating one needs `name`, `url` and `schedule`; an
@@ -157,7 +157,7 @@ impl ScheduleRequest {
     /// spellings, the options as the worker reads them.
     pub fn canonical(self, policy: NetworkPolicy) -> Result<Value, InvalidOption> {
         let name = required("name", self.name)?;
-        text_range("name", &name, MAX_NAME)?;
+        crate::options::text("name", Some(&name), 1, MAX_NAME)?;
         let url = required("url", self.url)?;
         check_url("url", &url, policy)?;
         let pattern = required("schedule", self.schedule)?;
@@ -254,15 +254,6 @@ fn required(field: &str, value: Option<String>) -> Result<String, InvalidOption>
     }
 }
 
-fn text_range(field: &str, value: &str, max: usize) -> Result<(), InvalidOption> {
-    let len = value.chars().count();
-    if len > max {
-        return Err(InvalidOption::new(field, format!("{field} must be at most {max} characters"))
-            .with_detail(format!("got {len} characters")));
-    }
-    Ok(())
-}
-
 /// A schedule's options are a capture's, less what belongs to one job.
 fn canonical_options(url: &str, options: ScreenshotOptions, policy: NetworkPolicy) -> Result<Value, InvalidOption> {
     let one_job = [
@@ -293,7 +284,7 @@ fn canonical_options(url: &str, options: ScreenshotOptions, policy: NetworkPolic
 }
 
 /// An IANA zone name (case as the tz database spells it, or any case).
-pub fn parse_timezone(name: &str) -> Result<Tz, InvalidOption> {
+fn parse_timezone(name: &str) -> Result<Tz, InvalidOption> {
     Tz::from_str(name.trim()).or_else(|_| Tz::from_str_insensitive(name.trim())).map_err(|_| {
         InvalidOption::new("timezone", "timezone is not a known IANA time zone")
             .with_detail(format!("got \"{name}\""))
@@ -303,7 +294,7 @@ pub fn parse_timezone(name: &str) -> Result<Tz, InvalidOption> {
 
 /// A cron pattern of 5 fields (or 6, the first one second), or an alias; never more than once a
 /// minute.
-pub fn parse_cron(pattern: &str) -> Result<Cron, InvalidOption> {
+fn parse_cron(pattern: &str) -> Result<Cron, InvalidOption> {
     let fields: Vec<&str> = pattern.split_whitespace().collect();
     let bad = |why: String| {
         InvalidOption::new("schedule", format!("schedule is not a valid cron pattern: {why}"))
